@@ -1,0 +1,140 @@
+"""The adapter contract and adapter loading.
+
+An adapter puts one layer implementation under the gate. It receives NumPy arrays in the canonical
+(PyTorch) layouts and returns one; converting to and from its framework's layouts is its own job
+(helpers in :mod:`conformance.layouts`). It calls the framework's public API exactly as the
+framework's users do: a workaround for a framework bug inside an adapter would hide the very
+divergence this harness exists to show.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from conformance.spec import ConvParams
+
+if TYPE_CHECKING:
+    from conformance.cases import Case
+
+ENTRY_POINT_GROUP = "conformance.adapters"
+BUILTINS: dict[str, str] = {
+    "torch": "conformance.adapters.torch_functional:TorchFunctional",
+    "mlx": "conformance.adapters.mlx_functional:MlxFunctional",
+}
+
+
+class AdapterLoadError(Exception):
+    """An adapter spec that cannot be resolved or imported (bad usage, exit code 2)."""
+
+
+class Adapter:
+    """Base class for an implementation under test.
+
+    Subclasses set ``name`` and implement :meth:`forward`. Capability limits are declared, not
+    discovered by failing: list them in ``unsupported_dtypes`` / ``unsupported_ndims`` (value: the
+    reason) or override :meth:`unsupported`; such cases are reported as ``unsupported``.
+    """
+
+    name: str = ""
+    #: distribution whose version is reported (``importlib.metadata``); None: ``version()`` decides
+    distribution: str | None = None
+    unsupported_dtypes: dict[str, str] = {}
+    unsupported_ndims: dict[int, str] = {}
+    #: whether the API can be told C_out independently of the weight (it can't in torch.functional,
+    #: where C_out = weight.shape[1] * groups, so "C_out divisible by groups" is not expressible).
+    expresses_out_channels: bool = False
+
+    def version(self) -> str:
+        if self.distribution:
+            try:
+                return importlib.metadata.version(self.distribution)
+            except importlib.metadata.PackageNotFoundError:
+                return "unknown"
+        return "unknown"
+
+    def unsupported(self, case: Case) -> str | None:
+        """Why this adapter cannot run ``case``, or None when it can."""
+        if case.params.ndim in self.unsupported_ndims:
+            return self.unsupported_ndims[case.params.ndim]
+        if case.dtype in self.unsupported_dtypes:
+            return self.unsupported_dtypes[case.dtype]
+        if not self.expresses_out_channels and any(v.rule == "out_channels_divisible" for v in case.violations):
+            return (
+                "C_out is inferred as weight.shape[1] * groups in this API, so a C_out not divisible by "
+                "groups cannot be expressed"
+            )
+        return None
+
+    def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams) -> np.ndarray:
+        """Compute the transposed convolution; return ``(N, C_out, *spatial_out)`` in x's dtype."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward()")
+
+
+def _import_target(spec: str) -> object:
+    target, sep, attr = spec.rpartition(":")
+    if not sep or not target or not attr:
+        raise AdapterLoadError(f"adapter spec {spec!r} must look like 'package.module:Class' or 'file.py:Class'")
+    try:
+        if target.endswith(".py"):
+            path = Path(target)
+            if not path.is_file():
+                raise AdapterLoadError(f"adapter file {target!r} does not exist")
+            module_name = f"_conformance_adapter_{abs(hash(str(path.resolve())))}"
+            module_spec = importlib.util.spec_from_file_location(module_name, path)
+            assert module_spec and module_spec.loader
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[module_name] = module
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(target)
+    except AdapterLoadError:
+        raise
+    except Exception as exc:  # an adapter module may fail in any way while importing
+        raise AdapterLoadError(f"cannot import adapter module {target!r}: {type(exc).__name__}: {exc}") from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise AdapterLoadError(f"module {target!r} has no attribute {attr!r}") from None
+
+
+def entry_point_adapters() -> dict[str, str]:
+    """Installed plugin adapters: entry-point name -> 'module:Class'."""
+    return {ep.name: ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def resolve_spec(spec: str) -> str:
+    """A built-in name or plugin name -> its 'module:Class'; other specs pass through."""
+    if ":" in spec:
+        return spec
+    known = {**entry_point_adapters(), **BUILTINS}
+    if spec not in known:
+        raise AdapterLoadError(f"unknown framework {spec!r} (known: {', '.join(sorted(known))})")
+    return known[spec]
+
+
+def load_adapter(spec: str) -> Adapter:
+    """Instantiate the adapter named by ``spec`` (built-in name, plugin name, module:Class or file.py:Class)."""
+    obj = _import_target(resolve_spec(spec))
+    if not (inspect.isclass(obj) and issubclass(obj, Adapter)):
+        raise AdapterLoadError(f"{spec!r} is not a subclass of conformance.adapters.Adapter")
+    try:
+        adapter = obj()
+    except Exception as exc:
+        raise AdapterLoadError(f"cannot construct adapter {spec!r}: {type(exc).__name__}: {exc}") from None
+    if not adapter.name:
+        raise AdapterLoadError(f"adapter {spec!r} has no 'name'")
+    return adapter
+
+
+def importable_builtins() -> dict[str, str]:
+    """Built-in frameworks whose package is installed, name -> spec (checked without importing)."""
+    packages = {"torch": "torch", "mlx": "mlx"}
+    return {name: spec for name, spec in BUILTINS.items() if importlib.util.find_spec(packages[name]) is not None}

@@ -1,0 +1,67 @@
+"""MLX's ``mlx.core.conv_transpose{1,2,3}d``: channels-last, weight ``(C_out, *K, C_in/groups)``."""
+
+from __future__ import annotations
+
+import ml_dtypes
+import mlx.core as mx
+import numpy as np
+
+from conformance import layouts
+from conformance.adapters import Adapter
+from conformance.dtypes import dtype_name
+from conformance.spec import ConvParams
+
+FUNCTIONS = {1: mx.conv_transpose1d, 2: mx.conv_transpose2d, 3: mx.conv_transpose3d}
+MX_DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16, "float64": mx.float64}
+
+
+def to_mlx(a: np.ndarray) -> mx.array:
+    # Name the dtype: mx.array turns a float64 NumPy array into float32 unless told otherwise.
+    return mx.array(np.ascontiguousarray(a), dtype=MX_DTYPES[dtype_name(a.dtype)])
+
+
+def to_numpy(a: mx.array) -> np.ndarray:
+    if a.dtype == mx.bfloat16:  # no buffer-protocol format for bfloat16: widen exactly, then narrow
+        return np.array(a.astype(mx.float32)).astype(ml_dtypes.bfloat16)
+    return np.array(a)
+
+
+def mlx_weight(weight: np.ndarray, params: ConvParams) -> np.ndarray:
+    """The channels-last weight an MLX user passes for this configuration.
+
+    Valid groupings convert value for value; a grouping that breaks a divisibility rule has no
+    such conversion, so the weight gets the shape an MLX user would write and MLX judges it.
+    """
+    g = params.groups
+    if g >= 1 and params.in_channels % g == 0 and params.out_channels % g == 0:
+        return layouts.torch_weight_to_channels_last(weight, g)
+    shape = layouts.channels_last_weight_shape(params.in_channels, params.out_channels, params.kernel_size, g)
+    return np.resize(weight, shape)
+
+
+class MlxFunctional(Adapter):
+    name = "mlx"
+    distribution = "mlx"
+    expresses_out_channels = True  # the weight's first axis is C_out
+
+    def version(self) -> str:
+        return mx.__version__
+
+    def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams) -> np.ndarray:
+        # mx.conv_transpose1d takes plain ints; the 2-d and 3-d functions take tuples.
+        def arg(values: tuple[int, ...]) -> int | tuple[int, ...]:
+            return values[0] if params.ndim == 1 else values
+
+        out = FUNCTIONS[params.ndim](
+            to_mlx(layouts.channels_first_to_last(x)),
+            to_mlx(mlx_weight(weight, params)),
+            stride=arg(params.stride),
+            padding=arg(params.padding),
+            dilation=arg(params.dilation),
+            output_padding=arg(params.output_padding),
+            groups=params.groups,
+        )
+        if bias is not None:
+            out = out + to_mlx(bias)  # bias is added by the caller, as mlx.nn.ConvTranspose does
+        mx.eval(out)
+        return np.ascontiguousarray(layouts.channels_last_to_first(to_numpy(out)))

@@ -1,0 +1,47 @@
+"""PyTorch's ``torch.nn.functional.conv_transpose{1,2,3}d``: the reference API, channels-first."""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from conformance.adapters import Adapter
+from conformance.spec import ConvParams
+
+FUNCTIONS = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+
+
+def to_torch(a: np.ndarray) -> torch.Tensor:
+    if a.dtype == ml_dtypes.bfloat16:  # no NumPy bfloat16 in torch: reinterpret the bits
+        return torch.from_numpy(np.ascontiguousarray(a).view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    t = t.detach().contiguous()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return t.numpy()
+
+
+class TorchFunctional(Adapter):
+    name = "torch"
+    distribution = "torch"
+
+    def version(self) -> str:
+        return torch.__version__
+
+    def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams) -> np.ndarray:
+        out = FUNCTIONS[params.ndim](
+            to_torch(x),
+            to_torch(weight),
+            None if bias is None else to_torch(bias),
+            stride=params.stride,
+            padding=params.padding,
+            output_padding=params.output_padding,
+            groups=params.groups,
+            dilation=params.dilation,
+        )
+        return to_numpy(out)

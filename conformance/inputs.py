@@ -1,0 +1,41 @@
+"""Deterministic inputs for a case: x, weight and bias drawn from the case's seed and distribution.
+
+Values are drawn in float64 and rounded once to the case's dtype; the oracle then computes on
+exactly those rounded values, so input quantisation never counts against an implementation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from conformance.cases import Case
+from conformance.dtypes import numpy_dtype
+
+
+@dataclass(frozen=True)
+class Inputs:
+    x: np.ndarray
+    weight: np.ndarray
+    bias: np.ndarray | None
+
+
+def _draw(rng: np.random.Generator, shape: tuple[int, ...], values: str) -> np.ndarray:
+    if values == "normal":
+        return rng.standard_normal(shape)
+    if values == "uniform":
+        return rng.uniform(-1.0, 1.0, shape)
+    if values == "integers":
+        # Small integers: every partial sum is exact in float32 (and in float16 up to 2048).
+        return rng.integers(-2, 3, shape).astype(np.float64)
+    raise ValueError(f"unknown value distribution {values!r}")
+
+
+def make_inputs(case: Case) -> Inputs:
+    rng = np.random.default_rng(case.seed)
+    dtype = numpy_dtype(case.dtype)
+    x = _draw(rng, case.input_shape, case.values).astype(dtype)
+    weight = _draw(rng, case.params.weight_shape(), case.values).astype(dtype)
+    bias = _draw(rng, (case.params.out_channels,), case.values).astype(dtype) if case.params.bias else None
+    return Inputs(x, weight, bias)

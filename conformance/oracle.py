@@ -1,0 +1,126 @@
+"""The ground truth: transposed convolution in pure NumPy, computed in float64.
+
+Same argument order and layouts as ``torch.nn.functional.conv_transpose{1,2,3}d``. The kernel is
+the scatter form of the definition: every input element, times every kernel tap, lands at output
+position ``i·stride + k·dilation - padding``. One matmul per kernel tap computes all products for
+that tap at once, and a strided slice adds them into a zero-extended "full" output, which is then
+cropped by ``padding`` (and extended by ``output_padding``) exactly as the output-length formula says.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+
+from conformance.spec import ConvParams, output_shape
+
+IntOrTuple = int | Sequence[int]
+
+
+def params_for(
+    x_shape: Sequence[int],
+    weight_shape: Sequence[int],
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple = 0,
+    output_padding: IntOrTuple = 0,
+    groups: int = 1,
+    dilation: IntOrTuple = 1,
+    bias: bool = True,
+) -> ConvParams:
+    """The ConvParams a functional call describes; dimensionality comes from the weight's rank."""
+    ndim = len(weight_shape) - 2
+    if ndim not in (1, 2, 3):
+        raise ValueError(f"weight must have rank 3, 4 or 5 (C_in, C_out/groups, *kernel), got {len(weight_shape)}")
+    if len(x_shape) >= 2 and x_shape[1] != weight_shape[0]:
+        raise ValueError(f"input has C_in={x_shape[1]} channels but weight.shape[0]={weight_shape[0]}")
+    return ConvParams.make(
+        ndim,
+        in_channels=weight_shape[0],
+        out_channels=weight_shape[1] * groups,
+        kernel_size=tuple(weight_shape[2:]),
+        stride=stride,
+        padding=padding,
+        output_padding=output_padding,
+        dilation=dilation,
+        groups=groups,
+        bias=bias,
+    )
+
+
+def conv_transpose(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple = 0,
+    output_padding: IntOrTuple = 0,
+    groups: int = 1,
+    dilation: IntOrTuple = 1,
+) -> np.ndarray:
+    """Transposed convolution of ``x (N, C_in, *L)`` with ``weight (C_in, C_out/groups, *K)``.
+
+    Returns float64 ``(N, C_out, *L_out)``. Raises ValueError naming the broken rule.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    weight = np.asarray(weight, dtype=np.float64)
+    p = params_for(x.shape, weight.shape, stride, padding, output_padding, groups, dilation, bias is not None)
+    out_shape = output_shape(x.shape, p)
+    if bias is not None:
+        bias = np.asarray(bias, dtype=np.float64)
+        if bias.shape != (p.out_channels,):
+            raise ValueError(f"bias must have shape ({p.out_channels},), got {bias.shape}")
+
+    n, g = x.shape[0], p.groups
+    spatial = x.shape[2:]
+    cin_g, cout_g = p.in_channels // g, p.out_channels // g
+    xg = x.reshape(n, g, cin_g, -1)
+    # (g, C_out/g, C_in/g, *K): one (C_out/g x C_in/g) matrix per group and kernel tap.
+    wg = weight.reshape(g, cin_g, cout_g, *p.kernel_size).swapaxes(1, 2)
+
+    full_len = [
+        (length - 1) * s + d * (k - 1) + 1 + op
+        for length, k, s, d, op in zip(spatial, p.kernel_size, p.stride, p.dilation, p.output_padding)
+    ]
+    full = np.zeros((n, g, cout_g, *full_len), dtype=np.float64)
+    for tap in itertools.product(*(range(k) for k in p.kernel_size)):
+        contrib = np.matmul(wg[(..., *tap)], xg).reshape(n, g, cout_g, *spatial)
+        window = tuple(
+            slice(d * t, d * t + s * (length - 1) + 1, s)
+            for t, length, s, d in zip(tap, spatial, p.stride, p.dilation)
+        )
+        full[(..., *window)] += contrib
+
+    crop = tuple(slice(pad, pad + size) for pad, size in zip(p.padding, out_shape[2:]))
+    out = full[(..., *crop)].reshape(out_shape)
+    if bias is not None:
+        out = out + bias.reshape(1, -1, *([1] * p.ndim))
+    return out
+
+
+def magnitude_bound(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple = 0,
+    output_padding: IntOrTuple = 0,
+    groups: int = 1,
+    dilation: IntOrTuple = 1,
+) -> np.ndarray:
+    """Per-element ``|x| ⊛ |w| + |b|``: the sum of magnitudes each output element adds up.
+
+    Rounding error of any summation order is proportional to this, so tolerances scale with it.
+    """
+    abs_bias = None if bias is None else np.abs(np.asarray(bias, dtype=np.float64))
+    return conv_transpose(
+        np.abs(np.asarray(x, dtype=np.float64)),
+        np.abs(np.asarray(weight, dtype=np.float64)),
+        abs_bias,
+        stride,
+        padding,
+        output_padding,
+        groups,
+        dilation,
+    )
