@@ -52,3 +52,93 @@ class Result:
     def from_dict(cls, data: dict[str, Any]) -> Result:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+# --- results.json documents ---------------------------------------------------------------------
+
+SCHEMA = "conformance.results/1"
+
+
+def environment() -> dict[str, str]:
+    import platform
+
+    import numpy
+
+    from conformance import __version__
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "conformance": __version__,
+        "numpy": numpy.__version__,
+    }
+
+
+def summarize(results: list[Result]) -> dict[str, dict[str, int]]:
+    """framework -> status -> count, every status present (zeros included)."""
+    summary: dict[str, dict[str, int]] = {}
+    for r in results:
+        counts = summary.setdefault(r.framework, dict.fromkeys(STATUSES, 0))
+        counts[r.status] = counts.get(r.status, 0) + 1
+    return summary
+
+
+def make_document(
+    results: list[Result],
+    frameworks: dict[str, str],
+    warnings: list[str] | None = None,
+    interrupted: bool = False,
+    command: str = "",
+) -> dict[str, Any]:
+    env = environment()
+    return {
+        "schema": SCHEMA,
+        "environment": env,
+        "frameworks": dict(frameworks),
+        "runs": [{"environment": env, "frameworks": dict(frameworks), "command": command,
+                  "interrupted": interrupted}],  # fmt: skip
+        "interrupted": interrupted,
+        "warnings": list(warnings or []),
+        "summary": summarize(results),
+        "results": [r.to_dict() for r in results],
+    }
+
+
+def results_of(document: dict[str, Any]) -> list[Result]:
+    return [Result.from_dict(d) for d in document.get("results", [])]
+
+
+def merge_documents(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    """One document from runs made in different environments; a later result for the same
+    (file, case, framework, check) replaces an earlier one, with a warning."""
+    if len(documents) == 1:
+        return documents[0]
+    merged: dict[tuple, Result] = {}
+    frameworks: dict[str, str] = {}
+    runs: list[dict] = []
+    warnings: list[str] = []
+    for doc in documents:
+        for name, version in doc.get("frameworks", {}).items():
+            if name in frameworks and frameworks[name] != version:
+                warnings.append(f"framework {name} appears with versions {frameworks[name]} and {version}")
+            frameworks[name] = version
+        runs.extend(doc.get("runs") or [{"environment": doc.get("environment", {}), "frameworks":
+                                         doc.get("frameworks", {}), "command": ""}])  # fmt: skip
+        warnings.extend(doc.get("warnings", []))
+        for r in results_of(doc):
+            if r.key in merged:
+                warnings.append(f"result {r.framework}/{r.case}/{r.check} appears in more than one input; kept the last")
+            merged[r.key] = r
+    results = list(merged.values())
+    interrupted = any(doc.get("interrupted") for doc in documents)
+    return {
+        "schema": SCHEMA,
+        "environment": environment(),
+        "frameworks": frameworks,
+        "runs": runs,
+        "interrupted": interrupted,
+        "warnings": warnings,
+        "summary": summarize(results),
+        "results": [r.to_dict() for r in results],
+    }

@@ -1,0 +1,171 @@
+"""The ``conformance`` command: ``run`` cases through frameworks and gate on the result, ``report``
+to render (and merge) result files, ``validate`` to check case files without running them.
+
+Exit codes: 0 nothing unexpected; 1 a result failed, errored, crashed, timed out or unexpectedly
+passed (or the run was interrupted); 2 bad case file, bad known-divergences file or bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tabulate import tabulate
+
+from conformance import divergences, runner
+from conformance.adapters import AdapterLoadError, importable_builtins, resolve_spec
+from conformance.cases import CaseFileError, load_cases, select
+from conformance.results import FAILING, STATUSES, Result, make_document, merge_documents, results_of
+from conformance.selection import ExpressionError, filter_cases
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_KNOWN = "cases/known_divergences.yaml"
+
+
+class UsageError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="conformance", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run case files through frameworks and write reports")
+    run.add_argument("paths", nargs="*", default=["cases"], help="case files or directories (default: cases/)")
+    run.add_argument("--framework", action="append", default=[], metavar="NAME",
+                     help="a built-in or installed plugin framework (repeatable)")  # fmt: skip
+    run.add_argument("--adapter", action="append", default=[], metavar="SPEC",
+                     help="your adapter: package.module:Class or path/to/file.py:Class (repeatable)")  # fmt: skip
+    run.add_argument("--report-dir", default="reports", help="where reports go (default: reports/)")
+    run.add_argument("--known-divergences", default=None, metavar="FILE",
+                     help=f"baseline of known divergences (default: {DEFAULT_KNOWN} if it exists)")  # fmt: skip
+    run.add_argument("-k", dest="keyword", default=None, metavar="EXPR",
+                     help="keyword expression over case ids, files, ops, dtypes and tags")  # fmt: skip
+    run.add_argument("--case", action="append", default=[], metavar="GLOB", help="run only case ids matching")
+    run.add_argument("-n", "--workers", type=int, default=1, metavar="N", help="worker processes (default 1)")
+    run.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS", help="per-case limit")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+    report = sub.add_parser("report", help="render reports from one or more results.json files, merged")
+    report.add_argument("results", nargs="+", help="results.json files (e.g. one per environment)")
+    report.add_argument("--report-dir", default="reports")
+
+    validate = sub.add_parser("validate", help="check case files (and the known-divergences file) only")
+    validate.add_argument("paths", nargs="*", default=["cases"])
+    validate.add_argument("--known-divergences", default=None, metavar="FILE")
+    return parser
+
+
+def _known_divergences_path(arg: str | None) -> Path | None:
+    if arg is not None:
+        if not Path(arg).is_file():
+            raise UsageError(f"known-divergences file {arg!r} does not exist")
+        return Path(arg)
+    default = Path(DEFAULT_KNOWN)
+    return default if default.is_file() else None
+
+
+def _adapter_specs(frameworks: Sequence[str], adapters: Sequence[str]) -> list[str]:
+    if frameworks or adapters:
+        for name in frameworks:
+            resolve_spec(name)  # unknown names are usage errors
+        return [*frameworks, *adapters]
+    available = importable_builtins()
+    if not available:
+        raise UsageError("no framework given and no built-in framework (torch, mlx) is installed")
+    return list(available)
+
+
+def _print_summary(results: list[Result], frameworks: dict[str, str]) -> None:
+    rows = []
+    for name, version in frameworks.items():
+        mine = [r for r in results if r.framework == name]
+        rows.append([name, version, *(sum(r.status == s for r in mine) for s in STATUSES), len(mine)])
+    print(tabulate(rows, headers=["framework", "version", *STATUSES, "total"], tablefmt="simple"))
+
+
+def _print_failures(results: list[Result], limit: int = 20) -> None:
+    failing = [r for r in results if r.status in FAILING]
+    for r in failing[:limit]:
+        print(f"{r.status.upper():8} {r.framework} {r.case} [{r.check}]: {r.message}", file=sys.stderr)
+        print(f"         re-run: {r.rerun}", file=sys.stderr)
+    if len(failing) > limit:
+        print(f"... and {len(failing) - limit} more (see the report)", file=sys.stderr)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from conformance.report import write_reports
+
+    known_path = _known_divergences_path(args.known_divergences)
+    known = divergences.load_divergences(known_path) if known_path else []
+    specs = _adapter_specs(args.framework, args.adapter)
+    cases = filter_cases(select(load_cases(args.paths), args.case), args.keyword)
+    if not cases:
+        raise UsageError("no case matches the given paths, --case and -k")
+    infos = runner.describe(specs)
+    names = [i.name for i in infos]
+    if len(set(names)) != len(names):
+        raise UsageError(f"two adapters share a name: {names}")
+    if not args.quiet:
+        versions = ", ".join(f"{i.name} {i.version}" for i in infos)
+        print(f"conformance: {len(cases)} cases x {len(infos)} frameworks ({versions})", file=sys.stderr)
+    progress = None if args.quiet else runner.print_progress
+    outcome = runner.Runner(infos, args.workers, args.timeout, progress).run(cases)
+    warnings = divergences.apply(outcome.results, known)
+    command = "conformance " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    document = make_document(outcome.results, outcome.frameworks, warnings, outcome.interrupted, command)
+    paths = write_reports(document, args.report_dir)
+    _print_summary(outcome.results, outcome.frameworks)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    _print_failures(outcome.results)
+    print(f"reports: {', '.join(str(p) for p in paths.values())}")
+    if outcome.interrupted:
+        print("interrupted: the reports hold every result computed before the interruption", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_FAILED if any(r.status in FAILING for r in outcome.results) else EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from conformance.report import load_document, write_reports
+
+    documents = []
+    for path in args.results:
+        try:
+            documents.append(load_document(path))
+        except (OSError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
+    document = merge_documents(documents)
+    paths = write_reports(document, args.report_dir)
+    results = results_of(document)
+    _print_summary(results, document["frameworks"])
+    print(f"reports: {', '.join(str(p) for p in paths.values())}")
+    return EXIT_FAILED if any(r.status in FAILING for r in results) or document.get("interrupted") else EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    cases = load_cases(args.paths)
+    known_path = _known_divergences_path(args.known_divergences)
+    entries = divergences.load_divergences(known_path) if known_path else []
+    files = sorted({c.file for c in cases})
+    print(f"{len(cases)} cases in {len(files)} files are valid; {len(entries)} known divergences")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler = {"run": cmd_run, "report": cmd_report, "validate": cmd_validate}[args.command]
+    try:
+        return handler(args)
+    except CaseFileError as exc:
+        print(f"conformance: error: {exc}", file=sys.stderr)
+    except (AdapterLoadError, ExpressionError, UsageError) as exc:
+        print(f"conformance: error: {exc}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""The known-divergences baseline: failures that are understood, recorded, and not gate failures.
+
+A matching failure becomes ``xfail``; a matching pass becomes ``xpass`` (the framework was fixed, so
+the entry must go, and the gate fails until it does); an entry that matches no result of a
+framework that ran is reported as stale.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from conformance.cases import CaseFileError, load_yaml
+from conformance.results import Result
+
+ENTRY_KEYS = ("framework", "case", "check", "reason", "link")
+XFAIL_FROM = frozenset({"fail", "error", "crash", "timeout"})
+
+
+@dataclass(frozen=True)
+class Divergence:
+    framework: str
+    case: str  # glob over the case id, or over "file.yaml::id" when it contains "::"
+    reason: str
+    check: str | None = None
+    link: str | None = None
+    line: int | None = None
+
+    def matches(self, result: Result) -> bool:
+        if result.framework != self.framework or (self.check and result.check != self.check):
+            return False
+        target = f"{Path(result.file).name}::{result.case}" if "::" in self.case else result.case
+        return fnmatch.fnmatchcase(target, self.case)
+
+    def as_dict(self) -> dict[str, str]:
+        return {k: v for k, v in (("reason", self.reason), ("link", self.link), ("entry", self.case)) if v}
+
+
+def load_divergences(path: str | Path) -> list[Divergence]:
+    doc = load_yaml(path)
+    if doc is None:
+        return []
+    if not isinstance(doc, dict) or set(doc) - {"divergences"}:
+        raise CaseFileError(path, "must be a mapping with a single 'divergences:' list", line=1)
+    entries = doc.get("divergences") or []
+    if not isinstance(entries, list):
+        raise CaseFileError(path, "'divergences' must be a list", line=doc.key_lines.get("divergences"))
+    found = []
+    for index, raw in enumerate(entries):
+        label = f"#{index + 1}"
+        line = getattr(raw, "line", None)
+        if not isinstance(raw, dict):
+            raise CaseFileError(path, "each divergence must be a mapping", line=line, case=label)
+        for key in raw:
+            if key not in ENTRY_KEYS:
+                raise CaseFileError(path, f"unknown key (allowed: {', '.join(ENTRY_KEYS)})", line=line,
+                                    case=label, field=key)  # fmt: skip
+        for key in ("framework", "case", "reason"):
+            if not isinstance(raw.get(key), str) or not raw[key].strip():
+                raise CaseFileError(path, "is required and must be a non-empty string", line=line, case=label,
+                                    field=key)  # fmt: skip
+        for key in ("check", "link"):
+            if key in raw and not isinstance(raw[key], str):
+                raise CaseFileError(path, "must be a string", line=line, case=label, field=key)
+        found.append(Divergence(raw["framework"], raw["case"], " ".join(raw["reason"].split()),
+                                raw.get("check"), raw.get("link"), line))  # fmt: skip
+    return found
+
+
+def apply(results: Iterable[Result], divergences: Sequence[Divergence]) -> list[str]:
+    """Mark matching results xfail / xpass in place; return warnings for stale entries."""
+    used: set[int] = set()
+    frameworks = set()
+    for result in results:
+        frameworks.add(result.framework)
+        for index, entry in enumerate(divergences):
+            if not entry.matches(result):
+                continue
+            used.add(index)
+            if result.status in XFAIL_FROM:
+                result.status = "xfail"
+                result.divergence = entry.as_dict()
+            elif result.status == "pass":
+                result.status = "xpass"
+                result.divergence = entry.as_dict()
+                result.message = (
+                    f"known divergence no longer reproduces; remove the entry {entry.case!r} "
+                    f"(line {entry.line}) from the known-divergences file"
+                )
+            break
+    return [
+        f"known divergence at line {entry.line} ({entry.framework}: {entry.case!r}"
+        f"{', check ' + entry.check if entry.check else ''}) matches no result"
+        for index, entry in enumerate(divergences)
+        if index not in used and entry.framework in frameworks
+    ]

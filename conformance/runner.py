@@ -1,0 +1,278 @@
+"""Runs cases through adapters in isolated worker processes.
+
+A framework that kills its process (a signal, an abort, a silent ``exit(0)`` from a native library)
+or hangs takes down only its worker: the case in flight is reported as ``crash`` or ``timeout``, a
+fresh worker picks up the rest, and every other result survives. Workers talk to the parent over a
+pipe, not stdout, and their stdout/stderr go to a log file whose tail is quoted in crash reports.
+A (case, framework) pair that never reported is recorded as a crash, so missing results can never
+read as a pass.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conformance.adapters import Adapter, load_adapter
+from conformance.cases import Case
+from conformance.checks import Reference, base_result, checks_for, run_checks
+from conformance.results import Result
+
+LOG_TAIL_BYTES = 1500
+
+
+@dataclass
+class AdapterInfo:
+    spec: str
+    name: str
+    version: str
+
+
+@dataclass
+class RunOutcome:
+    results: list[Result]
+    frameworks: dict[str, str]
+    interrupted: bool = False
+
+
+def describe(adapter_specs: Sequence[str]) -> list[AdapterInfo]:
+    """Load each adapter once in this process to validate the spec and learn name and version."""
+    infos = []
+    for spec in adapter_specs:
+        adapter = load_adapter(spec)
+        infos.append(AdapterInfo(spec, adapter.name, adapter.version()))
+    return infos
+
+
+def rerun_command(case: Case, info: AdapterInfo) -> str:
+    selector = f"--framework {info.spec}" if ":" not in info.spec else f"--adapter {info.spec}"
+    return f"conformance run {case.file} --case '{case.id}' {selector}"
+
+
+# --- worker side --------------------------------------------------------------------------------
+
+
+def _worker_main(conn: multiprocessing.connection.Connection, log_path: str) -> None:
+    # Keep native libraries' chatter (and crash dumps) out of the parent's output, but on record.
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    adapters: dict[str, Adapter] = {}
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        case, specs = job
+        reference = Reference(case)
+        for spec in specs:
+            conn.send(("start", spec))
+            try:
+                adapter = adapters.get(spec) or adapters.setdefault(spec, load_adapter(spec))
+                results = run_checks(case, adapter, reference)
+            except Exception as exc:  # the harness must report, never die, on one case
+                results = [
+                    base_result(case, spec, c, "error", f"harness error: {type(exc).__name__}: {exc}")
+                    for c in checks_for(case)
+                ]
+            conn.send(("done", spec, [r.to_dict() for r in results]))
+        conn.send(("idle", None))
+
+
+# --- parent side --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Worker:
+    process: multiprocessing.process.BaseProcess
+    conn: multiprocessing.connection.Connection
+    log_path: str
+    case: Case | None = None
+    remaining: list[str] = field(default_factory=list)  # specs of the current job not yet done
+    in_flight: str | None = None
+    started: float = 0.0
+
+    @property
+    def busy(self) -> bool:
+        return self.case is not None
+
+    def log_tail(self) -> str:
+        try:
+            data = Path(self.log_path).read_bytes()[-LOG_TAIL_BYTES:]
+        except OSError:
+            return ""
+        return " ".join(data.decode("utf-8", "replace").split())
+
+
+def _exit_description(code: int | None) -> str:
+    if code is None:
+        return "did not exit"
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+class Runner:
+    def __init__(
+        self,
+        adapters: Sequence[AdapterInfo],
+        workers: int = 1,
+        timeout: float = 120.0,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.adapters = {a.spec: a for a in adapters}
+        self.workers = max(1, workers)
+        self.timeout = timeout
+        self.progress = progress
+        self.context = multiprocessing.get_context("spawn")  # fork is unsafe with threaded native libraries
+        self.log_dir = tempfile.mkdtemp(prefix="conformance-workers-")
+        self.results: dict[tuple[str, str, str], list[Result]] = {}
+
+    def _spawn(self, index: int) -> _Worker:
+        parent_conn, child_conn = self.context.Pipe()
+        log_path = os.path.join(self.log_dir, f"worker-{index}-{time.monotonic_ns()}.log")
+        process = self.context.Process(target=_worker_main, args=(child_conn, log_path), daemon=True)
+        process.start()
+        child_conn.close()  # so the parent sees EOF when the worker dies
+        return _Worker(process, parent_conn, log_path)
+
+    def _record(self, case: Case, spec: str, results: list[Result]) -> None:
+        info = self.adapters[spec]
+        for r in results:
+            r.framework = info.name
+            r.rerun = rerun_command(case, info)
+        self.results[(case.file, case.id, spec)] = results
+
+    def _lost(self, case: Case, spec: str, status: str, message: str) -> None:
+        self._record(case, spec, [base_result(case, spec, c, status, message) for c in checks_for(case)])
+
+    def run(self, cases: Sequence[Case]) -> RunOutcome:
+        specs = list(self.adapters)
+        queue: deque[tuple[Case, list[str]]] = deque((case, list(specs)) for case in cases)
+        total = len(cases) * len(specs)
+        pool = [self._spawn(i) for i in range(min(self.workers, len(queue)) or 1)]
+        interrupted = False
+        try:
+            while queue or any(w.busy for w in pool):
+                for w in pool:
+                    if not w.busy and queue:
+                        w.case, w.remaining = queue.popleft()
+                        w.in_flight, w.started = None, time.monotonic()
+                        w.conn.send((w.case, list(w.remaining)))
+                busy = [w for w in pool if w.busy]
+                ready = multiprocessing.connection.wait([w.conn for w in busy], timeout=0.5)
+                for w in busy:
+                    if w.conn in ready:
+                        self._receive(w, pool, queue)
+                    elif w.in_flight and time.monotonic() - w.started > self.timeout:
+                        self._replace(
+                            w, pool, queue, "timeout", f"no result within the {self.timeout:g} s per-case timeout"
+                        )
+                if self.progress:
+                    self.progress(len(self.results), total)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            for w in pool:
+                self._stop(w)
+        results = self._collect(cases, specs, interrupted)
+        frameworks = {a.name: a.version for a in self.adapters.values()}
+        return RunOutcome(results, frameworks, interrupted)
+
+    def _receive(self, w: _Worker, pool: list[_Worker], queue: deque) -> None:
+        try:
+            kind, spec, *payload = w.conn.recv()
+        except (EOFError, OSError):
+            w.process.join(timeout=5)
+            why = _exit_description(w.process.exitcode)
+            tail = w.log_tail()
+            message = f"worker process {why} while running this case" + (f"; output: {tail}" if tail else "")
+            self._replace(w, pool, queue, "crash", message)
+            return
+        if kind == "start":
+            w.in_flight, w.started = spec, time.monotonic()
+        elif kind == "done":
+            self._record(w.case, spec, [Result.from_dict(d) for d in payload[0]])
+            w.remaining.remove(spec)
+            w.in_flight = None
+        elif kind == "idle":
+            w.case, w.remaining, w.in_flight = None, [], None
+
+    def _replace(self, w: _Worker, pool: list[_Worker], queue: deque, status: str, message: str) -> None:
+        """Record the in-flight pair as lost, requeue the job's other frameworks, start a fresh worker."""
+        case, remaining = w.case, list(w.remaining)
+        lost = w.in_flight or (remaining[0] if remaining else None)
+        if case is not None and lost is not None:
+            self._lost(case, lost, status, message)
+            remaining.remove(lost)
+            if remaining:
+                queue.appendleft((case, remaining))
+        self._stop(w)
+        pool[pool.index(w)] = self._spawn(len(pool) + int(time.monotonic()))
+
+    @staticmethod
+    def _stop(w: _Worker) -> None:
+        if w.process.is_alive():
+            try:
+                if not w.busy:
+                    w.conn.send(None)
+                    w.process.join(timeout=2)
+            except (OSError, BrokenPipeError):
+                pass
+            if w.process.is_alive():
+                w.process.kill()
+                w.process.join(timeout=5)
+        w.conn.close()
+
+    def _collect(self, cases: Sequence[Case], specs: Sequence[str], interrupted: bool) -> list[Result]:
+        ordered: list[Result] = []
+        for case in cases:
+            for spec in specs:
+                key = (case.file, case.id, spec)
+                if key not in self.results:
+                    why = "the run was interrupted before this case ran" if interrupted else "no result came back"
+                    self._lost(case, spec, "crash", why)
+                ordered.extend(self.results[key])
+        return ordered
+
+
+def run(
+    cases: Sequence[Case],
+    adapter_specs: Sequence[str],
+    workers: int = 1,
+    timeout: float = 120.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> RunOutcome:
+    return Runner(describe(adapter_specs), workers, timeout, progress).run(cases)
+
+
+def print_progress(done: int, total: int, _state: dict = {}) -> None:  # noqa: B006 - remembers last print
+    """Progress on stderr: a rewritten line on a terminal, a line every 10 % otherwise."""
+    if total == 0:
+        return
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\r  {done}/{total} results")
+        if done == total:
+            sys.stderr.write("\n")
+    else:
+        step = max(total // 10, 1)
+        if done // step != _state.get("last", -1) or done == total:
+            if _state.get("last_done") != done:
+                sys.stderr.write(f"  {done}/{total} results\n")
+            _state["last"], _state["last_done"] = done // step, done
+    sys.stderr.flush()
