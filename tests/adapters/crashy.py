@@ -1,0 +1,33 @@
+"""An adapter that takes its process down on chosen cases, the ways native libraries do."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import numpy as np
+
+from conformance.adapters import Adapter
+from conformance.oracle import conv_transpose
+from conformance.spec import ConvParams, violations
+
+
+class Crashy(Adapter):
+    name = "crashy"
+
+    def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams) -> np.ndarray:
+        stride = params.stride[0]
+        if stride == 2:
+            print("native library: about to abort", file=sys.stderr, flush=True)
+            os.abort()
+        if stride == 3:
+            os._exit(0)  # a silent exit(0) from inside a native library
+        if stride == 4:
+            time.sleep(3600)
+        if violations(x.shape, params):
+            raise ValueError("invalid configuration")
+        p = params
+        return conv_transpose(x, weight, bias, p.stride, p.padding, p.output_padding, p.groups, p.dilation).astype(
+            x.dtype
+        )

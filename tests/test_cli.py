@@ -1,0 +1,209 @@
+"""The gate end to end: `conformance run` as CI uses it, on the default library and on small files.
+
+The planted-bug test is the harness checking itself: a correct independent implementation must
+pass the default library, and every copy of it carrying one plausible bug must be caught.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.adapters.numpy_direct import BUGGY, DirectNumpy
+
+ROOT = Path(__file__).resolve().parent.parent
+DIRECT = ROOT / "tests" / "adapters" / "numpy_direct.py"
+CRASHY = ROOT / "tests" / "adapters" / "crashy.py"
+
+SMALL_CASES = """
+op: conv_transpose2d
+defaults: {input_shape: [1, 2, 4, 4], out_channels: 2, kernel_size: 3}
+cases:
+  - id: plain
+  - id: abort-here
+    stride: 2
+  - id: exit-here
+    stride: 3
+  - id: hang-here
+    stride: 4
+  - id: after
+    padding: 1
+  - id: rejects
+    stride: 1
+    output_padding: 1
+    expect: error
+"""
+
+
+def conformance(*args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "conformance.cli", *map(str, args)],
+        cwd=cwd, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+
+
+def results_by_framework(report_dir: Path) -> dict[str, list[dict]]:
+    doc = json.loads((report_dir / "results.json").read_text())
+    grouped: dict[str, list[dict]] = {}
+    for r in doc["results"]:
+        grouped.setdefault(r["framework"], []).append(r)
+    return grouped
+
+
+def test_library_passes_correct_adapter_and_catches_every_planted_bug(tmp_path: Path) -> None:
+    adapters = [f"{DIRECT}:{cls.__name__}" for cls in [DirectNumpy, *BUGGY]]
+    args = [a for spec in adapters for a in ("--adapter", spec)]
+    proc = conformance("run", "cases", *args, "-n", "2", "-q", "--report-dir", tmp_path)
+    assert proc.returncode == 1, f"planted bugs must fail the gate\n{proc.stdout}\n{proc.stderr}"
+    grouped = results_by_framework(tmp_path)
+
+    correct = Counter(r["status"] for r in grouped[DirectNumpy.name])
+    assert set(correct) <= {"pass", "unsupported"}, f"the correct implementation diverged: {correct}"
+    assert correct["pass"] >= 500
+    for cls in BUGGY:
+        caught = [r for r in grouped[cls.name] if r["status"] == "fail"]
+        assert caught, f"planted bug {cls.name} ({cls.__doc__ or cls.__name__}) was not caught by the library"
+
+
+def test_half_precision_bug_is_caught_on_float32_values(tmp_path: Path) -> None:
+    spec = f"{DIRECT}:HalfPrecisionInternally"
+    proc = conformance("run", "cases", "--adapter", spec, "-k", "float32", "-q", "--report-dir", tmp_path)
+    assert proc.returncode == 1
+    fails = [r for r in results_by_framework(tmp_path)["bug-half-precision"] if r["status"] == "fail"]
+    assert any(r["params"]["dtype"] == "float32" and r["max_abs_err"] > 0 for r in fails)
+
+
+def test_correct_adapter_exits_zero(tmp_path: Path) -> None:
+    proc = conformance(
+        "run", "cases/errors.yaml", "cases/conv_transpose1d.yaml", "--adapter", f"{DIRECT}:DirectNumpy",
+        "-q", "--report-dir", tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for name in ("results.json", "report.md", "report.html"):
+        assert (tmp_path / name).is_file(), name
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("cases: [\n  {id: a, op: conv_transpose2d\n", "YAML error"),
+        ("op: conv_transpose2d\ncases:\n  - id: a\n    input_shape: [1, 2, 3, 3]\n    out_channels: 2\n"
+         "    kernel_size: 3\n    strides: 2\n", "unknown key 'strides'"),
+        ("op: conv_transpose2d\ncases:\n  - id: a\n    input_shape: [1, 2, 3, 3]\n    out_channels: 2\n"
+         "    kernel_size: 3\n    stride: 1\n    output_padding: 1\n", "output_padding"),
+    ],
+    ids=["syntax", "unknown-key", "ok-case-breaks-rule"],
+)  # fmt: skip
+def test_malformed_case_file_exits_2_with_a_clear_message(tmp_path: Path, content: str, expected: str) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(content)
+    proc = conformance("run", bad, "--framework", "torch", "--report-dir", tmp_path / "r")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert str(bad) in proc.stderr and expected in proc.stderr, proc.stderr
+    assert not (tmp_path / "r" / "results.json").exists(), "nothing may run before the files are valid"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--framework", "no-such-framework"], "unknown framework"),
+        (["--adapter", "nowhere.py:Cls"], "does not exist"),
+        (["-k", "stride and (or"], "-k"),
+        (["--known-divergences", "missing.yaml"], "does not exist"),
+        (["--case", "no-case-has-this-id"], "no case matches"),
+    ],
+)
+def test_bad_usage_exits_2(tmp_path: Path, args: list[str], expected: str) -> None:
+    proc = conformance("run", "cases/errors.yaml", *args, "--report-dir", tmp_path)
+    assert proc.returncode == 2
+    assert expected in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_crashing_and_hanging_adapter_leaves_every_other_result(tmp_path: Path) -> None:
+    cases = tmp_path / "small.yaml"
+    cases.write_text(SMALL_CASES)
+    proc = conformance(
+        "run", cases, "--adapter", f"{CRASHY}:Crashy", "--framework", "torch", "--timeout", "10",
+        "--report-dir", tmp_path / "r", "-q",
+    )  # fmt: skip
+    assert proc.returncode == 1
+    grouped = results_by_framework(tmp_path / "r")
+    status = {r["case"]: r for r in grouped["crashy"]}
+    assert status["abort-here"]["status"] == "crash" and "SIGABRT" in status["abort-here"]["message"]
+    assert "about to abort" in status["abort-here"]["message"], "the worker's stderr tail is quoted"
+    assert status["exit-here"]["status"] == "crash" and "code 0" in status["exit-here"]["message"]
+    assert status["hang-here"]["status"] == "timeout"
+    assert status["plain"]["status"] == "pass" and status["after"]["status"] == "pass"
+    assert status["rejects"]["status"] == "pass"
+    assert {r["status"] for r in grouped["torch"]} == {"pass"}, "other frameworks are unaffected"
+    markdown = (tmp_path / "r" / "report.md").read_text()
+    assert "abort-here" in markdown and "hang-here" in markdown
+
+
+def test_known_divergence_turns_failure_into_xfail_and_fixed_entry_into_xpass(tmp_path: Path) -> None:
+    spec = f"{DIRECT}:AcceptsLargeOutputPadding"
+    known = tmp_path / "known.yaml"
+    known.write_text(textwrap.dedent("""
+        divergences:
+          - framework: bug-accepts-large-output-padding
+            case: "op-*"
+            check: error_parity
+            reason: accepts output_padding >= stride and >= dilation
+            link: https://example.invalid/issue/1
+    """))
+    cases = tmp_path / "c.yaml"
+    cases.write_text(textwrap.dedent("""
+        op: conv_transpose1d
+        defaults: {input_shape: [1, 2, 5], out_channels: 2, kernel_size: 3, expect: error}
+        cases:
+          - {id: op-equal-stride, stride: 2, output_padding: 2}
+          - {id: op-beyond, stride: 1, output_padding: 3}
+    """))
+    proc = conformance("run", cases, "--adapter", spec, "--known-divergences", known, "--report-dir", tmp_path / "a")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    statuses = {r["case"]: r for r in results_by_framework(tmp_path / "a")["bug-accepts-large-output-padding"]}
+    assert {r["status"] for r in statuses.values()} == {"xfail"}
+    assert statuses["op-beyond"]["divergence"]["link"] == "https://example.invalid/issue/1"
+
+    proc = conformance(
+        "run", cases, "--adapter", f"{DIRECT}:DirectNumpy", "--known-divergences", known,
+        "--report-dir", tmp_path / "b",
+    )  # fmt: skip
+    # the entry names another framework, so it neither matches nor counts as stale here
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    fixed = known.read_text().replace("bug-accepts-large-output-padding", "numpy-direct")
+    known.write_text(fixed)
+    proc = conformance(
+        "run", cases, "--adapter", f"{DIRECT}:DirectNumpy", "--known-divergences", known,
+        "--report-dir", tmp_path / "c",
+    )  # fmt: skip
+    assert proc.returncode == 1, "a known divergence that no longer reproduces must fail the gate"
+    assert {r["status"] for r in results_by_framework(tmp_path / "c")["numpy-direct"]} == {"xpass"}
+
+
+def test_report_merges_runs_from_different_environments(tmp_path: Path) -> None:
+    for name, adapter in (("one", "DirectNumpy"), ("two", "BiasMissing")):
+        conformance("run", "cases/conv_transpose1d.yaml", "--adapter", f"{DIRECT}:{adapter}", "-q",
+                    "--report-dir", tmp_path / name)  # fmt: skip
+    proc = conformance("report", tmp_path / "one/results.json", tmp_path / "two/results.json",
+                       "--report-dir", tmp_path / "merged")  # fmt: skip
+    assert proc.returncode == 1, "the merged report still gates on the bias bug"
+    doc = json.loads((tmp_path / "merged/results.json").read_text())
+    assert set(doc["frameworks"]) == {"numpy-direct", "bug-bias-missing"}
+    assert len(doc["runs"]) == 2
+    assert "bug-bias-missing" in (tmp_path / "merged/report.md").read_text()
+
+
+def test_report_rejects_a_file_that_is_not_results(tmp_path: Path) -> None:
+    bogus = tmp_path / "x.json"
+    bogus.write_text('{"hello": 1}')
+    proc = conformance("report", bogus, "--report-dir", tmp_path / "r")
+    assert proc.returncode == 2 and str(bogus) in proc.stderr and "Traceback" not in proc.stderr
