@@ -18,6 +18,7 @@ from tabulate import tabulate
 from conformance import divergences, runner
 from conformance.adapters import AdapterLoadError, importable_builtins, resolve_spec
 from conformance.cases import CaseFileError, load_cases, select
+from conformance.checks import CHECKS
 from conformance.results import FAILING, STATUSES, Result, make_document, merge_documents, results_of
 from conformance.selection import ExpressionError, filter_cases
 
@@ -47,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--case", action="append", default=[], metavar="GLOB", help="run only case ids matching")
     run.add_argument("-n", "--workers", type=int, default=1, metavar="N", help="worker processes (default 1)")
     run.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS", help="per-case limit")
+    run.add_argument("--check", default=None, metavar="LIST",
+                     help=f"comma-separated checks to run (default: all of {','.join(CHECKS)})")  # fmt: skip
     run.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
     report = sub.add_parser("report", help="render reports from one or more results.json files, merged")
@@ -96,9 +99,20 @@ def _print_failures(results: list[Result], limit: int = 20) -> None:
         print(f"... and {len(failing) - limit} more (see the report)", file=sys.stderr)
 
 
+def _checks(arg: str | None) -> list[str] | None:
+    if arg is None:
+        return None
+    checks = [c.strip() for c in arg.split(",") if c.strip()]
+    unknown = [c for c in checks if c not in CHECKS]
+    if unknown or not checks:
+        raise UsageError(f"--check {arg!r}: unknown check {unknown[0] if unknown else ''!r} (known: {', '.join(CHECKS)})")
+    return checks
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from conformance.report import write_reports
 
+    checks = _checks(args.check)
     known_path = _known_divergences_path(args.known_divergences)
     known = divergences.load_divergences(known_path) if known_path else []
     specs = _adapter_specs(args.framework, args.adapter)
@@ -113,7 +127,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         versions = ", ".join(f"{i.name} {i.version}" for i in infos)
         print(f"conformance: {len(cases)} cases x {len(infos)} frameworks ({versions})", file=sys.stderr)
     progress = None if args.quiet else runner.print_progress
-    outcome = runner.Runner(infos, args.workers, args.timeout, progress).run(cases)
+    outcome = runner.Runner(infos, args.workers, args.timeout, progress, checks).run(cases)
     warnings = divergences.apply(outcome.results, known)
     command = "conformance " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     document = make_document(outcome.results, outcome.frameworks, warnings, outcome.interrupted, command)

@@ -39,3 +39,12 @@ def make_inputs(case: Case) -> Inputs:
     weight = _draw(rng, case.params.weight_shape(), case.values).astype(dtype)
     bias = _draw(rng, (case.params.out_channels,), case.values).astype(dtype) if case.params.bias else None
     return Inputs(x, weight, bias)
+
+
+def make_cotangent(case: Case) -> np.ndarray:
+    """The output cotangent for gradient checks: its own stream of the case's seed, in the case's dtype."""
+    shape = case.expected_shape
+    if shape is None:
+        raise ValueError(f"case {case.id!r} is invalid and has no output to differentiate")
+    rng = np.random.default_rng([case.seed, 1])
+    return _draw(rng, shape, case.values).astype(numpy_dtype(case.dtype))

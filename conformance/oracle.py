@@ -124,3 +124,86 @@ def magnitude_bound(
         groups,
         dilation,
     )
+
+
+def conv_transpose_vjp(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    grad_out: np.ndarray,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple = 0,
+    output_padding: IntOrTuple = 0,
+    groups: int = 1,
+    dilation: IntOrTuple = 1,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Vector-Jacobian product: ``(grad_x, grad_weight, grad_bias)`` for cotangent ``grad_out``.
+
+    The adjoint of the forward kernel: ``grad_out`` is placed back into the zero-extended full
+    output, each kernel tap gathers the strided window the forward scattered into, and one matmul
+    per tap gives that tap's contribution to ``grad_x`` and its slice of ``grad_weight``.
+    ``grad_bias`` is None when ``bias`` is None.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    weight = np.asarray(weight, dtype=np.float64)
+    grad_out = np.asarray(grad_out, dtype=np.float64)
+    p = params_for(x.shape, weight.shape, stride, padding, output_padding, groups, dilation, bias is not None)
+    out_shape = output_shape(x.shape, p)
+    if grad_out.shape != out_shape:
+        raise ValueError(f"grad_out must have the output's shape {out_shape}, got {grad_out.shape}")
+
+    n, g = x.shape[0], p.groups
+    spatial = x.shape[2:]
+    cin_g, cout_g = p.in_channels // g, p.out_channels // g
+    xg = x.reshape(n, g, cin_g, -1)
+    wg = weight.reshape(g, cin_g, cout_g, *p.kernel_size).swapaxes(1, 2)  # (g, C_out/g, C_in/g, *K)
+
+    full_len = [
+        (length - 1) * s + d * (k - 1) + 1 + op
+        for length, k, s, d, op in zip(spatial, p.kernel_size, p.stride, p.dilation, p.output_padding)
+    ]
+    full = np.zeros((n, g, cout_g, *full_len), dtype=np.float64)
+    crop = tuple(slice(pad, pad + size) for pad, size in zip(p.padding, out_shape[2:]))
+    full[(..., *crop)] = grad_out.reshape(n, g, cout_g, *out_shape[2:])
+
+    grad_xg = np.zeros_like(xg)
+    grad_wg = np.zeros_like(wg)
+    for tap in itertools.product(*(range(k) for k in p.kernel_size)):
+        window = tuple(
+            slice(d * t, d * t + s * (length - 1) + 1, s)
+            for t, length, s, d in zip(tap, spatial, p.stride, p.dilation)
+        )
+        gathered = full[(..., *window)].reshape(n, g, cout_g, -1)  # (N, g, C_out/g, P)
+        w_tap = wg[(..., *tap)]  # (g, C_out/g, C_in/g)
+        grad_xg += np.matmul(w_tap.swapaxes(-1, -2), gathered)
+        grad_wg[(..., *tap)] = np.matmul(gathered, xg.swapaxes(-1, -2)).sum(axis=0)
+
+    grad_x = grad_xg.reshape(x.shape)
+    grad_weight = grad_wg.swapaxes(1, 2).reshape(weight.shape)
+    grad_bias = None if bias is None else grad_out.sum(axis=(0, *range(2, grad_out.ndim)))
+    return grad_x, grad_weight, grad_bias
+
+
+def vjp_magnitude_bound(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    grad_out: np.ndarray,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple = 0,
+    output_padding: IntOrTuple = 0,
+    groups: int = 1,
+    dilation: IntOrTuple = 1,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Per-element sums of magnitudes behind each gradient: the VJP of the absolute values."""
+    return conv_transpose_vjp(
+        np.abs(np.asarray(x, dtype=np.float64)),
+        np.abs(np.asarray(weight, dtype=np.float64)),
+        None if bias is None else np.abs(np.asarray(bias, dtype=np.float64)),
+        np.abs(np.asarray(grad_out, dtype=np.float64)),
+        stride,
+        padding,
+        output_padding,
+        groups,
+        dilation,
+    )

@@ -31,6 +31,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="framework to test (repeatable; default: every installed built-in)")  # fmt: skip
     group.addoption("--conformance-adapter", action="append", default=[], metavar="SPEC",
                     help="adapter package.module:Class or file.py:Class (repeatable)")  # fmt: skip
+    group.addoption("--conformance-check", default=None, metavar="LIST",
+                    help="comma-separated checks (default: all applicable)")  # fmt: skip
     group.addoption("--conformance-known-divergences", default=None, metavar="FILE",
                     help="known-divergences file (default: known_divergences.yaml beside the case file)")  # fmt: skip
 
@@ -81,13 +83,15 @@ class CaseFile(pytest.File):
         except CaseFileError as exc:
             raise self.CollectError(str(exc)) from None
         adapters = _adapters(self.config)
-        references: dict[str, Reference] = {}
+        selected = self.config.getoption("conformance_check")
+        selected = selected.split(",") if selected else None
+        computed: dict[tuple[str, str], dict[str, Result]] = {}
         for case in cases:
             for adapter in adapters:
-                for check in checks_for(case):
+                for check in checks_for(case, selected):
                     yield CaseItem.from_parent(
                         self, name=f"{case.id}[{adapter.name}-{check}]", case=case, adapter=adapter,
-                        check=check, references=references,
+                        check=check, selected=selected, computed=computed,
                     )  # fmt: skip
 
 
@@ -99,17 +103,23 @@ class CaseFailure(Exception):
 
 class CaseItem(pytest.Item):
     def __init__(
-        self, *, case: Case, adapter: Adapter, check: str, references: dict[str, Reference], **kwargs: Any
+        self, *, case: Case, adapter: Adapter, check: str, selected: list[str] | None,
+        computed: dict[tuple[str, str], dict[str, Result]], **kwargs: Any,
     ) -> None:  # fmt: skip
         super().__init__(**kwargs)
-        self.case, self.adapter, self.check, self.references = case, adapter, check, references
+        self.case, self.adapter, self.check = case, adapter, check
+        self.selected, self.computed = selected, computed
         for tag in case.tags:
             self.add_marker(tag.replace(":", "_").replace("-", "_"))
         self.user_properties.append(("framework", adapter.name))
 
     def runtest(self) -> None:
-        reference = self.references.setdefault(self.case.id, Reference(self.case))
-        result = next(r for r in run_checks(self.case, self.adapter, reference) if r.check == self.check)
+        # One adapter call serves every check of a (case, framework): the gradients share one vjp().
+        key = (self.case.id, self.adapter.name)
+        if key not in self.computed:
+            results = run_checks(self.case, self.adapter, Reference(self.case), self.selected)
+            self.computed[key] = {r.check: r for r in results}
+        result = self.computed[key].pop(self.check)
         known_divergences.apply([result], _known(self.config, Path(self.case.file)))
         if result.status == "unsupported":
             pytest.skip(f"unsupported: {result.message}")

@@ -75,17 +75,17 @@ def _worker_main(conn: multiprocessing.connection.Connection, log_path: str) -> 
             return
         if job is None:
             return
-        case, specs = job
+        case, specs, selected = job
         reference = Reference(case)
         for spec in specs:
             conn.send(("start", spec))
             try:
                 adapter = adapters.get(spec) or adapters.setdefault(spec, load_adapter(spec))
-                results = run_checks(case, adapter, reference)
+                results = run_checks(case, adapter, reference, selected)
             except Exception as exc:  # the harness must report, never die, on one case
                 results = [
                     base_result(case, spec, c, "error", f"harness error: {type(exc).__name__}: {exc}")
-                    for c in checks_for(case)
+                    for c in checks_for(case, selected)
                 ]
             conn.send(("done", spec, [r.to_dict() for r in results]))
         conn.send(("idle", None))
@@ -134,8 +134,10 @@ class Runner:
         workers: int = 1,
         timeout: float = 120.0,
         progress: Callable[[int, int], None] | None = None,
+        checks: Sequence[str] | None = None,
     ) -> None:
         self.adapters = {a.spec: a for a in adapters}
+        self.checks = list(checks) if checks is not None else None
         self.workers = max(1, workers)
         self.timeout = timeout
         self.progress = progress
@@ -159,7 +161,8 @@ class Runner:
         self.results[(case.file, case.id, spec)] = results
 
     def _lost(self, case: Case, spec: str, status: str, message: str) -> None:
-        self._record(case, spec, [base_result(case, spec, c, status, message) for c in checks_for(case)])
+        results = [base_result(case, spec, c, status, message) for c in checks_for(case, self.checks)]
+        self._record(case, spec, results)
 
     def run(self, cases: Sequence[Case]) -> RunOutcome:
         specs = list(self.adapters)
@@ -173,7 +176,7 @@ class Runner:
                     if not w.busy and queue:
                         w.case, w.remaining = queue.popleft()
                         w.in_flight, w.started = None, time.monotonic()
-                        w.conn.send((w.case, list(w.remaining)))
+                        w.conn.send((w.case, list(w.remaining), self.checks))
                 busy = [w for w in pool if w.busy]
                 ready = multiprocessing.connection.wait([w.conn for w in busy], timeout=0.5)
                 for w in busy:
@@ -257,8 +260,9 @@ def run(
     workers: int = 1,
     timeout: float = 120.0,
     progress: Callable[[int, int], None] | None = None,
+    checks: Sequence[str] | None = None,
 ) -> RunOutcome:
-    return Runner(describe(adapter_specs), workers, timeout, progress).run(cases)
+    return Runner(describe(adapter_specs), workers, timeout, progress, checks).run(cases)
 
 
 def print_progress(done: int, total: int, _state: dict = {}) -> None:  # noqa: B006 - remembers last print

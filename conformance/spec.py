@@ -206,3 +206,21 @@ def reduction_length(p: ConvParams) -> int:
     for k in p.kernel_size:
         n *= k
     return max(n, 1)
+
+
+def gradient_reduction_lengths(input_shape: Sequence[int], p: ConvParams) -> dict[str, int]:
+    """Largest number of products summed into one element of each gradient."""
+    kernel = 1
+    for k in p.kernel_size:
+        kernel *= k
+    batch_in = input_shape[0]
+    for length in input_shape[2:]:
+        batch_in *= length
+    batch_out = input_shape[0]
+    for length in output_spatial(input_shape[2:], p):
+        batch_out *= length
+    return {
+        "grad_input": max(p.out_channels // max(p.groups, 1) * kernel, 1),
+        "grad_weight": max(batch_in, 1),
+        "grad_bias": max(batch_out, 1),
+    }

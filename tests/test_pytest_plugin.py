@@ -35,24 +35,34 @@ def test_items_are_case_framework_check(pytester: pytest.Pytester) -> None:
     result = run(pytester, "--collect-only", "-q")
     result.stdout.fnmatch_lines([
         "conv_transpose2d.yaml::up-s1[[]numpy-direct-forward[]]",
+        "conv_transpose2d.yaml::up-s1[[]numpy-direct-grad_input[]]",
+        "conv_transpose2d.yaml::up-s1[[]numpy-direct-grad_weight[]]",
+        "conv_transpose2d.yaml::up-s1[[]numpy-direct-grad_bias[]]",
         "conv_transpose2d.yaml::up-s2[[]numpy-direct-forward[]]",
         "conv_transpose2d.yaml::grouped[[]numpy-direct-forward[]]",
+        "conv_transpose2d.yaml::grouped[[]numpy-direct-grad_weight[]]",
         "conv_transpose2d.yaml::bad-op[[]numpy-direct-error_parity[]]",
     ])  # fmt: skip
+    assert "grouped[numpy-direct-grad_bias]" not in result.stdout.str(), "no grad_bias without a bias"
 
 
 def test_correct_adapter_passes(pytester: pytest.Pytester) -> None:
-    run(pytester).assert_outcomes(passed=4)
+    run(pytester).assert_outcomes(passed=4 + 4 + 3 + 1)
+
+
+def test_check_selection(pytester: pytest.Pytester) -> None:
+    run(pytester, "--conformance-check", "forward,error_parity").assert_outcomes(passed=4)
 
 
 def test_keyword_selection(pytester: pytest.Pytester) -> None:
-    run(pytester, "-k", "up-s and not s2").assert_outcomes(passed=1)
+    run(pytester, "-k", "up-s and not s2 and forward").assert_outcomes(passed=1)
 
 
 def test_bug_fails_with_the_case_in_the_message(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", conv_transpose2d=CASES)
-    result = pytester.runpytest("-p", "no:cacheprovider", "--conformance-adapter", f"{DIRECT}:MisreadsGroupWeight")
-    result.assert_outcomes(passed=3, failed=1)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--conformance-adapter", f"{DIRECT}:MisreadsGroupWeight",
+                                "--conformance-check", "forward")  # fmt: skip
+    result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["*bug-group-weight-layout forward fail:*elements outside tolerance*",
                                  "*g=2 bias=False dtype=float32*"])  # fmt: skip
 
@@ -65,7 +75,7 @@ def test_known_divergence_is_xfail(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", conv_transpose2d=CASES)
     result = pytester.runpytest("-p", "no:cacheprovider", "--conformance-adapter",
                                 f"{DIRECT}:AcceptsLargeOutputPadding", "-rx")  # fmt: skip
-    result.assert_outcomes(passed=3, xfailed=1)
+    result.assert_outcomes(passed=11, xfailed=1)
     result.stdout.fnmatch_lines(["*known divergence: accepts op >= stride*"])
 
 

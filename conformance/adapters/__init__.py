@@ -77,6 +77,25 @@ class Adapter:
         """Compute the transposed convolution; return ``(N, C_out, *spatial_out)`` in x's dtype."""
         raise NotImplementedError(f"{type(self).__name__} does not implement forward()")
 
+    def vjp(
+        self,
+        x: np.ndarray,
+        weight: np.ndarray,
+        bias: np.ndarray | None,
+        params: ConvParams,
+        grad_out: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Optional: ``(grad_x, grad_weight, grad_bias)`` for the output cotangent ``grad_out``.
+
+        Canonical layouts, the inputs' dtype; grad_bias is None when bias is None. Adapters that
+        don't override it report the gradient checks as unsupported.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement vjp()")
+
+    @property
+    def has_vjp(self) -> bool:
+        return type(self).vjp is not Adapter.vjp
+
 
 def _import_target(spec: str) -> object:
     target, sep, attr = spec.rpartition(":")

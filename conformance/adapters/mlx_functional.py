@@ -47,21 +47,46 @@ class MlxFunctional(Adapter):
     def version(self) -> str:
         return mx.__version__
 
-    def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams) -> np.ndarray:
+    @staticmethod
+    def _call(x: mx.array, weight: mx.array, bias: mx.array | None, params: ConvParams) -> mx.array:
         # mx.conv_transpose1d takes plain ints; the 2-d and 3-d functions take tuples.
         def arg(values: tuple[int, ...]) -> int | tuple[int, ...]:
             return values[0] if params.ndim == 1 else values
 
         out = FUNCTIONS[params.ndim](
-            to_mlx(layouts.channels_first_to_last(x)),
-            to_mlx(mlx_weight(weight, params)),
+            x,
+            weight,
             stride=arg(params.stride),
             padding=arg(params.padding),
             dilation=arg(params.dilation),
             output_padding=arg(params.output_padding),
             groups=params.groups,
         )
-        if bias is not None:
-            out = out + to_mlx(bias)  # bias is added by the caller, as mlx.nn.ConvTranspose does
+        # bias is added by the caller, as mlx.nn.ConvTranspose does
+        return out if bias is None else out + bias
+
+    def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams) -> np.ndarray:
+        out = self._call(
+            to_mlx(layouts.channels_first_to_last(x)),
+            to_mlx(mlx_weight(weight, params)),
+            None if bias is None else to_mlx(bias),
+            params,
+        )
         mx.eval(out)
         return np.ascontiguousarray(layouts.channels_last_to_first(to_numpy(out)))
+
+    def vjp(
+        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams, grad_out: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        primals = [to_mlx(layouts.channels_first_to_last(x)), to_mlx(mlx_weight(weight, params))]
+        if bias is not None:
+            primals.append(to_mlx(bias))
+
+        def fn(*args: mx.array) -> mx.array:
+            return self._call(args[0], args[1], args[2] if bias is not None else None, params)
+
+        _, grads = mx.vjp(fn, primals, [to_mlx(layouts.channels_first_to_last(grad_out))])
+        mx.eval(grads)
+        grad_x = np.ascontiguousarray(layouts.channels_last_to_first(to_numpy(grads[0])))
+        grad_w = layouts.channels_last_weight_to_torch(to_numpy(grads[1]), params.groups)
+        return grad_x, grad_w, to_numpy(grads[2]) if bias is not None else None

@@ -33,15 +33,26 @@ class TorchFunctional(Adapter):
     def version(self) -> str:
         return torch.__version__
 
-    def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams) -> np.ndarray:
-        out = FUNCTIONS[params.ndim](
-            to_torch(x),
-            to_torch(weight),
-            None if bias is None else to_torch(bias),
+    @staticmethod
+    def _call(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, params: ConvParams) -> torch.Tensor:
+        return FUNCTIONS[params.ndim](
+            x,
+            weight,
+            bias,
             stride=params.stride,
             padding=params.padding,
             output_padding=params.output_padding,
             groups=params.groups,
             dilation=params.dilation,
         )
-        return to_numpy(out)
+
+    def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams) -> np.ndarray:
+        return to_numpy(self._call(to_torch(x), to_torch(weight), None if bias is None else to_torch(bias), params))
+
+    def vjp(
+        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams, grad_out: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        leaves = [to_torch(a).requires_grad_() for a in (x, weight, bias) if a is not None]
+        out = self._call(leaves[0], leaves[1], leaves[2] if bias is not None else None, params)
+        grads = torch.autograd.grad(out, leaves, grad_outputs=to_torch(grad_out))
+        return to_numpy(grads[0]), to_numpy(grads[1]), to_numpy(grads[2]) if bias is not None else None

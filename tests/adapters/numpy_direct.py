@@ -30,6 +30,10 @@ class DirectNumpy(Adapter):
     accumulate_dtype: type | None = np.float64
     drop_last_tap = False
     check_output_padding = True
+    # gradient bug switches
+    grad_weight_group_shift = 0
+    grad_out_keeps_output_padding_rows = True
+    grad_bias_sums_batch = True
 
     def validate(self, x: np.ndarray, params: ConvParams) -> None:
         for v in violations(x.shape, params):
@@ -37,46 +41,104 @@ class DirectNumpy(Adapter):
                 continue
             raise ValueError(str(v))
 
+    def _geometry(self, params: ConvParams) -> tuple[tuple[int, ...], list[tuple[int, int]]]:
+        """Dilation and, per axis, how much to pad (negative: crop) the zero-inserted input."""
+        dilation = params.dilation if self.use_dilation else (1,) * params.ndim
+        out_pad = params.output_padding if self.use_output_padding else (0,) * params.ndim
+        pads = [
+            (d * (k - 1) - p, d * (k - 1) - (p if self.symmetric_padding else 0) + op)
+            for k, d, p, op in zip(params.kernel_size, dilation, params.padding, out_pad)
+        ]
+        return dilation, pads
+
+    def _expand(self, x: np.ndarray, params: ConvParams) -> np.ndarray:
+        """Zero-insert by the stride, then pad (or crop) each axis: the input the correlation sees."""
+        spatial = x.shape[2:]
+        z = np.zeros((*x.shape[:2], *[(length - 1) * s + 1 for length, s in zip(spatial, params.stride)]), x.dtype)
+        z[(..., *[slice(None, None, s) for s in params.stride])] = x
+        for axis, (before, after) in enumerate(self._geometry(params)[1]):
+            z = _pad_or_crop(z, axis + 2, before, after)
+        return z
+
+    def _grouped_weight(self, weight: np.ndarray, g: int) -> np.ndarray:
+        """(g, C_in/g, C_out/g, *K), flipped: the correlation kernel."""
+        cin_g, cout_g, kernel = weight.shape[0] // g, weight.shape[1], weight.shape[2:]
+        if self.group_weight_in_major:
+            wg = weight.reshape(g, cin_g, cout_g, *kernel)
+        else:  # the bug: takes group j's rows as j, j+g, j+2g... (interleaved) instead of a block
+            wg = weight.reshape(cin_g, g, cout_g, *kernel).swapaxes(0, 1)
+        return np.flip(wg, axis=tuple(range(3, wg.ndim))) if self.flip_kernel else wg
+
+    def _taps(self, kernel: tuple[int, ...]) -> list[tuple[int, ...]]:
+        taps = list(itertools.product(*(range(k) for k in kernel)))
+        return taps[:-1] if self.drop_last_tap and len(taps) > 1 else taps
+
     def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams) -> np.ndarray:
         self.validate(x, params)
         acc = self.accumulate_dtype
-        xs, ws = x.astype(acc), weight.astype(acc)
-        n, cin = x.shape[:2]
-        g = params.groups
-        cin_g, cout_g = cin // g, weight.shape[1]
-        kernel = weight.shape[2:]
-        dilation = params.dilation if self.use_dilation else (1,) * params.ndim
-        out_pad = params.output_padding if self.use_output_padding else (0,) * params.ndim
-
-        # 1. zero-insertion by the stride
-        spatial = x.shape[2:]
-        z = np.zeros((n, cin, *[(length - 1) * s + 1 for length, s in zip(spatial, params.stride)]), acc)
-        z[(..., *[slice(None, None, s) for s in params.stride])] = xs
-        # 2. pad (or crop) each side by d·(k-1) - p; output_padding extends the end
-        for axis, (k, d, p, op) in enumerate(zip(kernel, dilation, params.padding, out_pad)):
-            before = d * (k - 1) - p
-            after = d * (k - 1) - (p if self.symmetric_padding else 0) + op
-            z = _pad_or_crop(z, axis + 2, before, after)
-        # 3. correlation with the flipped, dilated kernel, per group
-        if self.group_weight_in_major:
-            wg = ws.reshape(g, cin_g, cout_g, *kernel)
-        else:  # the bug: takes group j's rows as j, j+g, j+2g... (interleaved) instead of a block
-            wg = ws.reshape(cin_g, g, cout_g, *kernel).swapaxes(0, 1)
-        if self.flip_kernel:
-            wg = np.flip(wg, axis=tuple(range(3, 3 + params.ndim)))
+        g, kernel = params.groups, weight.shape[2:]
+        dilation, _ = self._geometry(params)
+        z = self._expand(x.astype(acc), params)
+        wg = self._grouped_weight(weight.astype(acc), g)
         out_spatial = [size - d * (k - 1) for size, d, k in zip(z.shape[2:], dilation, kernel)]
-        zg = z.reshape(n, g, cin_g, *z.shape[2:])
-        out = np.zeros((n, g, cout_g, *out_spatial), acc)
-        taps = list(itertools.product(*(range(k) for k in kernel)))
-        if self.drop_last_tap and len(taps) > 1:
-            taps = taps[:-1]
-        for tap in taps:
+        zg = z.reshape(z.shape[0], g, -1, *z.shape[2:])
+        out = np.zeros((z.shape[0], g, wg.shape[2], *out_spatial), acc)
+        for tap in self._taps(kernel):
             window = zg[(..., *[slice(t * d, t * d + size) for t, d, size in zip(tap, dilation, out_spatial)])]
             out += np.einsum("ngi...,gio->ngo...", window, wg[(..., *tap)]).astype(acc)
-        out = out.reshape(n, g * cout_g, *out_spatial)
+        out = out.reshape(z.shape[0], -1, *out_spatial)
         if bias is not None and self.use_bias:
             out = out + bias.astype(acc).reshape(1, -1, *([1] * params.ndim))
         return out.astype(x.dtype)
+
+    def vjp(
+        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams, grad_out: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Adjoint of forward(): each tap's window gather becomes a scatter, then the padding,
+        cropping and zero-insertion are undone in reverse order."""
+        self.validate(x, params)
+        acc = self.accumulate_dtype
+        n, g, kernel = x.shape[0], params.groups, weight.shape[2:]
+        dilation, pads = self._geometry(params)
+        go = grad_out.astype(acc)
+        go_x = go.copy()  # what grad_input is computed from
+        if not self.grad_out_keeps_output_padding_rows:  # the bug: output_padding rows carry no gradient
+            for axis, op in enumerate(params.output_padding):
+                if op:
+                    index = [slice(None)] * go.ndim
+                    index[axis + 2] = slice(go.shape[axis + 2] - op, None)
+                    go_x[tuple(index)] = 0
+        z = self._expand(x.astype(acc), params)
+        zg = z.reshape(n, g, -1, *z.shape[2:])
+        wg = self._grouped_weight(weight.astype(acc), g)
+        gog = go.reshape(n, g, wg.shape[2], *go.shape[2:])
+        gog_x = go_x.reshape(gog.shape)
+        out_spatial = go.shape[2:]
+        grad_zg = np.zeros_like(zg)
+        grad_wg = np.zeros_like(wg)
+        for tap in self._taps(kernel):
+            window = (..., *[slice(t * d, t * d + size) for t, d, size in zip(tap, dilation, out_spatial)])
+            grad_zg[window] += np.einsum("ngo...,gio->ngi...", gog_x, wg[(..., *tap)])
+            flat = zg[window].reshape(n, g, zg.shape[2], -1)
+            grad_wg[(..., *tap)] = np.einsum("ngip,ngop->gio", flat, gog.reshape(n, g, gog.shape[2], -1))
+        if self.grad_weight_group_shift:  # the bug: group j's gradient lands in another group's block
+            grad_wg = np.roll(grad_wg, self.grad_weight_group_shift, axis=0)
+        # undo: flip, grouping; crop the padding back off; take the strided (non-inserted) entries
+        if self.flip_kernel:
+            grad_wg = np.flip(grad_wg, axis=tuple(range(3, grad_wg.ndim)))
+        if self.group_weight_in_major:
+            grad_w = grad_wg.reshape(weight.shape)
+        else:
+            grad_w = grad_wg.swapaxes(0, 1).reshape(weight.shape)
+        grad_z = grad_zg.reshape(z.shape)
+        for axis, (before, after) in enumerate(pads):
+            grad_z = _pad_or_crop(grad_z, axis + 2, -before, -after)
+        grad_x = grad_z[(..., *[slice(None, None, s) for s in params.stride])]
+        grad_b = None
+        if bias is not None:
+            batch = go if self.grad_bias_sums_batch else go[:1]  # the bug: only the first sample counts
+            grad_b = batch.sum(axis=(0, *range(2, go.ndim))).astype(bias.dtype)
+        return grad_x.astype(x.dtype), grad_w.astype(weight.dtype), grad_b
 
 
 def _pad_or_crop(a: np.ndarray, axis: int, before: int, after: int) -> np.ndarray:
@@ -138,6 +200,27 @@ class AcceptsLargeOutputPadding(DirectNumpy):
     check_output_padding = False
 
 
+class GradWeightWrongGroup(DirectNumpy):
+    """grad_weight of group j is written into group j+1's block."""
+
+    name = "bug-grad-weight-wrong-group"
+    grad_weight_group_shift = 1
+
+
+class GradInputDropsOutputPaddingRows(DirectNumpy):
+    """grad_input treats the output_padding rows of grad_out as carrying no gradient."""
+
+    name = "bug-grad-input-output-padding"
+    grad_out_keeps_output_padding_rows = False
+
+
+class GradBiasFirstSampleOnly(DirectNumpy):
+    """grad_bias reduces over the spatial axes but not over the batch axis."""
+
+    name = "bug-grad-bias-batch-axis"
+    grad_bias_sums_batch = False
+
+
 BUGGY = [
     IgnoresOutputPadding,
     MisreadsGroupWeight,
@@ -148,4 +231,7 @@ BUGGY = [
     HalfPrecisionInternally,
     DropsLastKernelTap,
     AcceptsLargeOutputPadding,
+    GradWeightWrongGroup,
+    GradInputDropsOutputPaddingRows,
+    GradBiasFirstSampleOnly,
 ]
