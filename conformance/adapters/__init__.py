@@ -28,7 +28,11 @@ ENTRY_POINT_GROUP = "conformance.adapters"
 BUILTINS: dict[str, str] = {
     "torch": "conformance.adapters.torch_functional:TorchFunctional",
     "mlx": "conformance.adapters.mlx_functional:MlxFunctional",
+    "torch.nn": "conformance.adapters.torch_nn:TorchLayer",
+    "mlx.nn": "conformance.adapters.mlx_nn:MlxLayer",
 }
+#: the package each built-in needs, checked without importing it
+BUILTIN_PACKAGES = {"torch": "torch", "mlx": "mlx", "torch.nn": "torch", "mlx.nn": "mlx"}
 
 
 class AdapterLoadError(Exception):
@@ -155,5 +159,6 @@ def load_adapter(spec: str) -> Adapter:
 
 def importable_builtins() -> dict[str, str]:
     """Built-in frameworks whose package is installed, name -> spec (checked without importing)."""
-    packages = {"torch": "torch", "mlx": "mlx"}
-    return {name: spec for name, spec in BUILTINS.items() if importlib.util.find_spec(packages[name]) is not None}
+    return {
+        name: spec for name, spec in BUILTINS.items() if importlib.util.find_spec(BUILTIN_PACKAGES[name]) is not None
+    }
