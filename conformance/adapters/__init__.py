@@ -23,6 +23,7 @@ from conformance.spec import ConvParams
 
 if TYPE_CHECKING:
     from conformance.cases import Case
+    from conformance.layer_api import LayerIntrospection
 
 ENTRY_POINT_GROUP = "conformance.adapters"
 BUILTINS: dict[str, str] = {
@@ -95,6 +96,10 @@ class Adapter:
         don't override it report the gradient checks as unsupported.
         """
         raise NotImplementedError(f"{type(self).__name__} does not implement vjp()")
+
+    def layer_api(self) -> LayerIntrospection | None:
+        """Layer adapters describe their layer classes for the layer-API section of the reports."""
+        return None
 
     @property
     def has_vjp(self) -> bool:

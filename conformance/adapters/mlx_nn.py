@@ -10,6 +10,7 @@ from conformance import layouts
 from conformance.adapters import Adapter
 from conformance.adapters.mlx_functional import to_mlx, to_numpy
 from conformance.cases import Case
+from conformance.layer_api import LayerIntrospection
 from conformance.spec import ConvParams
 
 LAYERS = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
@@ -74,3 +75,23 @@ class MlxLayer(Adapter):
         grad_w = layouts.channels_last_weight_to_torch(to_numpy(grads[1]), 1)
         grad_b = to_numpy(grads[2]) if bias is not None else None
         return grad_x, grad_w, grad_b
+
+    def layer_api(self) -> LayerIntrospection:
+        def init_sample(cin: int, cout: int, kernel: tuple[int, int], groups: int):
+            if groups != 1:
+                raise TypeError("mlx.nn.ConvTranspose2d has no groups argument")
+            layer = nn.ConvTranspose2d(cin, cout, kernel)
+            weight = layouts.channels_last_weight_to_torch(to_numpy(layer.weight), 1)
+            return weight, to_numpy(layer.bias)
+
+        return LayerIntrospection(
+            framework=self.name,
+            version=self.version(),
+            classes=LAYERS,
+            init_sample=init_sample,
+            weight_layout="weight (C_out, *K, C_in), bias (C_out,); no groups",
+            data_layout="channels-last (N, *S, C)",
+            documented_init="not documented in the layer's API reference; source: weight ~ U(-s, s), "
+            "s = sqrt(1 / (C_in · prod(kernel_size))), bias zeros",
+            forward_name="__call__",
+        )

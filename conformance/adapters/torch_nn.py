@@ -7,6 +7,7 @@ import torch
 
 from conformance.adapters import Adapter
 from conformance.adapters.torch_functional import to_numpy, to_torch
+from conformance.layer_api import LayerIntrospection
 from conformance.spec import ConvParams
 
 LAYERS = {1: torch.nn.ConvTranspose1d, 2: torch.nn.ConvTranspose2d, 3: torch.nn.ConvTranspose3d}
@@ -53,3 +54,18 @@ class TorchLayer(Adapter):
         layer(tx).backward(to_torch(grad_out))
         grad_bias = to_numpy(layer.bias.grad) if bias is not None else None
         return to_numpy(tx.grad), to_numpy(layer.weight.grad), grad_bias
+
+    def layer_api(self) -> LayerIntrospection:
+        def init_sample(cin: int, cout: int, kernel: tuple[int, int], groups: int):
+            layer = torch.nn.ConvTranspose2d(cin, cout, kernel, groups=groups)
+            return to_numpy(layer.weight), to_numpy(layer.bias)
+
+        return LayerIntrospection(
+            framework=self.name,
+            version=self.version(),
+            classes=LAYERS,
+            init_sample=init_sample,
+            weight_layout="weight (C_in, C_out/groups, *K), bias (C_out,)",
+            data_layout="channels-first (N, C, *S); unbatched (C, *S) also accepted",
+            documented_init="weight and bias ~ U(-sqrt(k), sqrt(k)), k = groups / (C_out · prod(kernel_size))",
+        )
