@@ -15,7 +15,9 @@ from pathlib import Path
 from conformance.cases import CaseFileError, load_yaml
 from conformance.results import Result
 
-ENTRY_KEYS = ("framework", "case", "check", "reason", "link")
+ENTRY_KEYS = ("framework", "case", "check", "status", "reason", "link")
+#: what an entry covers unless it names statuses: a crash or a hang is never hidden by default
+DEFAULT_STATUSES = ("fail", "error")
 XFAIL_FROM = frozenset({"fail", "error", "crash", "timeout"})
 
 
@@ -23,13 +25,17 @@ XFAIL_FROM = frozenset({"fail", "error", "crash", "timeout"})
 class Divergence:
     framework: str
     case: str  # glob over the case id, or over "file.yaml::id" when it contains "::"
+    # statuses: which failures the entry covers (default fail and error; crash/timeout only if named)
     reason: str
     check: str | None = None
     link: str | None = None
     line: int | None = None
+    statuses: tuple[str, ...] = DEFAULT_STATUSES
 
     def matches(self, result: Result) -> bool:
         if result.framework != self.framework or (self.check and result.check != self.check):
+            return False
+        if result.status in XFAIL_FROM and result.status not in self.statuses:
             return False
         target = f"{Path(result.file).name}::{result.case}" if "::" in self.case else result.case
         return fnmatch.fnmatchcase(target, self.case)
@@ -64,8 +70,13 @@ def load_divergences(path: str | Path) -> list[Divergence]:
         for key in ("check", "link"):
             if key in raw and not isinstance(raw[key], str):
                 raise CaseFileError(path, "must be a string", line=line, case=label, field=key)
+        statuses = raw.get("status", list(DEFAULT_STATUSES))
+        statuses = [statuses] if isinstance(statuses, str) else statuses
+        if not isinstance(statuses, list) or not statuses or not set(statuses) <= XFAIL_FROM:
+            raise CaseFileError(path, f"must be one or a list of {sorted(XFAIL_FROM)}", line=line, case=label,
+                                field="status")  # fmt: skip
         found.append(Divergence(raw["framework"], raw["case"], " ".join(raw["reason"].split()),
-                                raw.get("check"), raw.get("link"), line))  # fmt: skip
+                                raw.get("check"), raw.get("link"), line, tuple(statuses)))  # fmt: skip
     return found
 
 

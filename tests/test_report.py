@@ -1,0 +1,325 @@
+"""Reports: results.json (strict JSON), report.md (PR comment / job summary), report.html (offline)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from conformance.report import load_document, render_html, render_markdown, write_reports
+from conformance.results import STATUSES, Result, make_document, merge_documents, results_of
+
+FILE = "cases/conv_transpose2d.yaml"
+PARAMS = {
+    "op": "conv_transpose2d", "input_shape": [1, 4, 8, 8], "out_channels": 8, "kernel_size": [3, 3],
+    "stride": [2, 2], "padding": [1, 1], "output_padding": [1, 1], "dilation": [1, 1], "groups": 1,
+    "bias": True, "dtype": "float32",
+}  # fmt: skip
+INJECTION = "</script><script>alert(1)</script>"
+LINK = "https://github.com/ml-explore/mlx/issues/1234"
+
+
+def result(case: str, framework: str, status: str, check: str = "forward", **fields) -> Result:
+    fields.setdefault("family", case.removesuffix("-s1"))  # a matrix-expanded id names its family
+    fields.setdefault("expected_shape", [1, 8, 16, 16])
+    return Result(
+        case=case, file=FILE, framework=framework, check=check, status=status, params=dict(PARAMS),
+        expected_dtype="float32",
+        rerun=f"conformance run {FILE} --case '{case}' --framework {framework}", **fields,
+    )  # fmt: skip
+
+
+def sample_results() -> list[Result]:
+    return [
+        result("plain-s1", "torch", "pass", actual_shape=[1, 8, 16, 16], max_abs_err=1e-7, mismatched=0),
+        result("plain-s1", "mlx", "pass", actual_shape=[1, 8, 16, 16]),
+        result("plain-s1", "torch", "pass", check="grad_input"),
+        result("plain-s1", "mlx", "pass", check="grad_input"),
+        result("wrong-shape", "mlx", "fail", actual_shape=[1, 8, 15, 15],
+               message="shape (1, 8, 15, 15) instead of (1, 8, 16, 16) (axis 2: 15 vs 16, axis 3: 15 vs 16)"),
+        result("wrong-values", "mlx", "fail", actual_shape=[1, 8, 16, 16], max_abs_err=0.0123,
+               max_rel_err=math.inf, max_err_over_bound=0.5, tolerance_at_worst=2.5e-6, mismatched=12,
+               elements=2048, worst_index=[0, 3, 4, 5], message="12 of 2048 elements outside tolerance"),
+        result("raises", "torch", "error", exception="RuntimeError", message="raised RuntimeError on a valid "
+               "configuration: " + INJECTION),
+        result("dies", "mlx", "crash", message="worker process killed by signal SIGABRT while running it"),
+        result("hangs", "torch", "timeout", message="no result within the 120 s per-case timeout"),
+        result("op-ge-stride", "mlx", "xfail", check="error_parity", expect="error", expected_shape=None,
+               actual_shape=[1, 8, 17, 17],
+               message="returned shape (1, 8, 17, 17) instead of raising",
+               divergence={"reason": "mlx accepts output_padding >= stride", "link": LINK, "entry": "op-*"}),
+        result("fixed-now", "torch", "xpass", divergence={"reason": "was broken in 2.1", "entry": "fixed-*"},
+               message="known divergence no longer reproduces; remove the entry"),
+        result("half-only", "mlx", "unsupported", message="mlx has no float64 on this device"),
+    ]  # fmt: skip
+
+
+def document(results: list[Result] | None = None, **kwargs) -> dict:
+    kwargs.setdefault("warnings", ["known divergence at line 7 (mlx: 'gone-*') matches no result"])
+    return make_document(results or sample_results(), {"torch": "2.13.0", "mlx": "0.32.4"}, **kwargs)
+
+
+def section(markdown: str, title: str) -> str:
+    """The text of one '## title' section of the Markdown."""
+    start = markdown.index(f"## {title}")
+    end = markdown.find("\n## ", start + 1)
+    return markdown[start : end if end != -1 else None]
+
+
+def table_row(text: str, first_cell: str) -> list[str]:
+    """The cells of the first Markdown table row whose first cell is ``first_cell``."""
+    for line in text.splitlines():
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+        if cells and cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no row starting with {first_cell!r} in:\n{text}")
+
+
+def strict_json(text: str) -> object:
+    def reject(token: str) -> None:
+        raise AssertionError(f"non-standard JSON token {token}")
+
+    return json.loads(text, parse_constant=reject)
+
+
+# --- results.json -------------------------------------------------------------------------------
+
+
+def test_write_reports_writes_three_files(tmp_path: Path) -> None:
+    paths = write_reports(document(), tmp_path / "new" / "dir")
+    assert set(paths) == {"json", "markdown", "html"}
+    assert [p.name for p in paths.values()] == ["results.json", "report.md", "report.html"]
+    for path in paths.values():
+        assert path.parent == tmp_path / "new" / "dir" and path.stat().st_size > 0
+
+
+def test_results_json_is_strict_and_round_trips(tmp_path: Path) -> None:
+    results = sample_results()
+    results[0].max_rel_err = math.nan
+    results[1].max_err_over_bound = -math.inf
+    paths = write_reports(document(results), tmp_path)
+    text = paths["json"].read_text()
+    strict_json(text)
+    assert not re.search(r"\b(NaN|Infinity)\b", text)
+
+    loaded = load_document(paths["json"])
+    again = results_of(loaded)
+    assert [r.key for r in again] == [r.key for r in results]
+    assert again[5].max_rel_err == math.inf and again[1].max_err_over_bound == -math.inf
+    assert math.isnan(again[0].max_rel_err)
+    # apart from the NaN (never equal to itself) every record comes back exactly
+    assert again[1:] == results[1:]
+    assert loaded["frameworks"] == {"torch": "2.13.0", "mlx": "0.32.4"}
+
+
+def test_load_document_rejects_what_is_not_a_results_document(tmp_path: Path) -> None:
+    cases = {
+        "hello.json": ('{"hello": 1}', "no 'results' list"),
+        "list.json": ("[1, 2]", "not an object"),
+        "broken.json": ("{not json", "invalid JSON"),
+        "no-status.json": ('{"results": [{"case": "a", "file": "f", "framework": "t", "check": "forward"}]}',
+                           "results[0] lacks status"),
+        "odd-status.json": ('{"results": [{"case": "a", "file": "f", "framework": "t", "check": "forward", '
+                            '"status": "maybe"}]}', "unknown status 'maybe'"),
+    }  # fmt: skip
+    for name, (text, why) in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        with pytest.raises(ValueError) as info:
+            load_document(path)
+        assert str(path) in str(info.value) and why in str(info.value)
+
+
+# --- Markdown -----------------------------------------------------------------------------------
+
+
+def test_markdown_verdict_counts_what_fails_the_gate() -> None:
+    markdown = render_markdown(document())
+    first = markdown.splitlines()[0]
+    assert first.endswith(": FAIL")
+    verdict = markdown.split("## Versions")[0]
+    assert "6 failing results (2 fail, 1 error, 1 crash, 1 timeout, 1 xpass) of 12" in verdict
+    assert "1 known divergence (xfail)" in verdict and "interrupted" not in verdict
+
+    passing = [r for r in sample_results() if r.status in ("pass", "xfail", "unsupported")]
+    markdown = render_markdown(document(passing))
+    assert markdown.splitlines()[0].endswith(": PASS") and "FAIL" not in markdown
+
+
+def test_markdown_mentions_an_interrupted_run() -> None:
+    passing = [r for r in sample_results() if r.status == "pass"]
+    markdown = render_markdown(document(passing, interrupted=True))
+    assert markdown.splitlines()[0].endswith(": FAIL")
+    assert "interrupted" in markdown.split("## Versions")[0]
+
+
+def test_markdown_versions_environment_and_summary() -> None:
+    doc = document()
+    markdown = render_markdown(doc)
+    versions = section(markdown, "Versions")
+    assert table_row(versions, "torch")[1] == "2.13.0" and table_row(versions, "mlx")[1] == "0.32.4"
+    env = doc["environment"]
+    run = table_row(versions, "1")
+    assert env["python"] in run and env["numpy"] in run and env["conformance"] in run
+
+    summary = section(markdown, "Summary")
+    header = table_row(summary, "framework")
+    assert header == ["framework", *STATUSES, "total"]
+    for framework, counts in doc["summary"].items():
+        row = table_row(summary, framework)
+        assert row[1:] == [str(counts[s]) for s in header[1:-1]] + [str(sum(counts.values()))]
+    assert table_row(summary, "mlx")[1:] == ["2", "2", "0", "1", "0", "1", "0", "1", "7"]
+
+
+def test_markdown_lists_every_divergence_with_its_rerun_command() -> None:
+    results = sample_results()
+    divergences = section(render_markdown(document(results)), "Divergences")
+    listed = [r for r in results if r.status not in ("pass", "unsupported")]
+    assert len(listed) == 7
+    for r in listed:
+        assert f"`conv_transpose2d.yaml::{r.case}`" in divergences
+        assert f"`{r.rerun}`" in divergences
+    assert divergences.count("conformance run ") == len(listed)
+    for r in results:
+        if r.status in ("pass", "unsupported"):
+            assert f"::{r.case}`" not in divergences, f"{r.status} result listed as a divergence"
+
+
+def test_markdown_divergence_rows_show_params_shapes_numbers_and_reason() -> None:
+    divergences = section(render_markdown(document()), "Divergences")
+    lines = {case: next(line for line in divergences.splitlines() if f"::{case}`" in line)
+             for case in ("wrong-shape", "wrong-values", "op-ge-stride")}  # fmt: skip
+    assert "shape expected [1, 8, 16, 16], got [1, 8, 15, 15]" in lines["wrong-shape"]
+    assert "conv\\_transpose2d" not in lines["wrong-shape"], "underscores need no escaping"
+    assert "conv_transpose2d in=1x4x8x8 co=8 k=3x3 s=2 p=1 op=1 d=1 g=1 bias float32" in lines["wrong-shape"]
+    numeric = lines["wrong-values"]
+    for text in ("max_abs_err 0.0123", "max_rel_err inf", "max_err_over_bound 0.5", "mismatched 12/2048",
+                 "worst_index [0, 3, 4, 5]", "tolerance_at_worst 2.5e-06"):  # fmt: skip
+        assert text in numeric
+    known = lines["op-ge-stride"]
+    assert "**known divergence:** mlx accepts output_padding \\>= stride" in known
+    assert f"[link]({LINK})" in known
+    assert "expected an error, got shape [1, 8, 17, 17]" in known
+
+
+def test_markdown_escapes_user_text_and_keeps_tables_intact() -> None:
+    results = sample_results()
+    results[4].message = "a | b <details> `tick` [click](https://evil.invalid) " + "x" * 500
+    results[9].divergence = {"reason": "r", "link": "javascript:alert(1)"}
+    markdown = render_markdown(document(results))
+    assert "<script>" not in markdown and "<details> `tick`" not in markdown
+    assert "](javascript:" not in markdown and "](https://evil" not in markdown
+    divergences = section(markdown, "Divergences")
+    rows = [line for line in divergences.splitlines() if line.startswith("|") and "---" not in line]
+    widths = {len(re.split(r"(?<!\\)\|", line)) for line in rows}
+    assert len(widths) == 1, "an unescaped pipe would add a column"
+    long_row = next(line for line in rows if "::wrong-shape`" in line)
+    assert "x" * 100 in long_row and "x" * 200 not in long_row, "long messages are truncated"
+    assert "x…" in long_row
+
+
+def test_markdown_matrix_shows_diverging_families_and_folds_passing_ones() -> None:
+    matrix = section(render_markdown(document()), "Parity by case family")
+    shown, _, folded = matrix.partition("<details>")
+    assert table_row(shown, "family")[2:] == ["torch", "mlx"]
+    assert table_row(shown, "conv_transpose2d.yaml::wrong-shape")[2:] == ["·", "❌ 1 fail / 1"]
+    assert table_row(shown, "conv_transpose2d.yaml::op-ge-stride")[2:] == ["·", "⚠️ 1 xfail / 1"]
+    assert table_row(shown, "conv_transpose2d.yaml::fixed-now")[2:] == ["❌ 1 xpass / 1", "·"]
+    assert "conv_transpose2d.yaml::plain" not in shown
+    assert "2 families without divergences" in folded, "declared limits are no divergence"
+    assert table_row(folded, "conv_transpose2d.yaml::half-only")[2:] == ["·", "— unsupported"]
+    row = table_row(folded, "conv_transpose2d.yaml::plain")
+    assert row[1] == "forward, grad_input"
+    assert row[2:] == ["✅ 2/2", "✅ 2/2"]
+
+
+def test_markdown_warnings() -> None:
+    warnings = section(render_markdown(document()), "Warnings")
+    assert "- known divergence at line 7 (mlx: 'gone-\\*') matches no result" in warnings
+    assert "## Warnings" not in render_markdown(document(warnings=[]))
+
+
+# --- HTML ---------------------------------------------------------------------------------------
+
+
+def embedded_rows(page: str) -> list[dict]:
+    """The table rows embedded in the page, with interned strings looked up."""
+    match = re.search(r'<script type="application/json" id="results-data">(.*?)</script>', page, re.S)
+    assert match, "the results are embedded as JSON"
+    data = strict_json(match.group(1))
+    interned = ("f", "fw", "k", "fa", "op", "dt", "pt", "r")
+    return [{k: data["strings"][v] if k in interned else v for k, v in row.items()} for row in data["rows"]]
+
+
+def test_html_is_self_contained_and_complete() -> None:
+    results = sample_results()
+    page = render_html(document(results))
+    assert page.startswith("<!DOCTYPE html>")
+    # nothing is fetched: no external (or any) script, stylesheet, image or frame source
+    assert not re.search(r"<(script|link|img|iframe|object|embed)\b[^>]*\b(src|href)\s*=", page, re.I)
+    assert not re.search(r"@import|url\(", page)
+    for match in re.finditer(r"""(\w+)\s*=\s*["']https?://""", page):
+        assert match.group(1) == "href", match.group(0)
+    hrefs = re.findall(r'<a\b[^>]*href="([^"]*)"', page)
+    assert hrefs == [LINK], "the only link is the known divergence's"
+    for r in results:
+        assert r.case in page
+    rows = embedded_rows(page)
+    assert len(rows) == len(results)
+    assert [(row["c"], row["fw"], row["k"], row["s"]) for row in rows] == [
+        (r.case, r.framework, r.check, r.status) for r in results
+    ]
+    assert rows[5]["re"] == "inf", "inf travels as a string inside strict JSON"
+    for text in ("2.13.0", "0.32.4", "FAIL", "mlx accepts output_padding &gt;= stride", "wrong-values"):
+        assert text in page
+    for control in ('id="q"', 'id="f-fw"', 'id="f-s"', 'id="f-k"'):
+        assert control in page
+
+
+def test_html_escapes_messages_and_ids() -> None:
+    results = sample_results()
+    results[0].case = 'evil"><img src=x onerror=alert(1)>'
+    results[9].divergence = {"reason": INJECTION, "link": "javascript:alert(1)"}
+    page = render_html(document(results))
+    assert INJECTION not in page
+    assert "<img" not in page and 'href="javascript:' not in page
+    assert page.count("<script") == 2 and page.count("</script>") == 2
+    rows = embedded_rows(page)
+    assert rows[0]["c"] == results[0].case, "escaping loses nothing"
+    assert INJECTION in rows[6]["m"]
+
+
+def test_html_renders_thousands_of_results_compactly() -> None:
+    results = []
+    for i in range(5000):
+        status = "fail" if i % 50 == 0 else "pass"
+        results.append(result(f"case-{i:04d}-s1", ("torch", "mlx")[i % 2], status, max_abs_err=1e-7 * i,
+                              mismatched=i % 3, elements=2048, actual_shape=[1, 8, 16, 16]))  # fmt: skip
+    page = render_html(document(results))
+    assert len(page.encode()) < 3_000_000, "a few MB at most"
+    assert len(embedded_rows(page)) == 5000
+
+
+def test_merged_document_shows_both_frameworks_and_both_runs() -> None:
+    torch_results = [r for r in sample_results() if r.framework == "torch"]
+    mlx_results = [r for r in sample_results() if r.framework == "mlx"]
+    first = make_document(torch_results, {"torch": "2.13.0"}, command="conformance run cases -f torch")
+    second = make_document(mlx_results, {"mlx": "0.32.4"}, command="conformance run cases -f mlx")
+    mac = {"python": "3.12.9", "platform": "macOS-15-arm64"}
+    second["runs"][0]["environment"] = {**second["environment"], **mac}
+    merged = merge_documents([first, second])
+    markdown = render_markdown(merged)
+    assert table_row(section(markdown, "Parity by case family"), "family")[2:] == ["torch", "mlx"]
+    summary = section(markdown, "Summary")
+    assert table_row(summary, "torch")[-1] == "5" and table_row(summary, "mlx")[-1] == "7"
+    versions = section(markdown, "Versions")
+    assert "one row per merged run" in versions
+    assert table_row(versions, "1")[1] == first["environment"]["python"]
+    assert table_row(versions, "2")[1:3] == ["3.12.9", "macOS-15-arm64"]
+    assert "`conformance run cases -f torch`" in versions and "`conformance run cases -f mlx`" in versions
+    page = render_html(merged)
+    assert "macOS-15-arm64" in page and first["environment"]["platform"] in page
+    assert re.search(r"<th[^>]*>torch</th><th[^>]*>mlx</th>", page)
