@@ -130,7 +130,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     outcome = runner.Runner(infos, args.workers, args.timeout, progress, checks).run(cases)
     warnings = divergences.apply(outcome.results, known)
     command = "conformance " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    document = make_document(outcome.results, outcome.frameworks, warnings, outcome.interrupted, command)
+    document = make_document(
+        outcome.results, outcome.frameworks, warnings, outcome.interrupted, command, outcome.layer_api
+    )
     paths = write_reports(document, args.report_dir)
     _print_summary(outcome.results, outcome.frameworks)
     for warning in warnings:

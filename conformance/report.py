@@ -24,6 +24,7 @@ import jinja2
 from markupsafe import Markup
 from tabulate import tabulate
 
+from conformance.layer_api import report_tables
 from conformance.results import FAILING, STATUSES, Result, results_of
 
 TITLE = "Transposed-convolution conformance"
@@ -388,6 +389,7 @@ def render_markdown(document: dict[str, Any]) -> str:
         _md_summary(frameworks, results),
         _md_matrix(frameworks, results),
         _md_divergences(frameworks, results),
+        _md_layer_api(document),
         _md_warnings(document),
     ]
     return "\n\n".join(s for s in sections if s) + "\n"
@@ -488,6 +490,19 @@ def _md_divergences(frameworks: list[str], results: list[Result]) -> str:
         table = _md_table([_md_divergence_row(r) for r in listed], headers)
         # open what fails the gate; known divergences stay folded
         parts.append(_md_details(summary, table, opened=any(r.status in FAILING for r in listed)))
+    return "\n\n".join(parts)
+
+
+def _md_layer_api(document: dict[str, Any]) -> str:
+    tables = report_tables(document.get("layer_api") or [])
+    if not tables:
+        return ""
+    parts = ["## Layer API parity"]
+    for table in tables:
+        parts.append(f"### {table['title']}")
+        if table["note"]:
+            parts.append(md_text(table["note"]))
+        parts.append(_md_table([[md_text(c) for c in row] for row in table["rows"]], table["headers"]))
     return "\n\n".join(parts)
 
 
@@ -618,6 +633,7 @@ def render_html(document: dict[str, Any]) -> str:
         "folded_families": [_html_family(f, frameworks) for f in families if not f.diverges],
         "divergences": [_html_divergence_group(n, grouped[n]) for n in frameworks if n in grouped],
         "warnings": document.get("warnings") or [],
+        "layer_tables": report_tables(document.get("layer_api") or []),
         "total": len(results),
         "data": _table_data(results),
     }

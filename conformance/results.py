@@ -90,6 +90,7 @@ def make_document(
     warnings: list[str] | None = None,
     interrupted: bool = False,
     command: str = "",
+    layer_api: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     env = environment()
     return {
@@ -101,6 +102,7 @@ def make_document(
         "interrupted": interrupted,
         "warnings": list(warnings or []),
         "summary": summarize(results),
+        "layer_api": list(layer_api or []),
         "results": [r.to_dict() for r in results],
     }
 
@@ -132,6 +134,7 @@ def merge_documents(documents: list[dict[str, Any]]) -> dict[str, Any]:
             merged[r.key] = r
     results = list(merged.values())
     interrupted = any(doc.get("interrupted") for doc in documents)
+    layers = {entry["framework"]: entry for doc in documents for entry in doc.get("layer_api") or []}
     return {
         "schema": SCHEMA,
         "environment": environment(),
@@ -140,5 +143,6 @@ def merge_documents(documents: list[dict[str, Any]]) -> dict[str, Any]:
         "interrupted": interrupted,
         "warnings": warnings,
         "summary": summarize(results),
+        "layer_api": list(layers.values()),
         "results": [r.to_dict() for r in results],
     }

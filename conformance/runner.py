@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from conformance import layer_api
 from conformance.adapters import Adapter, load_adapter
 from conformance.cases import Case
 from conformance.checks import Reference, base_result, checks_for, run_checks
@@ -35,6 +36,7 @@ class AdapterInfo:
     spec: str
     name: str
     version: str
+    layer_api: dict | None = None  # conformance.layer_api.describe() of a layer adapter
 
 
 @dataclass
@@ -42,6 +44,7 @@ class RunOutcome:
     results: list[Result]
     frameworks: dict[str, str]
     interrupted: bool = False
+    layer_api: list[dict] = field(default_factory=list)
 
 
 def describe(adapter_specs: Sequence[str]) -> list[AdapterInfo]:
@@ -49,7 +52,9 @@ def describe(adapter_specs: Sequence[str]) -> list[AdapterInfo]:
     infos = []
     for spec in adapter_specs:
         adapter = load_adapter(spec)
-        infos.append(AdapterInfo(spec, adapter.name, adapter.version()))
+        introspection = adapter.layer_api()
+        infos.append(AdapterInfo(spec, adapter.name, adapter.version(),
+                                 layer_api.describe(introspection) if introspection else None))  # fmt: skip
     return infos
 
 
@@ -195,7 +200,8 @@ class Runner:
                 self._stop(w)
         results = self._collect(cases, specs, interrupted)
         frameworks = {a.name: a.version for a in self.adapters.values()}
-        return RunOutcome(results, frameworks, interrupted)
+        layers = [a.layer_api for a in self.adapters.values() if a.layer_api]
+        return RunOutcome(results, frameworks, interrupted, layers)
 
     def _receive(self, w: _Worker, pool: list[_Worker], queue: deque) -> None:
         try:
