@@ -133,16 +133,22 @@ class _LineLoader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _Mapping:
+    # Duplicates are looked for among the mapping's own keys only: keys merged in with "<<" may
+    # be overridden, as YAML intends (flatten_mapping puts them first, so own keys win).
+    own: dict[Any, yaml.Node] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        if key in own:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        own[key] = key_node
     loader.flatten_mapping(node)
     result = _Mapping()
     result.line = node.start_mark.line + 1
     result.key_lines = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
-        if key in result:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
         result[key] = loader.construct_object(value_node, deep=True)
         result.key_lines[key] = key_node.start_mark.line + 1
     return result
@@ -270,10 +276,14 @@ def _build_case(path: str, raw: dict, case_id: str, family: str, line: int | Non
         if required not in raw:
             raise check.fail(required, "is required")
     shape = raw["input_shape"]
-    if not isinstance(shape, list) or len(shape) < 2 or not all(_is_int(v) and v >= 1 for v in shape):
-        raise check.fail("input_shape", f"must be a list [N, C_in, *spatial] of integers >= 1, got {shape!r}")
+    # N, C_in >= 1 by format; an empty spatial axis or kernel is a rule (spec) and may be an error case.
+    if (
+        not isinstance(shape, list) or len(shape) < 2 or not all(_is_int(v) and v >= 0 for v in shape)
+        or shape[0] < 1 or shape[1] < 1
+    ):  # fmt: skip
+        raise check.fail("input_shape", f"must be a list [N >= 1, C_in >= 1, *spatial >= 0] of integers, got {shape!r}")
     out_channels = check.int_field("out_channels", raw["out_channels"], minimum=1)
-    kernel = check.axes_field("kernel_size", raw["kernel_size"], ndim, minimum=1)
+    kernel = check.axes_field("kernel_size", raw["kernel_size"], ndim, minimum=0)
     axes = {
         name: check.axes_field(name, raw.get(name, default), ndim)
         for name, default in (("stride", 1), ("padding", 0), ("output_padding", 0), ("dilation", 1))
@@ -298,7 +308,7 @@ def _build_case(path: str, raw: dict, case_id: str, family: str, line: int | Non
     broken = spec.violations(shape, params)
     if expect == "ok" and broken:
         first = broken[0]
-        raise check.fail(first.field, f"case expects ok but breaks a rule: {first.message}")
+        raise check.fail(first.field, f"case expects ok but breaks rule {first.rule}: {first.message}")
     if expect == "error" and not broken:
         raise check.fail("expect", "case expects error but the configuration breaks no validity rule")
     case = Case(

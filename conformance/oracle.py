@@ -10,6 +10,7 @@ cropped by ``padding`` (and extended by ``output_padding``) exactly as the outpu
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -75,7 +76,7 @@ def conv_transpose(
     n, g = x.shape[0], p.groups
     spatial = x.shape[2:]
     cin_g, cout_g = p.in_channels // g, p.out_channels // g
-    xg = x.reshape(n, g, cin_g, -1)
+    xg = x.reshape(n, g, cin_g, math.prod(spatial))  # explicit sizes: N may be 0
     # (g, C_out/g, C_in/g, *K): one (C_out/g x C_in/g) matrix per group and kernel tap.
     wg = weight.reshape(g, cin_g, cout_g, *p.kernel_size).swapaxes(1, 2)
 
@@ -155,7 +156,7 @@ def conv_transpose_vjp(
     n, g = x.shape[0], p.groups
     spatial = x.shape[2:]
     cin_g, cout_g = p.in_channels // g, p.out_channels // g
-    xg = x.reshape(n, g, cin_g, -1)
+    xg = x.reshape(n, g, cin_g, math.prod(spatial))
     wg = weight.reshape(g, cin_g, cout_g, *p.kernel_size).swapaxes(1, 2)  # (g, C_out/g, C_in/g, *K)
 
     full_len = [
@@ -173,7 +174,7 @@ def conv_transpose_vjp(
             slice(d * t, d * t + s * (length - 1) + 1, s)
             for t, length, s, d in zip(tap, spatial, p.stride, p.dilation)
         )
-        gathered = full[(..., *window)].reshape(n, g, cout_g, -1)  # (N, g, C_out/g, P)
+        gathered = full[(..., *window)].reshape(xg.shape[:2] + (cout_g, xg.shape[3]))  # (N, g, C_out/g, P)
         w_tap = wg[(..., *tap)]  # (g, C_out/g, C_in/g)
         grad_xg += np.matmul(w_tap.swapaxes(-1, -2), gathered)
         grad_wg[(..., *tap)] = np.matmul(gathered, xg.swapaxes(-1, -2)).sum(axis=0)

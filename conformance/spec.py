@@ -28,6 +28,8 @@ RULES: dict[str, Rule] = {
     r.id: r
     for r in (
         Rule("input_rank", "input_shape", "input rank must equal spatial dims + 2 (N, C_in, *spatial)"),
+        Rule("input_spatial_nonempty", "input_shape", "every spatial input length must be >= 1"),
+        Rule("kernel_size_positive", "kernel_size", "kernel_size must be >= 1 on every axis"),
         Rule("stride_positive", "stride", "stride must be >= 1 on every axis"),
         Rule("dilation_positive", "dilation", "dilation must be >= 1 on every axis"),
         Rule("groups_positive", "groups", "groups must be >= 1"),
@@ -160,7 +162,10 @@ def violations(input_shape: Sequence[int], p: ConvParams) -> list[Violation]:
     rank_ok = len(input_shape) == p.ndim + 2
     if not rank_ok:
         broken("input_rank", f"{p.op} needs rank {p.ndim + 2}, input_shape has rank {len(input_shape)}")
+    elif any(length < 1 for length in input_shape[2:]):
+        broken("input_spatial_nonempty", f"input spatial {list(input_shape[2:])}")
     for name, low, rule in (
+        ("kernel_size", 1, "kernel_size_positive"),
         ("stride", 1, "stride_positive"),
         ("dilation", 1, "dilation_positive"),
         ("padding", 0, "padding_nonnegative"),
@@ -185,7 +190,9 @@ def violations(input_shape: Sequence[int], p: ConvParams) -> list[Violation]:
             broken("in_channels_divisible", f"C_in={p.in_channels}, groups={p.groups}")
         if p.out_channels % p.groups:
             broken("out_channels_divisible", f"C_out={p.out_channels}, groups={p.groups}")
-    if rank_ok and all(s >= 1 for s in p.stride) and all(d >= 1 for d in p.dilation):
+    if rank_ok and all(s >= 1 for s in p.stride) and all(d >= 1 for d in p.dilation) and not any(
+        length < 1 for length in input_shape[2:]
+    ):
         out = output_spatial(input_shape[2:], p)
         if any(o < 1 for o in out):
             broken("output_size_positive", f"input spatial {list(input_shape[2:])} gives output {list(out)}")
