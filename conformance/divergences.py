@@ -24,7 +24,7 @@ XFAIL_FROM = frozenset({"fail", "error", "crash", "timeout"})
 @dataclass(frozen=True)
 class Divergence:
     framework: str
-    case: str  # glob over the case id, or over "file.yaml::id" when it contains "::"
+    case: str | tuple[str, ...]  # globs over the case id, or over "file.yaml::id" when one contains "::"
     # statuses: which failures the entry covers (default fail and error; crash/timeout only if named)
     reason: str
     check: str | None = None
@@ -37,11 +37,19 @@ class Divergence:
             return False
         if result.status in XFAIL_FROM and result.status not in self.statuses:
             return False
-        target = f"{Path(result.file).name}::{result.case}" if "::" in self.case else result.case
-        return fnmatch.fnmatchcase(target, self.case)
+        patterns = (self.case,) if isinstance(self.case, str) else self.case
+        qualified = f"{Path(result.file).name}::{result.case}"
+        return any(fnmatch.fnmatchcase(qualified if "::" in p else result.case, p) for p in patterns)
+
+    @property
+    def label(self) -> str:
+        if isinstance(self.case, str):
+            return self.case
+        return f"{self.case[0]} (+{len(self.case) - 1} more)" if len(self.case) > 1 else self.case[0]
 
     def as_dict(self) -> dict[str, str]:
-        return {k: v for k, v in (("reason", self.reason), ("link", self.link), ("entry", self.case)) if v}
+        fields = (("reason", self.reason), ("link", self.link), ("entry", self.label))
+        return {k: v for k, v in fields if v}
 
 
 def load_divergences(path: str | Path) -> list[Divergence]:
@@ -63,7 +71,12 @@ def load_divergences(path: str | Path) -> list[Divergence]:
             if key not in ENTRY_KEYS:
                 raise CaseFileError(path, f"unknown key (allowed: {', '.join(ENTRY_KEYS)})", line=line,
                                     case=label, field=key)  # fmt: skip
+        case = raw.get("case")
+        if isinstance(case, list) and case and all(isinstance(c, str) and c for c in case):
+            raw["case"] = tuple(case)
         for key in ("framework", "case", "reason"):
+            if key == "case" and isinstance(raw.get(key), tuple):
+                continue
             if not isinstance(raw.get(key), str) or not raw[key].strip():
                 raise CaseFileError(path, "is required and must be a non-empty string", line=line, case=label,
                                     field=key)  # fmt: skip
@@ -97,12 +110,12 @@ def apply(results: Iterable[Result], divergences: Sequence[Divergence]) -> list[
                 result.status = "xpass"
                 result.divergence = entry.as_dict()
                 result.message = (
-                    f"known divergence no longer reproduces; remove the entry {entry.case!r} "
-                    f"(line {entry.line}) from the known-divergences file"
+                    f"known divergence no longer reproduces; remove the entry {entry.label!r} (line {entry.line}; "
+                    f"or just {result.case!r} from its list) from the known-divergences file"
                 )
             break
     return [
-        f"known divergence at line {entry.line} ({entry.framework}: {entry.case!r}"
+        f"known divergence at line {entry.line} ({entry.framework}: {entry.label!r}"
         f"{', check ' + entry.check if entry.check else ''}) matches no result"
         for index, entry in enumerate(divergences)
         if index not in used and entry.framework in frameworks
