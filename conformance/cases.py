@@ -29,25 +29,53 @@ MAX_TENSOR_BYTES = 256 << 20
 KNOWN_DIVERGENCES_NAME = "known_divergences.yaml"
 
 CASE_FIELDS = (
-    "id", "op", "input_shape", "out_channels", "kernel_size", "stride", "padding", "output_padding",
-    "dilation", "groups", "bias", "dtype", "expect", "matrix", "seed", "values", "tags", "tolerance",
-)  # fmt: skip
+    "id",
+    "op",
+    "input_shape",
+    "out_channels",
+    "kernel_size",
+    "stride",
+    "padding",
+    "output_padding",
+    "dilation",
+    "groups",
+    "bias",
+    "dtype",
+    "expect",
+    "matrix",
+    "seed",
+    "values",
+    "tags",
+    "tolerance",
+)
 FILE_KEYS = ("op", "defaults", "cases", "description")
 TOLERANCE_KEYS = ("factor", "atol")
 # Short names used to suffix matrix-expanded ids: "unet-up-s2-p1".
 ID_ABBREVIATIONS = {
-    "stride": "s", "padding": "p", "output_padding": "op", "dilation": "d", "groups": "g",
-    "kernel_size": "k", "out_channels": "co", "input_shape": "in", "seed": "seed", "values": "",
-}  # fmt: skip
+    "stride": "s",
+    "padding": "p",
+    "output_padding": "op",
+    "dilation": "d",
+    "groups": "g",
+    "kernel_size": "k",
+    "out_channels": "co",
+    "input_shape": "in",
+    "seed": "seed",
+    "values": "",
+}
 
 
 class CaseFileError(ValueError):
     """A problem in a case file, with enough location to find and fix it."""
 
     def __init__(
-        self, path: str | Path, message: str, line: int | None = None, case: str | None = None,
+        self,
+        path: str | Path,
+        message: str,
+        line: int | None = None,
+        case: str | None = None,
         field: str | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.path, self.line, self.case, self.field, self.detail = str(path), line, case, field, message
         where = self.path + (f":{line}" if line else "")
         parts = [where]
@@ -171,7 +199,7 @@ def load_yaml(path: str | Path) -> Any:
     except OSError as exc:
         raise CaseFileError(path, f"cannot read file: {exc.strerror or exc}") from None
     try:
-        return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader derives from SafeLoader
+        return yaml.load(text, Loader=_LineLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -210,7 +238,9 @@ class _FieldChecker:
             values: tuple = (value,) * ndim
         elif isinstance(value, list) and all(_is_int(v) for v in value):
             if len(value) != ndim:
-                raise self.fail(name, f"needs {ndim} values for a {ndim}-d op, got {len(value)}: {list(value)}")
+                raise self.fail(
+                    name, f"needs {ndim} values for a {ndim}-d op, got {len(value)}: {list(value)}"
+                )
             values = tuple(value)
         else:
             raise self.fail(name, f"must be an integer or a list of {ndim} integers, got {value!r}")
@@ -234,7 +264,9 @@ def _expand_matrix(path: str, raw: dict, case_id: str) -> list[tuple[str, dict]]
         raise checker.fail("matrix", "must be a non-empty mapping of field -> list of values")
     for name, options in matrix.items():
         if name not in CASE_FIELDS or name in ("id", "matrix", "expect"):
-            raise checker.fail("matrix", f"cannot vary {name!r} (allowed: case fields other than id/matrix/expect)")
+            raise checker.fail(
+                "matrix", f"cannot vary {name!r} (allowed: case fields other than id/matrix/expect)"
+            )
         if not isinstance(options, list) or not options:
             raise checker.fail("matrix", f"{name!r} must map to a non-empty list, got {options!r}")
     total = 1
@@ -257,10 +289,7 @@ def _expand_matrix(path: str, raw: dict, case_id: str) -> list[tuple[str, dict]]
 def _id_part(name: str, value: Any) -> str:
     if isinstance(value, bool):
         return name if value else f"no{name}"
-    if isinstance(value, list):
-        text = "x".join(str(v) for v in value)
-    else:
-        text = str(value)
+    text = "x".join(str(v) for v in value) if isinstance(value, list) else str(value)
     return ID_ABBREVIATIONS.get(name, name) + text
 
 
@@ -278,10 +307,15 @@ def _build_case(path: str, raw: dict, case_id: str, family: str, line: int | Non
     shape = raw["input_shape"]
     # N, C_in >= 1 by format; an empty spatial axis or kernel is a rule (spec) and may be an error case.
     if (
-        not isinstance(shape, list) or len(shape) < 2 or not all(_is_int(v) and v >= 0 for v in shape)
-        or shape[0] < 1 or shape[1] < 1
-    ):  # fmt: skip
-        raise check.fail("input_shape", f"must be a list [N >= 1, C_in >= 1, *spatial >= 0] of integers, got {shape!r}")
+        not isinstance(shape, list)
+        or len(shape) < 2
+        or not all(_is_int(v) and v >= 0 for v in shape)
+        or shape[0] < 1
+        or shape[1] < 1
+    ):
+        raise check.fail(
+            "input_shape", f"must be a list [N >= 1, C_in >= 1, *spatial >= 0] of integers, got {shape!r}"
+        )
     out_channels = check.int_field("out_channels", raw["out_channels"], minimum=1)
     kernel = check.axes_field("kernel_size", raw["kernel_size"], ndim, minimum=0)
     axes = {
@@ -302,9 +336,14 @@ def _build_case(path: str, raw: dict, case_id: str, family: str, line: int | Non
     tolerance = _tolerance(check, raw.get("tolerance"))
 
     params = spec.ConvParams(
-        ndim=ndim, in_channels=shape[1], out_channels=out_channels, kernel_size=kernel, groups=groups,
-        bias=bias, **axes,
-    )  # fmt: skip
+        ndim=ndim,
+        in_channels=shape[1],
+        out_channels=out_channels,
+        kernel_size=kernel,
+        groups=groups,
+        bias=bias,
+        **axes,
+    )
     broken = spec.violations(shape, params)
     if expect == "ok" and broken:
         first = broken[0]
@@ -312,10 +351,20 @@ def _build_case(path: str, raw: dict, case_id: str, family: str, line: int | Non
     if expect == "error" and not broken:
         raise check.fail("expect", "case expects error but the configuration breaks no validity rule")
     case = Case(
-        id=case_id, family=family, file=path, line=line, input_shape=tuple(shape), params=params,
-        dtype=dtype, expect=expect, seed=seed, values=values, tags=tuple(tags), tolerance=tolerance,
+        id=case_id,
+        family=family,
+        file=path,
+        line=line,
+        input_shape=tuple(shape),
+        params=params,
+        dtype=dtype,
+        expect=expect,
+        seed=seed,
+        values=values,
+        tags=tuple(tags),
+        tolerance=tolerance,
         violations=tuple(broken),
-    )  # fmt: skip
+    )
     _check_sizes(check, case)
     return case
 
@@ -357,15 +406,19 @@ def load_case_file(path: str | Path) -> list[Case]:
     lines = getattr(doc, "key_lines", {})
     unknown = [k for k in doc if k not in FILE_KEYS]
     if unknown:
-        raise CaseFileError(path_text, f"unknown top-level key {unknown[0]!r} (allowed: {', '.join(FILE_KEYS)})",
-                            line=lines.get(unknown[0]))  # fmt: skip
+        raise CaseFileError(
+            path_text,
+            f"unknown top-level key {unknown[0]!r} (allowed: {', '.join(FILE_KEYS)})",
+            line=lines.get(unknown[0]),
+        )
     defaults = doc.get("defaults", {}) or {}
     if not isinstance(defaults, dict):
         raise CaseFileError(path_text, "'defaults' must be a mapping", line=lines.get("defaults"))
     for key in defaults:
         if key not in CASE_FIELDS or key in ("id", "matrix"):
-            raise CaseFileError(path_text, f"unknown key {key!r} in defaults", line=defaults.key_lines.get(key),
-                                field=key)  # fmt: skip
+            raise CaseFileError(
+                path_text, f"unknown key {key!r} in defaults", line=defaults.key_lines.get(key), field=key
+            )
     raw_cases = doc.get("cases")
     if not isinstance(raw_cases, list) or not raw_cases:
         raise CaseFileError(path_text, "'cases' must be a non-empty list", line=lines.get("cases"))
@@ -374,23 +427,41 @@ def load_case_file(path: str | Path) -> list[Case]:
     seen: dict[str, int | None] = {}
     for index, raw in enumerate(raw_cases):
         if not isinstance(raw, dict):
-            raise CaseFileError(path_text, f"case #{index + 1} must be a mapping, got {raw!r}",
-                                line=getattr(raw_cases, "line", None))  # fmt: skip
+            raise CaseFileError(
+                path_text,
+                f"case #{index + 1} must be a mapping, got {raw!r}",
+                line=getattr(raw_cases, "line", None),
+            )
         case_line = getattr(raw, "line", None)
         case_id = raw.get("id")
         if not isinstance(case_id, str) or not case_id or not all(c.isalnum() or c in "_.-" for c in case_id):
-            raise CaseFileError(path_text, f"'id' must be a non-empty string of letters, digits, '_', '.', '-'; "
-                                f"got {case_id!r}", line=case_line, case=f"#{index + 1}", field="id")  # fmt: skip
+            raise CaseFileError(
+                path_text,
+                f"'id' must be a non-empty string of letters, digits, '_', '.', '-'; got {case_id!r}",
+                line=case_line,
+                case=f"#{index + 1}",
+                field="id",
+            )
         for key in raw:
             if key not in CASE_FIELDS:
-                raise CaseFileError(path_text, f"unknown key {key!r} (allowed: {', '.join(CASE_FIELDS)})",
-                                    line=raw.key_lines.get(key), case=case_id, field=key)  # fmt: skip
+                raise CaseFileError(
+                    path_text,
+                    f"unknown key {key!r} (allowed: {', '.join(CASE_FIELDS)})",
+                    line=raw.key_lines.get(key),
+                    case=case_id,
+                    field=key,
+                )
         merged = _Mapping({**({"op": doc["op"]} if "op" in doc else {}), **defaults, **raw})
         merged.line, merged.key_lines = case_line, {**getattr(defaults, "key_lines", {}), **raw.key_lines}
         for expanded_id, fields in _expand_matrix(path_text, merged, case_id):
             if expanded_id in seen:
-                raise CaseFileError(path_text, f"duplicate id (first defined at line {seen[expanded_id]})",
-                                    line=case_line, case=expanded_id, field="id")  # fmt: skip
+                raise CaseFileError(
+                    path_text,
+                    f"duplicate id (first defined at line {seen[expanded_id]})",
+                    line=case_line,
+                    case=expanded_id,
+                    field="id",
+                )
             seen[expanded_id] = case_line
             as_mapping = _Mapping(fields)
             as_mapping.line, as_mapping.key_lines = case_line, merged.key_lines
@@ -407,9 +478,10 @@ def case_files(paths: Iterable[str | Path]) -> list[Path]:
     for p in map(Path, paths):
         if p.is_dir():
             found.extend(
-                f for f in sorted(p.rglob("*.y*ml"))
+                f
+                for f in sorted(p.rglob("*.y*ml"))
                 if f.suffix in (".yaml", ".yml") and not f.name.startswith("known_divergences")
-            )  # fmt: skip
+            )
         elif p.exists():
             found.append(p)
         else:

@@ -68,8 +68,9 @@ class Reference:
 
     def _vjp(self, fn) -> dict[str, np.ndarray | None]:
         p, i = self.case.params, self.inputs
-        grads = fn(i.x, i.weight, i.bias, self.cotangent, p.stride, p.padding, p.output_padding, p.groups,
-                   p.dilation)  # fmt: skip
+        grads = fn(
+            i.x, i.weight, i.bias, self.cotangent, p.stride, p.padding, p.output_padding, p.groups, p.dilation
+        )
         return dict(zip(GRADIENTS, grads))
 
     @cached_property
@@ -158,16 +159,27 @@ def _error_parity(case: Case, adapter: Adapter, ref: Reference) -> Result:
     result.actual_shape = list(getattr(actual, "shape", ()))
     result.status = "fail"
     rules = ", ".join(v.rule for v in case.violations)
-    result.message = f"returned shape {tuple(result.actual_shape)} instead of raising (configuration breaks: {rules})"
+    result.message = (
+        f"returned shape {tuple(result.actual_shape)} instead of raising (configuration breaks: {rules})"
+    )
     return result
 
 
-def _judge(result: Result, expected: np.ndarray, bound: np.ndarray, actual: object, case: Case, n: int) -> Result:
+def _judge(
+    result: Result, expected: np.ndarray, bound: np.ndarray, actual: object, case: Case, n: int
+) -> Result:
     comparison = compare(expected, bound, actual, case.dtype, n, case.tolerance)
     for name in (
-        "actual_shape", "actual_dtype", "max_abs_err", "max_rel_err", "max_err_over_bound",
-        "tolerance_at_worst", "mismatched", "elements", "worst_index",
-    ):  # fmt: skip
+        "actual_shape",
+        "actual_dtype",
+        "max_abs_err",
+        "max_rel_err",
+        "max_err_over_bound",
+        "tolerance_at_worst",
+        "mismatched",
+        "elements",
+        "worst_index",
+    ):
         setattr(result, name, getattr(comparison, name))
     if not comparison.ok:
         result.status = "fail"
@@ -205,6 +217,12 @@ def _gradients(case: Case, adapter: Adapter, ref: Reference, checks: list[str]) 
             _raised(result, exc, valid=True)
             continue
         actual = grads[GRADIENTS.index(result.check)]
-        _judge(result, ref.gradients[result.check], ref.gradient_bounds[result.check], actual, case,
-               lengths[result.check])  # fmt: skip
+        _judge(
+            result,
+            ref.gradients[result.check],
+            ref.gradient_bounds[result.check],
+            actual,
+            case,
+            lengths[result.check],
+        )
     return results

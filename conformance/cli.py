@@ -35,21 +35,46 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run case files through frameworks and write reports")
-    run.add_argument("paths", nargs="*", default=["cases"], help="case files or directories (default: cases/)")
-    run.add_argument("--framework", action="append", default=[], metavar="NAME",
-                     help="a built-in or installed plugin framework (repeatable)")  # fmt: skip
-    run.add_argument("--adapter", action="append", default=[], metavar="SPEC",
-                     help="your adapter: package.module:Class or path/to/file.py:Class (repeatable)")  # fmt: skip
+    run.add_argument(
+        "paths", nargs="*", default=["cases"], help="case files or directories (default: cases/)"
+    )
+    run.add_argument(
+        "--framework",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a built-in or installed plugin framework (repeatable)",
+    )
+    run.add_argument(
+        "--adapter",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="your adapter: package.module:Class or path/to/file.py:Class (repeatable)",
+    )
     run.add_argument("--report-dir", default="reports", help="where reports go (default: reports/)")
-    run.add_argument("--known-divergences", default=None, metavar="FILE",
-                     help=f"baseline of known divergences (default: {DEFAULT_KNOWN} if it exists)")  # fmt: skip
-    run.add_argument("-k", dest="keyword", default=None, metavar="EXPR",
-                     help="keyword expression over case ids, files, ops, dtypes and tags")  # fmt: skip
+    run.add_argument(
+        "--known-divergences",
+        default=None,
+        metavar="FILE",
+        help=f"baseline of known divergences (default: {DEFAULT_KNOWN} if it exists)",
+    )
+    run.add_argument(
+        "-k",
+        dest="keyword",
+        default=None,
+        metavar="EXPR",
+        help="keyword expression over case ids, files, ops, dtypes and tags",
+    )
     run.add_argument("--case", action="append", default=[], metavar="GLOB", help="run only case ids matching")
     run.add_argument("-n", "--workers", type=int, default=1, metavar="N", help="worker processes (default 1)")
     run.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS", help="per-case limit")
-    run.add_argument("--check", default=None, metavar="LIST",
-                     help=f"comma-separated checks to run (default: all of {','.join(CHECKS)})")  # fmt: skip
+    run.add_argument(
+        "--check",
+        default=None,
+        metavar="LIST",
+        help=f"comma-separated checks to run (default: all of {','.join(CHECKS)})",
+    )
     run.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
     report = sub.add_parser("report", help="render reports from one or more results.json files, merged")
@@ -105,7 +130,9 @@ def _checks(arg: str | None) -> list[str] | None:
     checks = [c.strip() for c in arg.split(",") if c.strip()]
     unknown = [c for c in checks if c not in CHECKS]
     if unknown or not checks:
-        raise UsageError(f"--check {arg!r}: unknown check {unknown[0] if unknown else ''!r} (known: {', '.join(CHECKS)})")
+        raise UsageError(
+            f"--check {arg!r}: unknown check {unknown[0] if unknown else ''!r} (known: {', '.join(CHECKS)})"
+        )
     return checks
 
 
@@ -159,7 +186,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     results = results_of(document)
     _print_summary(results, document["frameworks"])
     print(f"reports: {', '.join(str(p) for p in paths.values())}")
-    return EXIT_FAILED if any(r.status in FAILING for r in results) or document.get("interrupted") else EXIT_OK
+    return (
+        EXIT_FAILED if any(r.status in FAILING for r in results) or document.get("interrupted") else EXIT_OK
+    )
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -20,7 +20,9 @@ from conformance.cases import Tolerance
 from conformance.dtypes import UNIT_ROUNDOFF, dtype_name
 
 
-def tolerance(bound: np.ndarray, dtype: str, reduction_length: int, override: Tolerance | None = None) -> np.ndarray:
+def tolerance(
+    bound: np.ndarray, dtype: str, reduction_length: int, override: Tolerance | None = None
+) -> np.ndarray:
     """Per-element allowed absolute error for a result of ``dtype``."""
     override = override or Tolerance()
     growth = 3.0 * math.sqrt(reduction_length) + 2.0
@@ -74,7 +76,9 @@ def compare(
     try:
         values = actual.astype(np.float64)
     except (TypeError, ValueError):
-        return Comparison(False, f"returned dtype {actual.dtype} that is not a float", actual_shape, actual_dtype)
+        return Comparison(
+            False, f"returned dtype {actual.dtype} that is not a float", actual_shape, actual_dtype
+        )
     err = np.abs(values - expected)
     err = np.where(np.isnan(values) & ~np.isnan(expected), np.inf, err)
     tol = tolerance(bound, dtype, reduction_length, override)

@@ -69,8 +69,9 @@ def load_divergences(path: str | Path) -> list[Divergence]:
             raise CaseFileError(path, "each divergence must be a mapping", line=line, case=label)
         for key in raw:
             if key not in ENTRY_KEYS:
-                raise CaseFileError(path, f"unknown key (allowed: {', '.join(ENTRY_KEYS)})", line=line,
-                                    case=label, field=key)  # fmt: skip
+                raise CaseFileError(
+                    path, f"unknown key (allowed: {', '.join(ENTRY_KEYS)})", line=line, case=label, field=key
+                )
         case = raw.get("case")
         if isinstance(case, list) and case and all(isinstance(c, str) and c for c in case):
             raw["case"] = tuple(case)
@@ -78,18 +79,29 @@ def load_divergences(path: str | Path) -> list[Divergence]:
             if key == "case" and isinstance(raw.get(key), tuple):
                 continue
             if not isinstance(raw.get(key), str) or not raw[key].strip():
-                raise CaseFileError(path, "is required and must be a non-empty string", line=line, case=label,
-                                    field=key)  # fmt: skip
+                raise CaseFileError(
+                    path, "is required and must be a non-empty string", line=line, case=label, field=key
+                )
         for key in ("check", "link"):
             if key in raw and not isinstance(raw[key], str):
                 raise CaseFileError(path, "must be a string", line=line, case=label, field=key)
         statuses = raw.get("status", list(DEFAULT_STATUSES))
         statuses = [statuses] if isinstance(statuses, str) else statuses
         if not isinstance(statuses, list) or not statuses or not set(statuses) <= XFAIL_FROM:
-            raise CaseFileError(path, f"must be one or a list of {sorted(XFAIL_FROM)}", line=line, case=label,
-                                field="status")  # fmt: skip
-        found.append(Divergence(raw["framework"], raw["case"], " ".join(raw["reason"].split()),
-                                raw.get("check"), raw.get("link"), line, tuple(statuses)))  # fmt: skip
+            raise CaseFileError(
+                path, f"must be one or a list of {sorted(XFAIL_FROM)}", line=line, case=label, field="status"
+            )
+        found.append(
+            Divergence(
+                raw["framework"],
+                raw["case"],
+                " ".join(raw["reason"].split()),
+                raw.get("check"),
+                raw.get("link"),
+                line,
+                tuple(statuses),
+            )
+        )
     return found
 
 
@@ -110,8 +122,8 @@ def apply(results: Iterable[Result], divergences: Sequence[Divergence]) -> list[
                 result.status = "xpass"
                 result.divergence = entry.as_dict()
                 result.message = (
-                    f"known divergence no longer reproduces; remove the entry {entry.label!r} (line {entry.line}; "
-                    f"or just {result.case!r} from its list) from the known-divergences file"
+                    f"known divergence no longer reproduces; remove the entry {entry.label!r} "
+                    f"(line {entry.line}; or just {result.case!r} from its list) from the baseline file"
                 )
             break
     return [

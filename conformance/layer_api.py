@@ -60,7 +60,9 @@ def _init_stats(layer: LayerIntrospection) -> list[dict[str, Any]]:
         try:
             weight, bias = layer.init_sample(cin, cout, kernel, groups)
         except Exception as exc:  # e.g. a layer without groups
-            rows.append({"config": _config_text(cin, cout, kernel, groups), "error": f"{type(exc).__name__}: {exc}"})
+            rows.append(
+                {"config": _config_text(cin, cout, kernel, groups), "error": f"{type(exc).__name__}: {exc}"}
+            )
             continue
         taps = math.prod(kernel)
         row = {
@@ -137,7 +139,9 @@ def constructor_table(entries: list[dict[str, Any]], ndim: str = "2d") -> tuple[
             params = entry["classes"].get(ndim, {}).get("constructor", [])
             position = next((i for i, p in enumerate(params) if p["name"] == name), None)
             # the position matters: a positional call ported between frameworks binds differently
-            row.append("— (absent)" if position is None else f"#{position + 1}: {params[position]['default']}")
+            row.append(
+                "— (absent)" if position is None else f"#{position + 1}: {params[position]['default']}"
+            )
         rows.append(row)
     return headers, rows
 
@@ -147,38 +151,52 @@ def report_tables(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if not entries:
         return []
     headers, rows = constructor_table(entries)
-    tables = [{
-        "title": "Constructor parameters of ConvTranspose2d (#position: default)",
-        "note": "A parameter at a different position binds differently in a positional call ported between "
-                "frameworks.",
-        "headers": headers,
-        "rows": rows,
-    }]  # fmt: skip
+    tables = [
+        {
+            "title": "Constructor parameters of ConvTranspose2d (#position: default)",
+            "note": "A parameter at a different position binds differently in a positional call ported "
+            "between frameworks.",
+            "headers": headers,
+            "rows": rows,
+        }
+    ]
     class_rows = []
     for e in entries:
         for ndim, info in e["classes"].items():
             extras = ", ".join(f"{p['name']}={p['default']}" for p in info["forward_extras"]) or "—"
-            class_rows.append([e["framework"], ndim, info["class"], extras, e["data_layout"], e["weight_layout"]])
-    tables.append({
-        "title": "Layer classes, layouts and forward extras",
-        "note": "",
-        "headers": ["framework", "dims", "class", "forward extras", "data layout", "parameters"],
-        "rows": class_rows,
-    })  # fmt: skip
+            class_rows.append(
+                [e["framework"], ndim, info["class"], extras, e["data_layout"], e["weight_layout"]]
+            )
+    tables.append(
+        {
+            "title": "Layer classes, layouts and forward extras",
+            "note": "",
+            "headers": ["framework", "dims", "class", "forward extras", "data layout", "parameters"],
+            "rows": class_rows,
+        }
+    )
     init_rows = []
     for e in entries:
         for row in e["init"]:
             if "error" in row:
                 init_rows.append([e["framework"], row["config"], "—", "—", row["error"], "—"])
                 continue
-            init_rows.append([
-                e["framework"], row["config"], f"{row['weight_bound_from_std']:.4f}", f"{row['weight_max_abs']:.4f}",
-                row["weight_matches"], row["bias"],
-            ])  # fmt: skip
-    tables.append({
-        "title": "Initialisation, measured (weight ~ U(-a, a): a estimated as std·√3)",
-        "note": "Documented: " + "; ".join(f"{e['framework']}: {e['documented_init']}" for e in entries),
-        "headers": ["framework", "configuration", "measured a", "max |w|", "a follows", "bias"],
-        "rows": init_rows,
-    })  # fmt: skip
+            init_rows.append(
+                [
+                    e["framework"],
+                    row["config"],
+                    f"{row['weight_bound_from_std']:.4f}",
+                    f"{row['weight_max_abs']:.4f}",
+                    row["weight_matches"],
+                    row["bias"],
+                ]
+            )
+    tables.append(
+        {
+            "title": "Initialisation, measured (weight ~ U(-a, a): a estimated as std·√3)",
+            "note": "Documented: " + "; ".join(f"{e['framework']}: {e['documented_init']}" for e in entries),
+            "headers": ["framework", "configuration", "measured a", "max |w|", "a follows", "bias"],
+            "rows": init_rows,
+        }
+    )
     return tables

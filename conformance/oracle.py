@@ -33,7 +33,9 @@ def params_for(
     """The ConvParams a functional call describes; dimensionality comes from the weight's rank."""
     ndim = len(weight_shape) - 2
     if ndim not in (1, 2, 3):
-        raise ValueError(f"weight must have rank 3, 4 or 5 (C_in, C_out/groups, *kernel), got {len(weight_shape)}")
+        raise ValueError(
+            f"weight must have rank 3, 4 or 5 (C_in, C_out/groups, *kernel), got {len(weight_shape)}"
+        )
     if len(x_shape) >= 2 and x_shape[1] != weight_shape[0]:
         raise ValueError(f"input has C_in={x_shape[1]} channels but weight.shape[0]={weight_shape[0]}")
     return ConvParams.make(
@@ -174,7 +176,7 @@ def conv_transpose_vjp(
             slice(d * t, d * t + s * (length - 1) + 1, s)
             for t, length, s, d in zip(tap, spatial, p.stride, p.dilation)
         )
-        gathered = full[(..., *window)].reshape(xg.shape[:2] + (cout_g, xg.shape[3]))  # (N, g, C_out/g, P)
+        gathered = full[(..., *window)].reshape(*xg.shape[:2], cout_g, xg.shape[3])  # (N, g, C_out/g, P)
         w_tap = wg[(..., *tap)]  # (g, C_out/g, C_in/g)
         grad_xg += np.matmul(w_tap.swapaxes(-1, -2), gathered)
         grad_wg[(..., *tap)] = np.matmul(gathered, xg.swapaxes(-1, -2)).sum(axis=0)

@@ -27,14 +27,32 @@ _KNOWN = pytest.StashKey[dict[Path, list[known_divergences.Divergence]]]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("conformance", "transposed-convolution conformance cases")
-    group.addoption("--conformance-framework", action="append", default=[], metavar="NAME",
-                    help="framework to test (repeatable; default: every installed built-in)")  # fmt: skip
-    group.addoption("--conformance-adapter", action="append", default=[], metavar="SPEC",
-                    help="adapter package.module:Class or file.py:Class (repeatable)")  # fmt: skip
-    group.addoption("--conformance-check", default=None, metavar="LIST",
-                    help="comma-separated checks (default: all applicable)")  # fmt: skip
-    group.addoption("--conformance-known-divergences", default=None, metavar="FILE",
-                    help="known-divergences file (default: known_divergences.yaml beside the case file)")  # fmt: skip
+    group.addoption(
+        "--conformance-framework",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="framework to test (repeatable; default: every installed built-in)",
+    )
+    group.addoption(
+        "--conformance-adapter",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="adapter package.module:Class or file.py:Class (repeatable)",
+    )
+    group.addoption(
+        "--conformance-check",
+        default=None,
+        metavar="LIST",
+        help="comma-separated checks (default: all applicable)",
+    )
+    group.addoption(
+        "--conformance-known-divergences",
+        default=None,
+        metavar="FILE",
+        help="known-divergences file (default: known_divergences.yaml beside the case file)",
+    )
 
 
 def _adapters(config: pytest.Config) -> list[Adapter]:
@@ -90,9 +108,14 @@ class CaseFile(pytest.File):
             for adapter in adapters:
                 for check in checks_for(case, selected):
                     yield CaseItem.from_parent(
-                        self, name=f"{case.id}[{adapter.name}-{check}]", case=case, adapter=adapter,
-                        check=check, selected=selected, computed=computed,
-                    )  # fmt: skip
+                        self,
+                        name=f"{case.id}[{adapter.name}-{check}]",
+                        case=case,
+                        adapter=adapter,
+                        check=check,
+                        selected=selected,
+                        computed=computed,
+                    )
 
 
 class CaseFailure(Exception):
@@ -103,9 +126,15 @@ class CaseFailure(Exception):
 
 class CaseItem(pytest.Item):
     def __init__(
-        self, *, case: Case, adapter: Adapter, check: str, selected: list[str] | None,
-        computed: dict[tuple[str, str], dict[str, Result]], **kwargs: Any,
-    ) -> None:  # fmt: skip
+        self,
+        *,
+        case: Case,
+        adapter: Adapter,
+        check: str,
+        selected: list[str] | None,
+        computed: dict[tuple[str, str], dict[str, Result]],
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.case, self.adapter, self.check = case, adapter, check
         self.selected, self.computed = selected, computed

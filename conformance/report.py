@@ -33,9 +33,15 @@ LISTED = tuple(s for s in STATUSES if s not in ("pass", "unsupported"))
 #: order within a framework's divergences: what breaks the gate first, the known ones last
 LISTING_ORDER = {s: i for i, s in enumerate(("crash", "timeout", "error", "fail", "xpass", "xfail"))}
 ICONS = {
-    "pass": "✅", "fail": "❌", "error": "❌", "crash": "💥", "timeout": "⏱️", "xfail": "⚠️", "xpass": "❌",
+    "pass": "✅",
+    "fail": "❌",
+    "error": "❌",
+    "crash": "💥",
+    "timeout": "⏱️",
+    "xfail": "⚠️",
+    "xpass": "❌",
     "unsupported": "—",
-}  # fmt: skip
+}
 MD_MESSAGE_CHARS = 200
 HTML_MESSAGE_CHARS = 300
 #: result fields that may hold inf/nan, written to JSON as these strings and read back as floats
@@ -66,8 +72,9 @@ def write_reports(document: dict[str, Any], report_dir: str | Path) -> dict[str,
 def to_json(value: Any, indent: int | None = None) -> str:
     """Strict JSON (no NaN/Infinity tokens, which JSON.parse and many tools reject)."""
     separators = (",", ": ") if indent is not None else (",", ":")  # compact where nobody reads it
-    return json.dumps(_finite(value), indent=indent, separators=separators, allow_nan=False,
-                      ensure_ascii=False)  # fmt: skip
+    return json.dumps(
+        _finite(value), indent=indent, separators=separators, allow_nan=False, ensure_ascii=False
+    )
 
 
 def _finite(value: Any) -> Any:
@@ -254,8 +261,15 @@ def params_text(params: dict[str, Any]) -> str:
     parts = [str(params.get("op", "?"))]
     if "input_shape" in params:
         parts.append(f"in={_axes(params['input_shape'], joined=True)}")
-    for key, short in (("out_channels", "co"), ("kernel_size", "k"), ("stride", "s"), ("padding", "p"),
-                       ("output_padding", "op"), ("dilation", "d"), ("groups", "g")):  # fmt: skip
+    for key, short in (
+        ("out_channels", "co"),
+        ("kernel_size", "k"),
+        ("stride", "s"),
+        ("padding", "p"),
+        ("output_padding", "op"),
+        ("dilation", "d"),
+        ("groups", "g"),
+    ):
         if key in params:
             parts.append(f"{short}={_axes(params[key], joined=key == 'kernel_size')}")
     if "bias" in params:
@@ -330,8 +344,9 @@ def _environment_row(index: int, run: dict[str, Any]) -> dict[str, str]:
 
 
 def environment_rows(document: dict[str, Any]) -> list[dict[str, str]]:
-    runs = document.get("runs") or [{"environment": document.get("environment") or {},
-                                     "frameworks": document.get("frameworks") or {}}]  # fmt: skip
+    runs = document.get("runs") or [
+        {"environment": document.get("environment") or {}, "frameworks": document.get("frameworks") or {}}
+    ]
     return [_environment_row(i, run) for i, run in enumerate(runs, 1)]
 
 
@@ -430,10 +445,13 @@ def _md_matrix(frameworks: list[str], results: list[Result]) -> str:
 
     def rows(selected: list[Family]) -> list[list[str]]:
         return [
-            [md_text(f.label), md_text(", ".join(f.checks)),
-             *(_marked(matrix_cell(f.counts.get(name)), MD_MARKS) for name in frameworks)]
+            [
+                md_text(f.label),
+                md_text(", ".join(f.checks)),
+                *(_marked(matrix_cell(f.counts.get(name)), MD_MARKS) for name in frameworks),
+            ]
             for f in selected
-        ]  # fmt: skip
+        ]
 
     shown = [f for f in families if f.diverges]
     folded = [f for f in families if not f.diverges]
@@ -553,16 +571,34 @@ def _row_record(r: Result, strings: _Strings) -> dict[str, Any]:
     """One result for the HTML table. Short keys, interned strings and no empty fields keep ~5,000
     rows around a megabyte; the template's script expands them (see INTERNED there)."""
     fields = {
-        "s": r.status, "c": r.case, "f": strings(r.file), "fw": strings(r.framework), "k": strings(r.check),
+        "s": r.status,
+        "c": r.case,
+        "f": strings(r.file),
+        "fw": strings(r.framework),
+        "k": strings(r.check),
         "fa": strings(r.family if r.family and r.family != r.case else None),
-        "op": strings(r.params.get("op")), "dt": strings(r.params.get("dtype") or r.expected_dtype),
-        "pt": strings(params_text(r.params)), "r": strings(r.rerun), "t": r.tags,
-        "es": r.expected_shape, "as": r.actual_shape, "ed": r.expected_dtype, "ad": r.actual_dtype,
-        "ae": r.max_abs_err, "re": r.max_rel_err, "eb": r.max_err_over_bound, "tw": r.tolerance_at_worst,
-        "mm": r.mismatched, "el": r.elements, "wi": r.worst_index, "x": r.exception, "m": r.message,
-        "dv": r.divergence, "d": None if r.duration_s is None else round(r.duration_s, 4),
+        "op": strings(r.params.get("op")),
+        "dt": strings(r.params.get("dtype") or r.expected_dtype),
+        "pt": strings(params_text(r.params)),
+        "r": strings(r.rerun),
+        "t": r.tags,
+        "es": r.expected_shape,
+        "as": r.actual_shape,
+        "ed": r.expected_dtype,
+        "ad": r.actual_dtype,
+        "ae": r.max_abs_err,
+        "re": r.max_rel_err,
+        "eb": r.max_err_over_bound,
+        "tw": r.tolerance_at_worst,
+        "mm": r.mismatched,
+        "el": r.elements,
+        "wi": r.worst_index,
+        "x": r.exception,
+        "m": r.message,
+        "dv": r.divergence,
+        "d": None if r.duration_s is None else round(r.duration_s, 4),
         "ex": r.expect if r.expect != "ok" else None,
-    }  # fmt: skip
+    }
     if fields["ed"] == r.params.get("dtype"):
         fields["ed"] = None  # the same as "dt"
     return {k: v for k, v in fields.items() if v not in (None, "", [], {})}

@@ -97,8 +97,14 @@ def make_document(
         "schema": SCHEMA,
         "environment": env,
         "frameworks": dict(frameworks),
-        "runs": [{"environment": env, "frameworks": dict(frameworks), "command": command,
-                  "interrupted": interrupted}],  # fmt: skip
+        "runs": [
+            {
+                "environment": env,
+                "frameworks": dict(frameworks),
+                "command": command,
+                "interrupted": interrupted,
+            }
+        ],
         "interrupted": interrupted,
         "warnings": list(warnings or []),
         "summary": summarize(results),
@@ -125,12 +131,22 @@ def merge_documents(documents: list[dict[str, Any]]) -> dict[str, Any]:
             if name in frameworks and frameworks[name] != version:
                 warnings.append(f"framework {name} appears with versions {frameworks[name]} and {version}")
             frameworks[name] = version
-        runs.extend(doc.get("runs") or [{"environment": doc.get("environment", {}), "frameworks":
-                                         doc.get("frameworks", {}), "command": ""}])  # fmt: skip
+        runs.extend(
+            doc.get("runs")
+            or [
+                {
+                    "environment": doc.get("environment", {}),
+                    "frameworks": doc.get("frameworks", {}),
+                    "command": "",
+                }
+            ]
+        )
         warnings.extend(doc.get("warnings", []))
         for r in results_of(doc):
             if r.key in merged:
-                warnings.append(f"result {r.framework}/{r.case}/{r.check} appears in more than one input; kept the last")
+                warnings.append(
+                    f"result {r.framework}/{r.case}/{r.check} appears in more than one input; kept the last"
+                )
             merged[r.key] = r
     results = list(merged.values())
     interrupted = any(doc.get("interrupted") for doc in documents)

@@ -53,8 +53,14 @@ def describe(adapter_specs: Sequence[str]) -> list[AdapterInfo]:
     for spec in adapter_specs:
         adapter = load_adapter(spec)
         introspection = adapter.layer_api()
-        infos.append(AdapterInfo(spec, adapter.name, adapter.version(),
-                                 layer_api.describe(introspection) if introspection else None))  # fmt: skip
+        infos.append(
+            AdapterInfo(
+                spec,
+                adapter.name,
+                adapter.version(),
+                layer_api.describe(introspection) if introspection else None,
+            )
+        )
     return infos
 
 
@@ -67,6 +73,10 @@ def rerun_command(case: Case, info: AdapterInfo) -> str:
 
 
 def _worker_main(conn: multiprocessing.connection.Connection, log_path: str) -> None:
+    # One compute thread per worker, set before any framework is imported: -n N workers already
+    # use N cores, and oversubscribed thread pools (torch's OpenMP) slow a run several-fold.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
     # Keep native libraries' chatter (and crash dumps) out of the parent's output, but on record.
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log_fd, 1)
@@ -189,7 +199,11 @@ class Runner:
                         self._receive(w, pool, queue)
                     elif w.in_flight and time.monotonic() - w.started > self.timeout:
                         self._replace(
-                            w, pool, queue, "timeout", f"no result within the {self.timeout:g} s per-case timeout"
+                            w,
+                            pool,
+                            queue,
+                            "timeout",
+                            f"no result within the {self.timeout:g} s per-case timeout",
                         )
                 if self.progress:
                     self.progress(len(self.results), total)
@@ -254,7 +268,11 @@ class Runner:
             for spec in specs:
                 key = (case.file, case.id, spec)
                 if key not in self.results:
-                    why = "the run was interrupted before this case ran" if interrupted else "no result came back"
+                    why = (
+                        "the run was interrupted before this case ran"
+                        if interrupted
+                        else "no result came back"
+                    )
                     self._lost(case, spec, "crash", why)
                 ordered.extend(self.results[key])
         return ordered

@@ -138,7 +138,9 @@ class ConvParams:
         }
 
 
-def output_length(length: int, kernel: int, stride: int, padding: int, output_padding: int, dilation: int) -> int:
+def output_length(
+    length: int, kernel: int, stride: int, padding: int, output_padding: int, dilation: int
+) -> int:
     """``(L - 1)·s - 2p + d·(k - 1) + output_padding + 1``."""
     return (length - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
 
@@ -190,8 +192,11 @@ def violations(input_shape: Sequence[int], p: ConvParams) -> list[Violation]:
             broken("in_channels_divisible", f"C_in={p.in_channels}, groups={p.groups}")
         if p.out_channels % p.groups:
             broken("out_channels_divisible", f"C_out={p.out_channels}, groups={p.groups}")
-    if rank_ok and all(s >= 1 for s in p.stride) and all(d >= 1 for d in p.dilation) and not any(
-        length < 1 for length in input_shape[2:]
+    if (
+        rank_ok
+        and all(s >= 1 for s in p.stride)
+        and all(d >= 1 for d in p.dilation)
+        and not any(length < 1 for length in input_shape[2:])
     ):
         out = output_spatial(input_shape[2:], p)
         if any(o < 1 for o in out):

@@ -336,7 +336,9 @@ def test_matrix_expansion_count_and_ids(tmp_path: Path) -> None:
 
 def test_matrix_error_names_the_expanded_case(tmp_path: Path) -> None:
     path = write(tmp_path, HEADER + "  - id: up\n    matrix:\n      output_padding: [0, 1]\n")
-    assert_case_error(path, line=7, case="up-op1", field="output_padding", contains=("breaks rule output_padding_bound",))
+    assert_case_error(
+        path, line=7, case="up-op1", field="output_padding", contains=("breaks rule output_padding_bound",)
+    )
 
 
 def test_matrix_with_expect_error(tmp_path: Path) -> None:

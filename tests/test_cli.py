@@ -44,8 +44,11 @@ cases:
 def conformance(*args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "conformance.cli", *map(str, args)],
-        cwd=cwd, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def results_by_framework(report_dir: Path) -> dict[str, list[dict]]:
@@ -81,9 +84,15 @@ def test_half_precision_bug_is_caught_on_float32_values(tmp_path: Path) -> None:
 
 def test_correct_adapter_exits_zero(tmp_path: Path) -> None:
     proc = conformance(
-        "run", "cases/errors.yaml", "cases/conv_transpose1d.yaml", "--adapter", f"{DIRECT}:DirectNumpy",
-        "-q", "--report-dir", tmp_path,
-    )  # fmt: skip
+        "run",
+        "cases/errors.yaml",
+        "cases/conv_transpose1d.yaml",
+        "--adapter",
+        f"{DIRECT}:DirectNumpy",
+        "-q",
+        "--report-dir",
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for name in ("results.json", "report.md", "report.html"):
         assert (tmp_path / name).is_file(), name
@@ -93,14 +102,22 @@ def test_correct_adapter_exits_zero(tmp_path: Path) -> None:
     ("content", "expected"),
     [
         ("cases: [\n  {id: a, op: conv_transpose2d\n", "YAML error"),
-        ("op: conv_transpose2d\ncases:\n  - id: a\n    input_shape: [1, 2, 3, 3]\n    out_channels: 2\n"
-         "    kernel_size: 3\n    strides: 2\n", "unknown key 'strides'"),
-        ("op: conv_transpose2d\ncases:\n  - id: a\n    input_shape: [1, 2, 3, 3]\n    out_channels: 2\n"
-         "    kernel_size: 3\n    stride: 1\n    output_padding: 1\n", "output_padding"),
+        (
+            "op: conv_transpose2d\ncases:\n  - id: a\n    input_shape: [1, 2, 3, 3]\n    out_channels: 2\n"
+            "    kernel_size: 3\n    strides: 2\n",
+            "unknown key 'strides'",
+        ),
+        (
+            "op: conv_transpose2d\ncases:\n  - id: a\n    input_shape: [1, 2, 3, 3]\n    out_channels: 2\n"
+            "    kernel_size: 3\n    stride: 1\n    output_padding: 1\n",
+            "output_padding",
+        ),
     ],
     ids=["syntax", "unknown-key", "ok-case-breaks-rule"],
-)  # fmt: skip
-def test_malformed_case_file_exits_2_with_a_clear_message(tmp_path: Path, content: str, expected: str) -> None:
+)
+def test_malformed_case_file_exits_2_with_a_clear_message(
+    tmp_path: Path, content: str, expected: str
+) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(content)
     proc = conformance("run", bad, "--framework", "torch", "--report-dir", tmp_path / "r")
@@ -130,9 +147,18 @@ def test_crashing_and_hanging_adapter_leaves_every_other_result(tmp_path: Path) 
     cases = tmp_path / "small.yaml"
     cases.write_text(SMALL_CASES)
     proc = conformance(
-        "run", cases, "--adapter", f"{CRASHY}:Crashy", "--framework", "torch", "--timeout", "10",
-        "--report-dir", tmp_path / "r", "-q",
-    )  # fmt: skip
+        "run",
+        cases,
+        "--adapter",
+        f"{CRASHY}:Crashy",
+        "--framework",
+        "torch",
+        "--timeout",
+        "10",
+        "--report-dir",
+        tmp_path / "r",
+        "-q",
+    )
     assert proc.returncode == 1
     grouped = results_by_framework(tmp_path / "r")
     status = {r["case"]: r for r in grouped["crashy"] if r["check"] in ("forward", "error_parity")}
@@ -153,51 +179,83 @@ def test_crashing_and_hanging_adapter_leaves_every_other_result(tmp_path: Path) 
 def test_known_divergence_turns_failure_into_xfail_and_fixed_entry_into_xpass(tmp_path: Path) -> None:
     spec = f"{DIRECT}:AcceptsLargeOutputPadding"
     known = tmp_path / "known.yaml"
-    known.write_text(textwrap.dedent("""
+    known.write_text(
+        textwrap.dedent("""
         divergences:
           - framework: bug-accepts-large-output-padding
             case: "op-*"
             check: error_parity
             reason: accepts output_padding >= stride and >= dilation
             link: https://example.invalid/issue/1
-    """))
+    """)
+    )
     cases = tmp_path / "c.yaml"
-    cases.write_text(textwrap.dedent("""
+    cases.write_text(
+        textwrap.dedent("""
         op: conv_transpose1d
         defaults: {input_shape: [1, 2, 5], out_channels: 2, kernel_size: 3, expect: error}
         cases:
           - {id: op-equal-stride, stride: 2, output_padding: 2}
           - {id: op-beyond, stride: 1, output_padding: 3}
-    """))
-    proc = conformance("run", cases, "--adapter", spec, "--known-divergences", known, "--report-dir", tmp_path / "a")
+    """)
+    )
+    proc = conformance(
+        "run", cases, "--adapter", spec, "--known-divergences", known, "--report-dir", tmp_path / "a"
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    statuses = {r["case"]: r for r in results_by_framework(tmp_path / "a")["bug-accepts-large-output-padding"]}
+    statuses = {
+        r["case"]: r for r in results_by_framework(tmp_path / "a")["bug-accepts-large-output-padding"]
+    }
     assert {r["status"] for r in statuses.values()} == {"xfail"}
     assert statuses["op-beyond"]["divergence"]["link"] == "https://example.invalid/issue/1"
 
     proc = conformance(
-        "run", cases, "--adapter", f"{DIRECT}:DirectNumpy", "--known-divergences", known,
-        "--report-dir", tmp_path / "b",
-    )  # fmt: skip
+        "run",
+        cases,
+        "--adapter",
+        f"{DIRECT}:DirectNumpy",
+        "--known-divergences",
+        known,
+        "--report-dir",
+        tmp_path / "b",
+    )
     # the entry names another framework, so it neither matches nor counts as stale here
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
     fixed = known.read_text().replace("bug-accepts-large-output-padding", "numpy-direct")
     known.write_text(fixed)
     proc = conformance(
-        "run", cases, "--adapter", f"{DIRECT}:DirectNumpy", "--known-divergences", known,
-        "--report-dir", tmp_path / "c",
-    )  # fmt: skip
+        "run",
+        cases,
+        "--adapter",
+        f"{DIRECT}:DirectNumpy",
+        "--known-divergences",
+        known,
+        "--report-dir",
+        tmp_path / "c",
+    )
     assert proc.returncode == 1, "a known divergence that no longer reproduces must fail the gate"
     assert {r["status"] for r in results_by_framework(tmp_path / "c")["numpy-direct"]} == {"xpass"}
 
 
 def test_report_merges_runs_from_different_environments(tmp_path: Path) -> None:
     for name, adapter in (("one", "DirectNumpy"), ("two", "BiasMissing")):
-        conformance("run", "cases/conv_transpose1d.yaml", "--adapter", f"{DIRECT}:{adapter}", "-q",
-                    "--report-dir", tmp_path / name)  # fmt: skip
-    proc = conformance("report", tmp_path / "one/results.json", tmp_path / "two/results.json",
-                       "--report-dir", tmp_path / "merged")  # fmt: skip
+        conformance(
+            "run",
+            "cases/conv_transpose1d.yaml",
+            "--adapter",
+            f"{DIRECT}:{adapter}",
+            "-q",
+            "--report-dir",
+            tmp_path / name,
+        )
+    proc = conformance(
+        "report",
+        tmp_path / "one/results.json",
+        tmp_path / "two/results.json",
+        "--report-dir",
+        tmp_path / "merged",
+    )
     assert proc.returncode == 1, "the merged report still gates on the bias bug"
     doc = json.loads((tmp_path / "merged/results.json").read_text())
     assert set(doc["frameworks"]) == {"numpy-direct", "bug-bias-missing"}

@@ -28,21 +28,25 @@ CASES = textwrap.dedent("""
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     pytester.makefile(".yaml", conv_transpose2d=CASES)
-    return pytester.runpytest("-p", "no:cacheprovider", "--conformance-adapter", f"{DIRECT}:DirectNumpy", *args)
+    return pytester.runpytest(
+        "-p", "no:cacheprovider", "--conformance-adapter", f"{DIRECT}:DirectNumpy", *args
+    )
 
 
 def test_items_are_case_framework_check(pytester: pytest.Pytester) -> None:
     result = run(pytester, "--collect-only", "-q")
-    result.stdout.fnmatch_lines([
-        "conv_transpose2d.yaml::up-s1[[]numpy-direct-forward[]]",
-        "conv_transpose2d.yaml::up-s1[[]numpy-direct-grad_input[]]",
-        "conv_transpose2d.yaml::up-s1[[]numpy-direct-grad_weight[]]",
-        "conv_transpose2d.yaml::up-s1[[]numpy-direct-grad_bias[]]",
-        "conv_transpose2d.yaml::up-s2[[]numpy-direct-forward[]]",
-        "conv_transpose2d.yaml::grouped[[]numpy-direct-forward[]]",
-        "conv_transpose2d.yaml::grouped[[]numpy-direct-grad_weight[]]",
-        "conv_transpose2d.yaml::bad-op[[]numpy-direct-error_parity[]]",
-    ])  # fmt: skip
+    result.stdout.fnmatch_lines(
+        [
+            "conv_transpose2d.yaml::up-s1[[]numpy-direct-forward[]]",
+            "conv_transpose2d.yaml::up-s1[[]numpy-direct-grad_input[]]",
+            "conv_transpose2d.yaml::up-s1[[]numpy-direct-grad_weight[]]",
+            "conv_transpose2d.yaml::up-s1[[]numpy-direct-grad_bias[]]",
+            "conv_transpose2d.yaml::up-s2[[]numpy-direct-forward[]]",
+            "conv_transpose2d.yaml::grouped[[]numpy-direct-forward[]]",
+            "conv_transpose2d.yaml::grouped[[]numpy-direct-grad_weight[]]",
+            "conv_transpose2d.yaml::bad-op[[]numpy-direct-error_parity[]]",
+        ]
+    )
     assert "grouped[numpy-direct-grad_bias]" not in result.stdout.str(), "no grad_bias without a bias"
 
 
@@ -60,28 +64,45 @@ def test_keyword_selection(pytester: pytest.Pytester) -> None:
 
 def test_bug_fails_with_the_case_in_the_message(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", conv_transpose2d=CASES)
-    result = pytester.runpytest("-p", "no:cacheprovider", "--conformance-adapter", f"{DIRECT}:MisreadsGroupWeight",
-                                "--conformance-check", "forward")  # fmt: skip
+    result = pytester.runpytest(
+        "-p",
+        "no:cacheprovider",
+        "--conformance-adapter",
+        f"{DIRECT}:MisreadsGroupWeight",
+        "--conformance-check",
+        "forward",
+    )
     result.assert_outcomes(passed=2, failed=1)
-    result.stdout.fnmatch_lines(["*bug-group-weight-layout forward fail:*elements outside tolerance*",
-                                 "*g=2 bias=False dtype=float32*"])  # fmt: skip
+    result.stdout.fnmatch_lines(
+        [
+            "*bug-group-weight-layout forward fail:*elements outside tolerance*",
+            "*g=2 bias=False dtype=float32*",
+        ]
+    )
 
 
 def test_known_divergence_is_xfail(pytester: pytest.Pytester) -> None:
-    pytester.makefile(".yaml", known_divergences=textwrap.dedent("""
+    pytester.makefile(
+        ".yaml",
+        known_divergences=textwrap.dedent("""
         divergences:
           - {framework: bug-accepts-large-output-padding, case: bad-op, reason: accepts op >= stride}
-    """))
+    """),
+    )
     pytester.makefile(".yaml", conv_transpose2d=CASES)
-    result = pytester.runpytest("-p", "no:cacheprovider", "--conformance-adapter",
-                                f"{DIRECT}:AcceptsLargeOutputPadding", "-rx")  # fmt: skip
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--conformance-adapter", f"{DIRECT}:AcceptsLargeOutputPadding", "-rx"
+    )
     result.assert_outcomes(passed=11, xfailed=1)
     result.stdout.fnmatch_lines(["*known divergence: accepts op >= stride*"])
 
 
 def test_bad_case_file_is_a_collection_error_naming_the_field(pytester: pytest.Pytester) -> None:
-    pytester.makefile(".yaml", broken="op: conv_transpose1d\ncases:\n  - {id: a, input_shape: [1, 1, 4], "
-                                      "out_channels: 1, kernel_size: 2, groups: x}\n")  # fmt: skip
+    pytester.makefile(
+        ".yaml",
+        broken="op: conv_transpose1d\ncases:\n  - {id: a, input_shape: [1, 1, 4], "
+        "out_channels: 1, kernel_size: 2, groups: x}\n",
+    )
     result = pytester.runpytest("-p", "no:cacheprovider", "--conformance-adapter", f"{DIRECT}:DirectNumpy")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*broken.yaml:3: case 'a': field 'groups': must be an integer*"])

@@ -14,10 +14,18 @@ from conformance.results import STATUSES, Result, make_document, merge_documents
 
 FILE = "cases/conv_transpose2d.yaml"
 PARAMS = {
-    "op": "conv_transpose2d", "input_shape": [1, 4, 8, 8], "out_channels": 8, "kernel_size": [3, 3],
-    "stride": [2, 2], "padding": [1, 1], "output_padding": [1, 1], "dilation": [1, 1], "groups": 1,
-    "bias": True, "dtype": "float32",
-}  # fmt: skip
+    "op": "conv_transpose2d",
+    "input_shape": [1, 4, 8, 8],
+    "out_channels": 8,
+    "kernel_size": [3, 3],
+    "stride": [2, 2],
+    "padding": [1, 1],
+    "output_padding": [1, 1],
+    "dilation": [1, 1],
+    "groups": 1,
+    "bias": True,
+    "dtype": "float32",
+}
 INJECTION = "</script><script>alert(1)</script>"
 LINK = "https://github.com/ml-explore/mlx/issues/1234"
 
@@ -26,10 +34,16 @@ def result(case: str, framework: str, status: str, check: str = "forward", **fie
     fields.setdefault("family", case.removesuffix("-s1"))  # a matrix-expanded id names its family
     fields.setdefault("expected_shape", [1, 8, 16, 16])
     return Result(
-        case=case, file=FILE, framework=framework, check=check, status=status, params=dict(PARAMS),
+        case=case,
+        file=FILE,
+        framework=framework,
+        check=check,
+        status=status,
+        params=dict(PARAMS),
         expected_dtype="float32",
-        rerun=f"conformance run {FILE} --case '{case}' --framework {framework}", **fields,
-    )  # fmt: skip
+        rerun=f"conformance run {FILE} --case '{case}' --framework {framework}",
+        **fields,
+    )
 
 
 def sample_results() -> list[Result]:
@@ -38,23 +52,56 @@ def sample_results() -> list[Result]:
         result("plain-s1", "mlx", "pass", actual_shape=[1, 8, 16, 16]),
         result("plain-s1", "torch", "pass", check="grad_input"),
         result("plain-s1", "mlx", "pass", check="grad_input"),
-        result("wrong-shape", "mlx", "fail", actual_shape=[1, 8, 15, 15],
-               message="shape (1, 8, 15, 15) instead of (1, 8, 16, 16) (axis 2: 15 vs 16, axis 3: 15 vs 16)"),
-        result("wrong-values", "mlx", "fail", actual_shape=[1, 8, 16, 16], max_abs_err=0.0123,
-               max_rel_err=math.inf, max_err_over_bound=0.5, tolerance_at_worst=2.5e-6, mismatched=12,
-               elements=2048, worst_index=[0, 3, 4, 5], message="12 of 2048 elements outside tolerance"),
-        result("raises", "torch", "error", exception="RuntimeError", message="raised RuntimeError on a valid "
-               "configuration: " + INJECTION),
+        result(
+            "wrong-shape",
+            "mlx",
+            "fail",
+            actual_shape=[1, 8, 15, 15],
+            message="shape (1, 8, 15, 15) instead of (1, 8, 16, 16) (axis 2: 15 vs 16, axis 3: 15 vs 16)",
+        ),
+        result(
+            "wrong-values",
+            "mlx",
+            "fail",
+            actual_shape=[1, 8, 16, 16],
+            max_abs_err=0.0123,
+            max_rel_err=math.inf,
+            max_err_over_bound=0.5,
+            tolerance_at_worst=2.5e-6,
+            mismatched=12,
+            elements=2048,
+            worst_index=[0, 3, 4, 5],
+            message="12 of 2048 elements outside tolerance",
+        ),
+        result(
+            "raises",
+            "torch",
+            "error",
+            exception="RuntimeError",
+            message="raised RuntimeError on a valid configuration: " + INJECTION,
+        ),
         result("dies", "mlx", "crash", message="worker process killed by signal SIGABRT while running it"),
         result("hangs", "torch", "timeout", message="no result within the 120 s per-case timeout"),
-        result("op-ge-stride", "mlx", "xfail", check="error_parity", expect="error", expected_shape=None,
-               actual_shape=[1, 8, 17, 17],
-               message="returned shape (1, 8, 17, 17) instead of raising",
-               divergence={"reason": "mlx accepts output_padding >= stride", "link": LINK, "entry": "op-*"}),
-        result("fixed-now", "torch", "xpass", divergence={"reason": "was broken in 2.1", "entry": "fixed-*"},
-               message="known divergence no longer reproduces; remove the entry"),
+        result(
+            "op-ge-stride",
+            "mlx",
+            "xfail",
+            check="error_parity",
+            expect="error",
+            expected_shape=None,
+            actual_shape=[1, 8, 17, 17],
+            message="returned shape (1, 8, 17, 17) instead of raising",
+            divergence={"reason": "mlx accepts output_padding >= stride", "link": LINK, "entry": "op-*"},
+        ),
+        result(
+            "fixed-now",
+            "torch",
+            "xpass",
+            divergence={"reason": "was broken in 2.1", "entry": "fixed-*"},
+            message="known divergence no longer reproduces; remove the entry",
+        ),
         result("half-only", "mlx", "unsupported", message="mlx has no float64 on this device"),
-    ]  # fmt: skip
+    ]
 
 
 def document(results: list[Result] | None = None, **kwargs) -> dict:
@@ -120,11 +167,16 @@ def test_load_document_rejects_what_is_not_a_results_document(tmp_path: Path) ->
         "hello.json": ('{"hello": 1}', "no 'results' list"),
         "list.json": ("[1, 2]", "not an object"),
         "broken.json": ("{not json", "invalid JSON"),
-        "no-status.json": ('{"results": [{"case": "a", "file": "f", "framework": "t", "check": "forward"}]}',
-                           "results[0] lacks status"),
-        "odd-status.json": ('{"results": [{"case": "a", "file": "f", "framework": "t", "check": "forward", '
-                            '"status": "maybe"}]}', "unknown status 'maybe'"),
-    }  # fmt: skip
+        "no-status.json": (
+            '{"results": [{"case": "a", "file": "f", "framework": "t", "check": "forward"}]}',
+            "results[0] lacks status",
+        ),
+        "odd-status.json": (
+            '{"results": [{"case": "a", "file": "f", "framework": "t", "check": "forward", '
+            '"status": "maybe"}]}',
+            "unknown status 'maybe'",
+        ),
+    }
     for name, (text, why) in cases.items():
         path = tmp_path / name
         path.write_text(text)
@@ -190,14 +242,22 @@ def test_markdown_lists_every_divergence_with_its_rerun_command() -> None:
 
 def test_markdown_divergence_rows_show_params_shapes_numbers_and_reason() -> None:
     divergences = section(render_markdown(document()), "Divergences")
-    lines = {case: next(line for line in divergences.splitlines() if f"::{case}`" in line)
-             for case in ("wrong-shape", "wrong-values", "op-ge-stride")}  # fmt: skip
+    lines = {
+        case: next(line for line in divergences.splitlines() if f"::{case}`" in line)
+        for case in ("wrong-shape", "wrong-values", "op-ge-stride")
+    }
     assert "shape expected [1, 8, 16, 16], got [1, 8, 15, 15]" in lines["wrong-shape"]
     assert "conv\\_transpose2d" not in lines["wrong-shape"], "underscores need no escaping"
     assert "conv_transpose2d in=1x4x8x8 co=8 k=3x3 s=2 p=1 op=1 d=1 g=1 bias float32" in lines["wrong-shape"]
     numeric = lines["wrong-values"]
-    for text in ("max_abs_err 0.0123", "max_rel_err inf", "max_err_over_bound 0.5", "mismatched 12/2048",
-                 "worst_index [0, 3, 4, 5]", "tolerance_at_worst 2.5e-06"):  # fmt: skip
+    for text in (
+        "max_abs_err 0.0123",
+        "max_rel_err inf",
+        "max_err_over_bound 0.5",
+        "mismatched 12/2048",
+        "worst_index [0, 3, 4, 5]",
+        "tolerance_at_worst 2.5e-06",
+    ):
         assert text in numeric
     known = lines["op-ge-stride"]
     assert "**known divergence:** mlx accepts output_padding \\>= stride" in known
@@ -296,8 +356,17 @@ def test_html_renders_thousands_of_results_compactly() -> None:
     results = []
     for i in range(5000):
         status = "fail" if i % 50 == 0 else "pass"
-        results.append(result(f"case-{i:04d}-s1", ("torch", "mlx")[i % 2], status, max_abs_err=1e-7 * i,
-                              mismatched=i % 3, elements=2048, actual_shape=[1, 8, 16, 16]))  # fmt: skip
+        results.append(
+            result(
+                f"case-{i:04d}-s1",
+                ("torch", "mlx")[i % 2],
+                status,
+                max_abs_err=1e-7 * i,
+                mismatched=i % 3,
+                elements=2048,
+                actual_shape=[1, 8, 16, 16],
+            )
+        )
     page = render_html(document(results))
     assert len(page.encode()) < 3_000_000, "a few MB at most"
     assert len(embedded_rows(page)) == 5000

@@ -15,7 +15,7 @@ import importlib.util
 import inspect
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -51,8 +51,8 @@ class Adapter:
     name: str = ""
     #: distribution whose version is reported (``importlib.metadata``); None: ``version()`` decides
     distribution: str | None = None
-    unsupported_dtypes: dict[str, str] = {}
-    unsupported_ndims: dict[int, str] = {}
+    unsupported_dtypes: ClassVar[dict[str, str]] = {}
+    unsupported_ndims: ClassVar[dict[int, str]] = {}
     #: whether the API can be told C_out independently of the weight (it can't in torch.functional,
     #: where C_out = weight.shape[1] * groups, so "C_out divisible by groups" is not expressible).
     expresses_out_channels: bool = False
@@ -71,14 +71,18 @@ class Adapter:
             return self.unsupported_ndims[case.params.ndim]
         if case.dtype in self.unsupported_dtypes:
             return self.unsupported_dtypes[case.dtype]
-        if not self.expresses_out_channels and any(v.rule == "out_channels_divisible" for v in case.violations):
+        if not self.expresses_out_channels and any(
+            v.rule == "out_channels_divisible" for v in case.violations
+        ):
             return (
                 "C_out is inferred as weight.shape[1] * groups in this API, so a C_out not divisible by "
                 "groups cannot be expressed"
             )
         return None
 
-    def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams) -> np.ndarray:
+    def forward(
+        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams
+    ) -> np.ndarray:
         """Compute the transposed convolution; return ``(N, C_out, *spatial_out)`` in x's dtype."""
         raise NotImplementedError(f"{type(self).__name__} does not implement forward()")
 
@@ -109,7 +113,9 @@ class Adapter:
 def _import_target(spec: str) -> object:
     target, sep, attr = spec.rpartition(":")
     if not sep or not target or not attr:
-        raise AdapterLoadError(f"adapter spec {spec!r} must look like 'package.module:Class' or 'file.py:Class'")
+        raise AdapterLoadError(
+            f"adapter spec {spec!r} must look like 'package.module:Class' or 'file.py:Class'"
+        )
     try:
         if target.endswith(".py"):
             path = Path(target)
@@ -126,7 +132,9 @@ def _import_target(spec: str) -> object:
     except AdapterLoadError:
         raise
     except Exception as exc:  # an adapter module may fail in any way while importing
-        raise AdapterLoadError(f"cannot import adapter module {target!r}: {type(exc).__name__}: {exc}") from None
+        raise AdapterLoadError(
+            f"cannot import adapter module {target!r}: {type(exc).__name__}: {exc}"
+        ) from None
     try:
         return getattr(module, attr)
     except AttributeError:
@@ -149,7 +157,7 @@ def resolve_spec(spec: str) -> str:
 
 
 def load_adapter(spec: str) -> Adapter:
-    """Instantiate the adapter named by ``spec`` (built-in name, plugin name, module:Class or file.py:Class)."""
+    """Instantiate the adapter ``spec`` names: built-in or plugin name, module:Class or file.py:Class."""
     obj = _import_target(resolve_spec(spec))
     if not (inspect.isclass(obj) and issubclass(obj, Adapter)):
         raise AdapterLoadError(f"{spec!r} is not a subclass of conformance.adapters.Adapter")
@@ -165,5 +173,7 @@ def load_adapter(spec: str) -> Adapter:
 def importable_builtins() -> dict[str, str]:
     """Built-in frameworks whose package is installed, name -> spec (checked without importing)."""
     return {
-        name: spec for name, spec in BUILTINS.items() if importlib.util.find_spec(BUILTIN_PACKAGES[name]) is not None
+        name: spec
+        for name, spec in BUILTINS.items()
+        if importlib.util.find_spec(BUILTIN_PACKAGES[name]) is not None
     }

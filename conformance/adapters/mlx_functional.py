@@ -65,7 +65,9 @@ class MlxFunctional(Adapter):
         # bias is added by the caller, as mlx.nn.ConvTranspose does
         return out if bias is None else out + bias
 
-    def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams) -> np.ndarray:
+    def forward(
+        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams
+    ) -> np.ndarray:
         out = self._call(
             to_mlx(layouts.channels_first_to_last(x)),
             to_mlx(mlx_weight(weight, params)),
@@ -76,7 +78,12 @@ class MlxFunctional(Adapter):
         return np.ascontiguousarray(layouts.channels_last_to_first(to_numpy(out)))
 
     def vjp(
-        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams, grad_out: np.ndarray
+        self,
+        x: np.ndarray,
+        weight: np.ndarray,
+        bias: np.ndarray | None,
+        params: ConvParams,
+        grad_out: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         primals = [to_mlx(layouts.channels_first_to_last(x)), to_mlx(mlx_weight(weight, params))]
         if bias is not None:

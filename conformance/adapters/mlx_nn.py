@@ -51,14 +51,21 @@ class MlxLayer(Adapter):
         layer.load_weights(weights)  # strict: names and shapes must match the layer's own
         return layer
 
-    def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams) -> np.ndarray:
+    def forward(
+        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams
+    ) -> np.ndarray:
         layer = self.build(weight, bias, params)
         out = layer(to_mlx(layouts.channels_first_to_last(x)))
         mx.eval(out)
         return np.ascontiguousarray(layouts.channels_last_to_first(to_numpy(out)))
 
     def vjp(
-        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams, grad_out: np.ndarray
+        self,
+        x: np.ndarray,
+        weight: np.ndarray,
+        bias: np.ndarray | None,
+        params: ConvParams,
+        grad_out: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         layer = self.build(weight, bias, params)
 

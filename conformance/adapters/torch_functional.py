@@ -34,7 +34,9 @@ class TorchFunctional(Adapter):
         return torch.__version__
 
     @staticmethod
-    def _call(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, params: ConvParams) -> torch.Tensor:
+    def _call(
+        x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, params: ConvParams
+    ) -> torch.Tensor:
         return FUNCTIONS[params.ndim](
             x,
             weight,
@@ -46,11 +48,20 @@ class TorchFunctional(Adapter):
             dilation=params.dilation,
         )
 
-    def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams) -> np.ndarray:
-        return to_numpy(self._call(to_torch(x), to_torch(weight), None if bias is None else to_torch(bias), params))
+    def forward(
+        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams
+    ) -> np.ndarray:
+        return to_numpy(
+            self._call(to_torch(x), to_torch(weight), None if bias is None else to_torch(bias), params)
+        )
 
     def vjp(
-        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams, grad_out: np.ndarray
+        self,
+        x: np.ndarray,
+        weight: np.ndarray,
+        bias: np.ndarray | None,
+        params: ConvParams,
+        grad_out: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         leaves = [to_torch(a).requires_grad_() for a in (x, weight, bias) if a is not None]
         out = self._call(leaves[0], leaves[1], leaves[2] if bias is not None else None, params)

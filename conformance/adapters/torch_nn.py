@@ -41,13 +41,20 @@ class TorchLayer(Adapter):
         layer.load_state_dict(state)  # strict: shapes must match the layer's own parameters
         return layer
 
-    def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams) -> np.ndarray:
+    def forward(
+        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams
+    ) -> np.ndarray:
         layer = self.build(weight, bias, params)
         with torch.no_grad():
             return to_numpy(layer(to_torch(x)))
 
     def vjp(
-        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams, grad_out: np.ndarray
+        self,
+        x: np.ndarray,
+        weight: np.ndarray,
+        bias: np.ndarray | None,
+        params: ConvParams,
+        grad_out: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         layer = self.build(weight, bias, params)
         tx = to_torch(x).requires_grad_()
@@ -67,5 +74,5 @@ class TorchLayer(Adapter):
             init_sample=init_sample,
             weight_layout="weight (C_in, C_out/groups, *K), bias (C_out,)",
             data_layout="channels-first (N, C, *S); unbatched (C, *S) also accepted",
-            documented_init="weight and bias ~ U(-sqrt(k), sqrt(k)), k = groups / (C_out · prod(kernel_size))",
+            documented_init="weight and bias ~ U(-sqrt(k), sqrt(k)), k = groups / (C_out · prod(kernel))",
         )

@@ -16,7 +16,9 @@ from conformance.spec import ConvParams, violations
 class Crashy(Adapter):
     name = "crashy"
 
-    def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams) -> np.ndarray:
+    def forward(
+        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams
+    ) -> np.ndarray:
         stride = params.stride[0]
         if stride == 2:
             print("native library: about to abort", file=sys.stderr, flush=True)
@@ -28,6 +30,6 @@ class Crashy(Adapter):
         if violations(x.shape, params):
             raise ValueError("invalid configuration")
         p = params
-        return conv_transpose(x, weight, bias, p.stride, p.padding, p.output_padding, p.groups, p.dilation).astype(
-            x.dtype
-        )
+        return conv_transpose(
+            x, weight, bias, p.stride, p.padding, p.output_padding, p.groups, p.dilation
+        ).astype(x.dtype)

@@ -54,7 +54,9 @@ class DirectNumpy(Adapter):
     def _expand(self, x: np.ndarray, params: ConvParams) -> np.ndarray:
         """Zero-insert by the stride, then pad (or crop) each axis: the input the correlation sees."""
         spatial = x.shape[2:]
-        z = np.zeros((*x.shape[:2], *[(length - 1) * s + 1 for length, s in zip(spatial, params.stride)]), x.dtype)
+        z = np.zeros(
+            (*x.shape[:2], *[(length - 1) * s + 1 for length, s in zip(spatial, params.stride)]), x.dtype
+        )
         z[(..., *[slice(None, None, s) for s in params.stride])] = x
         for axis, (before, after) in enumerate(self._geometry(params)[1]):
             z = _pad_or_crop(z, axis + 2, before, after)
@@ -73,7 +75,9 @@ class DirectNumpy(Adapter):
         taps = list(itertools.product(*(range(k) for k in kernel)))
         return taps[:-1] if self.drop_last_tap and len(taps) > 1 else taps
 
-    def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams) -> np.ndarray:
+    def forward(
+        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams
+    ) -> np.ndarray:
         self.validate(x, params)
         acc = self.accumulate_dtype
         g, kernel = params.groups, weight.shape[2:]
@@ -84,7 +88,9 @@ class DirectNumpy(Adapter):
         zg = z.reshape(z.shape[0], g, -1, *z.shape[2:])
         out = np.zeros((z.shape[0], g, wg.shape[2], *out_spatial), acc)
         for tap in self._taps(kernel):
-            window = zg[(..., *[slice(t * d, t * d + size) for t, d, size in zip(tap, dilation, out_spatial)])]
+            window = zg[
+                (..., *[slice(t * d, t * d + size) for t, d, size in zip(tap, dilation, out_spatial)])
+            ]
             out += np.einsum("ngi...,gio->ngo...", window, wg[(..., *tap)]).astype(acc)
         out = out.reshape(z.shape[0], -1, *out_spatial)
         if bias is not None and self.use_bias:
@@ -92,7 +98,12 @@ class DirectNumpy(Adapter):
         return out.astype(x.dtype)
 
     def vjp(
-        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams, grad_out: np.ndarray
+        self,
+        x: np.ndarray,
+        weight: np.ndarray,
+        bias: np.ndarray | None,
+        params: ConvParams,
+        grad_out: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Adjoint of forward(): each tap's window gather becomes a scatter, then the padding,
         cropping and zero-insertion are undone in reverse order."""

@@ -299,7 +299,12 @@ def _breaks_input_spatial_nonempty(draw: st.DrawFn, base: ConvConfig) -> ConvCon
 @st.composite
 def _breaks_kernel_size_positive(draw: st.DrawFn, base: ConvConfig) -> ConvConfig:
     axis = draw(st.integers(0, base.ndim - 1))
-    length, s, op, d = (base.input_shape[2 + axis], base.stride[axis], base.output_padding[axis], base.dilation[axis])
+    length, s, op, d = (
+        base.input_shape[2 + axis],
+        base.stride[axis],
+        base.output_padding[axis],
+        base.dilation[axis],
+    )
     # with kernel 0 and padding 0 the axis keeps (L-1)·s - d + op + 1 elements: needs to be >= 1
     assume((length - 1) * s - d + op + 1 >= 1)
     return replace(
