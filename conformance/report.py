@@ -24,6 +24,7 @@ import jinja2
 from markupsafe import Markup
 from tabulate import tabulate
 
+from conformance.checks import CHECKS as CHECK_ORDER
 from conformance.layer_api import report_tables
 from conformance.results import FAILING, STATUSES, Result, results_of
 
@@ -241,6 +242,21 @@ def matrix_cell(counts: Counter | None) -> tuple[str, str]:
     return kind, text
 
 
+def check_matrix(frameworks: list[str], results: Iterable[Result]) -> tuple[list[str], list[list[tuple]]]:
+    """Forward, each gradient and error parity side by side: rows are frameworks, columns checks,
+    cells ``matrix_cell`` over every case of that framework and check."""
+    counts: dict[tuple[str, str], Counter] = {}
+    checks: list[str] = []
+    for r in results:
+        counts.setdefault((r.framework, r.check), Counter())[r.status] += 1
+        if r.check not in checks:
+            checks.append(r.check)
+    order = {c: i for i, c in enumerate(CHECK_ORDER)}
+    checks.sort(key=lambda c: order.get(c, len(order)))
+    rows = [[name, *(matrix_cell(counts.get((name, c))) for c in checks)] for name in frameworks]
+    return checks, rows
+
+
 def _marked(cell: tuple[str, str], marks: dict[str, str]) -> str:
     kind, text = cell
     return f"{marks[kind]} {text}".strip()
@@ -402,6 +418,7 @@ def render_markdown(document: dict[str, Any]) -> str:
         _md_verdict(document, results),
         _md_versions(document, frameworks),
         _md_summary(frameworks, results),
+        _md_check_matrix(frameworks, results),
         _md_matrix(frameworks, results),
         _md_divergences(frameworks, results),
         _md_layer_api(document),
@@ -435,6 +452,14 @@ def _md_versions(document: dict[str, Any], frameworks: list[str]) -> str:
 def _md_summary(frameworks: list[str], results: list[Result]) -> str:
     rows = [[md_text(row[0]), *map(str, row[1:])] for row in summary_rows(frameworks, results)]
     return "## Summary\n\n" + _md_table(rows, ["framework", *STATUSES, "total"])
+
+
+def _md_check_matrix(frameworks: list[str], results: list[Result]) -> str:
+    checks, rows = check_matrix(frameworks, results)
+    if not rows:
+        return ""
+    table = [[md_text(name), *(_marked(cell, MD_MARKS) for cell in cells)] for name, *cells in rows]
+    return "## Parity by check\n\n" + _md_table(table, ["framework", *checks])
 
 
 def _md_matrix(frameworks: list[str], results: list[Result]) -> str:
@@ -665,6 +690,11 @@ def render_html(document: dict[str, Any]) -> str:
         "statuses": STATUSES,
         "summary": summary_rows(frameworks, results),
         "frameworks": frameworks,
+        "check_columns": check_matrix(frameworks, results)[0],
+        "check_rows": [
+            {"framework": name, "cells": [{"kind": c[0], "text": _marked(c, HTML_MARKS)} for c in cells]}
+            for name, *cells in check_matrix(frameworks, results)[1]
+        ],
         "shown_families": [_html_family(f, frameworks) for f in families if f.diverges],
         "folded_families": [_html_family(f, frameworks) for f in families if not f.diverges],
         "divergences": [_html_divergence_group(n, grouped[n]) for n in frameworks if n in grouped],
