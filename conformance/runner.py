@@ -294,13 +294,13 @@ def print_progress(done: int, total: int, _state: dict = {}) -> None:  # noqa: B
     if total == 0:
         return
     if sys.stderr.isatty():
-        sys.stderr.write(f"\r  {done}/{total} results")
+        sys.stderr.write(f"\r  {done}/{total} case x framework runs")
         if done == total:
             sys.stderr.write("\n")
     else:
         step = max(total // 10, 1)
         if done // step != _state.get("last", -1) or done == total:
             if _state.get("last_done") != done:
-                sys.stderr.write(f"  {done}/{total} results\n")
+                sys.stderr.write(f"  {done}/{total} case x framework runs\n")
             _state["last"], _state["last_done"] = done // step, done
     sys.stderr.flush()
