@@ -333,3 +333,49 @@ def test_empty_batch() -> None:
     want = torch.nn.functional.conv_transpose1d(torch.from_numpy(x), torch.from_numpy(w), stride=2)
     got = oracle.conv_transpose(x, w, stride=2)
     assert got.shape == tuple(want.shape) == (0, 3, 9)
+
+
+@settings(max_examples=25, deadline=None)
+@given(conv_configs(max_size=200, max_work=1500))
+def test_vjp_matches_central_finite_differences(config: ConvConfig) -> None:
+    """<g, f(θ + h·e) - f(θ - h·e)> / 2h for random directions e: the forward is linear in x and in w
+    (bilinear overall), so central differences are exact up to rounding."""
+    x, w, b = config.arrays(seed=4)
+    rng = np.random.default_rng(11)
+    g = rng.standard_normal(config.output_shape)
+    grad_x, grad_w, grad_b = oracle.conv_transpose_vjp(x, w, b, g, **config.kwargs())
+
+    def loss(xv: np.ndarray, wv: np.ndarray, bv: np.ndarray | None) -> float:
+        return float(np.sum(g * oracle.conv_transpose(xv, wv, bv, **config.kwargs())))
+
+    h = 1e-3
+    for name, grad, perturb in (
+        ("grad_x", grad_x, lambda d: (x + d, w, b)),
+        ("grad_weight", grad_w, lambda d: (x, w + d, b)),
+        *((("grad_bias", grad_b, lambda d: (x, w, b + d)),) if b is not None else ()),
+    ):
+        direction = rng.standard_normal(grad.shape)
+        numeric = (loss(*perturb(h * direction)) - loss(*perturb(-h * direction))) / (2 * h)
+        analytic = float(np.sum(grad * direction))
+        assert numeric == pytest.approx(analytic, rel=1e-7, abs=1e-7), f"{name} for {config}"
+
+
+def test_vjp_magnitude_bound_dominates_every_gradient() -> None:
+    rng = np.random.default_rng(5)
+    x, w, b = rng.standard_normal((2, 4, 5, 3)), rng.standard_normal((4, 3, 3, 2)), rng.standard_normal(6)
+    kwargs = {"stride": (2, 1), "padding": (1, 0), "output_padding": (1, 0), "groups": 2, "dilation": (1, 2)}
+    out_shape = oracle.conv_transpose(x, w, b, **kwargs).shape
+    g = rng.standard_normal(out_shape)
+    grads = oracle.conv_transpose_vjp(x, w, b, g, **kwargs)
+    bounds = oracle.vjp_magnitude_bound(x, w, b, g, **kwargs)
+    for name, grad, bound in zip(("grad_x", "grad_weight", "grad_bias"), grads, bounds, strict=True):
+        assert np.all(np.abs(grad) <= bound + 1e-12), name
+    equal = oracle.conv_transpose_vjp(np.abs(x), np.abs(w), np.abs(b), np.abs(g), **kwargs)
+    for grad, bound in zip(equal, bounds, strict=True):
+        np.testing.assert_allclose(grad, bound)
+
+
+def test_vjp_rejects_a_cotangent_of_the_wrong_shape() -> None:
+    x, w = np.ones((1, 2, 4)), np.ones((2, 3, 3))
+    with pytest.raises(ValueError, match="grad_out must have the output's shape"):
+        oracle.conv_transpose_vjp(x, w, None, np.ones((1, 3, 5)))
