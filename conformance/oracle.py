@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -52,6 +53,49 @@ def params_for(
     )
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """Shared geometry of the forward kernel and its adjoint.
+
+    ``xg``: input as ``(N, g, C_in/g, P)``; ``wg``: weight as ``(g, C_out/g, C_in/g, *K)``, one matrix
+    per group and tap; ``full``: shape of the zero-extended output; ``crop``: where the real output
+    sits in it; ``windows``: per kernel tap, the strided slice of ``full`` that tap writes.
+    """
+
+    xg: np.ndarray
+    wg: np.ndarray
+    full: tuple[int, ...]
+    crop: tuple[slice, ...]
+    windows: list[tuple[tuple[int, ...], tuple[slice, ...]]]
+
+
+def _layout(x: np.ndarray, weight: np.ndarray, p: ConvParams, out_shape: tuple[int, ...]) -> _Layout:
+    n, g = x.shape[0], p.groups
+    spatial = x.shape[2:]
+    cin_g, cout_g = p.in_channels // g, p.out_channels // g
+    full_len = [
+        (length - 1) * s + d * (k - 1) + 1 + op
+        for length, k, s, d, op in zip(spatial, p.kernel_size, p.stride, p.dilation, p.output_padding)
+    ]
+    windows = [
+        (
+            tap,
+            tuple(
+                slice(d * t, d * t + s * (length - 1) + 1, s)
+                for t, length, s, d in zip(tap, spatial, p.stride, p.dilation)
+            ),
+        )
+        for tap in itertools.product(*(range(k) for k in p.kernel_size))
+    ]
+    return _Layout(
+        xg=x.reshape(n, g, cin_g, math.prod(spatial)),  # explicit sizes: N may be 0
+        wg=weight.reshape(g, cin_g, cout_g, *p.kernel_size).swapaxes(1, 2),
+        full=(n, g, cout_g, *full_len),
+        crop=tuple(slice(pad, pad + size) for pad, size in zip(p.padding, out_shape[2:])),
+        windows=windows,
+    )
+
+
 def conv_transpose(
     x: np.ndarray,
     weight: np.ndarray,
@@ -75,28 +119,11 @@ def conv_transpose(
         if bias.shape != (p.out_channels,):
             raise ValueError(f"bias must have shape ({p.out_channels},), got {bias.shape}")
 
-    n, g = x.shape[0], p.groups
-    spatial = x.shape[2:]
-    cin_g, cout_g = p.in_channels // g, p.out_channels // g
-    xg = x.reshape(n, g, cin_g, math.prod(spatial))  # explicit sizes: N may be 0
-    # (g, C_out/g, C_in/g, *K): one (C_out/g x C_in/g) matrix per group and kernel tap.
-    wg = weight.reshape(g, cin_g, cout_g, *p.kernel_size).swapaxes(1, 2)
-
-    full_len = [
-        (length - 1) * s + d * (k - 1) + 1 + op
-        for length, k, s, d, op in zip(spatial, p.kernel_size, p.stride, p.dilation, p.output_padding)
-    ]
-    full = np.zeros((n, g, cout_g, *full_len), dtype=np.float64)
-    for tap in itertools.product(*(range(k) for k in p.kernel_size)):
-        contrib = np.matmul(wg[(..., *tap)], xg).reshape(n, g, cout_g, *spatial)
-        window = tuple(
-            slice(d * t, d * t + s * (length - 1) + 1, s)
-            for t, length, s, d in zip(tap, spatial, p.stride, p.dilation)
-        )
-        full[(..., *window)] += contrib
-
-    crop = tuple(slice(pad, pad + size) for pad, size in zip(p.padding, out_shape[2:]))
-    out = full[(..., *crop)].reshape(out_shape)
+    geo = _layout(x, weight, p, out_shape)
+    full = np.zeros(geo.full, dtype=np.float64)
+    for tap, window in geo.windows:
+        full[(..., *window)] += np.matmul(geo.wg[(..., *tap)], geo.xg).reshape(*geo.full[:3], *x.shape[2:])
+    out = full[(..., *geo.crop)].reshape(out_shape)
     if bias is not None:
         out = out + bias.reshape(1, -1, *([1] * p.ndim))
     return out
@@ -155,28 +182,15 @@ def conv_transpose_vjp(
     if grad_out.shape != out_shape:
         raise ValueError(f"grad_out must have the output's shape {out_shape}, got {grad_out.shape}")
 
-    n, g = x.shape[0], p.groups
-    spatial = x.shape[2:]
-    cin_g, cout_g = p.in_channels // g, p.out_channels // g
-    xg = x.reshape(n, g, cin_g, math.prod(spatial))
-    wg = weight.reshape(g, cin_g, cout_g, *p.kernel_size).swapaxes(1, 2)  # (g, C_out/g, C_in/g, *K)
-
-    full_len = [
-        (length - 1) * s + d * (k - 1) + 1 + op
-        for length, k, s, d, op in zip(spatial, p.kernel_size, p.stride, p.dilation, p.output_padding)
-    ]
-    full = np.zeros((n, g, cout_g, *full_len), dtype=np.float64)
-    crop = tuple(slice(pad, pad + size) for pad, size in zip(p.padding, out_shape[2:]))
-    full[(..., *crop)] = grad_out.reshape(n, g, cout_g, *out_shape[2:])
+    geo = _layout(x, weight, p, out_shape)
+    xg, wg = geo.xg, geo.wg
+    full = np.zeros(geo.full, dtype=np.float64)
+    full[(..., *geo.crop)] = grad_out.reshape(*geo.full[:3], *out_shape[2:])
 
     grad_xg = np.zeros_like(xg)
     grad_wg = np.zeros_like(wg)
-    for tap in itertools.product(*(range(k) for k in p.kernel_size)):
-        window = tuple(
-            slice(d * t, d * t + s * (length - 1) + 1, s)
-            for t, length, s, d in zip(tap, spatial, p.stride, p.dilation)
-        )
-        gathered = full[(..., *window)].reshape(*xg.shape[:2], cout_g, xg.shape[3])  # (N, g, C_out/g, P)
+    for tap, window in geo.windows:
+        gathered = full[(..., *window)].reshape(*geo.full[:3], xg.shape[3])  # (N, g, C_out/g, P)
         w_tap = wg[(..., *tap)]  # (g, C_out/g, C_in/g)
         grad_xg += np.matmul(w_tap.swapaxes(-1, -2), gathered)
         grad_wg[(..., *tap)] = np.matmul(gathered, xg.swapaxes(-1, -2)).sum(axis=0)
