@@ -26,7 +26,6 @@ EXPECTATIONS = ("ok", "error")
 MAX_MATRIX_CASES = 512
 MAX_TENSOR_ELEMENTS = 1 << 24
 MAX_TENSOR_BYTES = 256 << 20
-KNOWN_DIVERGENCES_NAME = "known_divergences.yaml"
 
 CASE_FIELDS = (
     "id",

@@ -23,7 +23,7 @@ from conformance.results import FAILING, STATUSES, Result, make_document, merge_
 from conformance.selection import ExpressionError, filter_cases
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-DEFAULT_KNOWN = "cases/known_divergences.yaml"
+DEFAULT_KNOWN = "cases/known_divergences*.yaml"
 
 
 class UsageError(Exception):
@@ -55,9 +55,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--report-dir", default="reports", help="where reports go (default: reports/)")
     run.add_argument(
         "--known-divergences",
+        action="append",
         default=None,
         metavar="FILE",
-        help=f"baseline of known divergences (default: {DEFAULT_KNOWN} if it exists)",
+        help=f"baseline of known divergences, repeatable (default: every {DEFAULT_KNOWN})",
     )
     run.add_argument(
         "-k",
@@ -80,20 +81,24 @@ def _parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="render reports from one or more results.json files, merged")
     report.add_argument("results", nargs="+", help="results.json files (e.g. one per environment)")
     report.add_argument("--report-dir", default="reports")
+    report.add_argument("--note", action="append", default=[], help="a line for the report's warnings")
 
     validate = sub.add_parser("validate", help="check case files (and the known-divergences file) only")
     validate.add_argument("paths", nargs="*", default=["cases"])
-    validate.add_argument("--known-divergences", default=None, metavar="FILE")
+    validate.add_argument("--known-divergences", action="append", default=None, metavar="FILE")
     return parser
 
 
-def _known_divergences_path(arg: str | None) -> Path | None:
-    if arg is not None:
-        if not Path(arg).is_file():
-            raise UsageError(f"known-divergences file {arg!r} does not exist")
-        return Path(arg)
-    default = Path(DEFAULT_KNOWN)
-    return default if default.is_file() else None
+def _known_divergences(args: list[str] | None) -> list[divergences.Divergence]:
+    """Entries of the given files, or of every default baseline file (one per framework is fine)."""
+    if args is not None:
+        for arg in args:
+            if not Path(arg).is_file():
+                raise UsageError(f"known-divergences file {arg!r} does not exist")
+        paths = [Path(a) for a in args]
+    else:
+        paths = sorted(Path().glob(DEFAULT_KNOWN))
+    return [entry for path in paths for entry in divergences.load_divergences(path)]
 
 
 def _adapter_specs(frameworks: Sequence[str], adapters: Sequence[str]) -> list[str]:
@@ -140,8 +145,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from conformance.report import write_reports
 
     checks = _checks(args.check)
-    known_path = _known_divergences_path(args.known_divergences)
-    known = divergences.load_divergences(known_path) if known_path else []
+    known = _known_divergences(args.known_divergences)
     specs = _adapter_specs(args.framework, args.adapter)
     cases = filter_cases(select(load_cases(args.paths), args.case), args.keyword)
     if not cases:
@@ -182,6 +186,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             raise UsageError(str(exc)) from None
     document = merge_documents(documents)
+    document["warnings"] = [*document.get("warnings", []), *args.note]
     paths = write_reports(document, args.report_dir)
     results = results_of(document)
     _print_summary(results, document["frameworks"])
@@ -193,8 +198,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     cases = load_cases(args.paths)
-    known_path = _known_divergences_path(args.known_divergences)
-    entries = divergences.load_divergences(known_path) if known_path else []
+    entries = _known_divergences(args.known_divergences)
     files = sorted({c.file for c in cases})
     print(f"{len(cases)} cases in {len(files)} files are valid; {len(entries)} known divergences")
     return EXIT_OK

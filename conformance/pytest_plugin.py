@@ -17,10 +17,11 @@ import pytest
 
 from conformance import divergences as known_divergences
 from conformance.adapters import Adapter, AdapterLoadError, importable_builtins, load_adapter
-from conformance.cases import KNOWN_DIVERGENCES_NAME, Case, CaseFileError, load_case_file
+from conformance.cases import Case, CaseFileError, load_case_file
 from conformance.checks import Reference, checks_for, run_checks
 from conformance.results import Result
 
+KNOWN_DIVERGENCES_GLOB = "known_divergences*.yaml"
 _ADAPTERS = pytest.StashKey[list[Adapter]]()
 _KNOWN = pytest.StashKey[dict[Path, list[known_divergences.Divergence]]]()
 
@@ -68,14 +69,17 @@ def _adapters(config: pytest.Config) -> list[Adapter]:
 
 def _known(config: pytest.Config, case_file: Path) -> list[known_divergences.Divergence]:
     explicit = config.getoption("conformance_known_divergences")
-    path = Path(explicit) if explicit else case_file.parent / KNOWN_DIVERGENCES_NAME
+    paths = [Path(explicit)] if explicit else sorted(case_file.parent.glob(KNOWN_DIVERGENCES_GLOB))
     cache = config.stash.setdefault(_KNOWN, {})
-    if path not in cache:
-        try:
-            cache[path] = known_divergences.load_divergences(path) if path.is_file() else []
-        except CaseFileError as exc:
-            raise pytest.UsageError(str(exc)) from None
-    return cache[path]
+    entries = []
+    for path in paths:
+        if path not in cache:
+            try:
+                cache[path] = known_divergences.load_divergences(path) if path.is_file() else []
+            except CaseFileError as exc:
+                raise pytest.UsageError(str(exc)) from None
+        entries.extend(cache[path])
+    return entries
 
 
 def _is_case_file(path: Path) -> bool:

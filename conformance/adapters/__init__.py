@@ -31,9 +31,28 @@ BUILTINS: dict[str, str] = {
     "mlx": "conformance.adapters.mlx_functional:MlxFunctional",
     "torch.nn": "conformance.adapters.torch_nn:TorchLayer",
     "mlx.nn": "conformance.adapters.mlx_nn:MlxLayer",
+    "jax": "conformance.adapters.jax_lax:JaxLax",
+    "onnxruntime": "conformance.adapters.onnxruntime_node:OnnxRuntime",
+    "tinygrad": "conformance.adapters.tinygrad_tensor:Tinygrad",
+    "megengine": "conformance.adapters.megengine_functional:MegEngineFunctional",
+    "megengine.module": "conformance.adapters.megengine_module:MegEngineModule",
+    "lucid": "conformance.adapters.lucid_functional:LucidFunctional",
+    "lucid.nn": "conformance.adapters.lucid_nn:LucidLayer",
 }
 #: the package each built-in needs, checked without importing it
-BUILTIN_PACKAGES = {"torch": "torch", "mlx": "mlx", "torch.nn": "torch", "mlx.nn": "mlx"}
+BUILTIN_PACKAGES = {
+    "torch": "torch",
+    "mlx": "mlx",
+    "torch.nn": "torch",
+    "mlx.nn": "mlx",
+    "jax": "jax",
+    "onnxruntime": "onnxruntime",
+    "tinygrad": "tinygrad",
+    "megengine": "megengine",
+    "megengine.module": "megengine",
+    "lucid": "lucid",
+    "lucid.nn": "lucid",
+}
 
 
 class AdapterLoadError(Exception):
