@@ -97,6 +97,7 @@ def base_result(case: Case, framework: str, check: str, status: str, message: st
         status=status,
         family=case.family,
         expect=case.expect,
+        rules=[v.rule for v in case.violations],
         params=case.params_record(),
         tags=list(case.tags),
         expected_shape=None if expected is None else list(expected),

@@ -27,6 +27,7 @@ from tabulate import tabulate
 from conformance.checks import CHECKS as CHECK_ORDER
 from conformance.layer_api import report_tables
 from conformance.results import FAILING, STATUSES, Result, results_of
+from conformance.spec import RULES
 
 TITLE = "Transposed-convolution conformance"
 #: statuses listed as divergences: everything but a pass or a declared limit
@@ -257,6 +258,61 @@ def check_matrix(frameworks: list[str], results: Iterable[Result]) -> tuple[list
     return checks, rows
 
 
+def _behaviour(r: Result) -> str:
+    """What a framework did with an invalid configuration, in a few words."""
+    if r.status == "unsupported":
+        return "unsupported"
+    if r.status == "timeout" or "timed out" in r.message or "timeout" in r.message:
+        return "hangs"
+    if r.message.startswith("worker process"):
+        why = r.message.split(" while ")[0].removeprefix("worker process ")
+        return f"crashes ({why})"
+    if r.exception:
+        return f"raises {r.exception}"
+    if r.actual_shape is not None:
+        return "returns a result"
+    return r.status
+
+
+def error_parity_matrix(frameworks: list[str], results: Iterable[Result]) -> list[dict[str, Any]]:
+    """Rule x framework: how each framework treats configurations that break each validity rule.
+
+    A cell lists each behaviour with its count, e.g. ``raises RuntimeError ×3; returns shape (2, 4, 8) ×1``,
+    and an example message per behaviour. A case that breaks several rules counts for each.
+    """
+    cells: dict[tuple[str, str], dict[str, list[Result]]] = {}
+    rules: list[str] = []
+    for r in results:
+        if r.check != "error_parity":
+            continue
+        for rule in r.rules or ["(unknown rule)"]:
+            if rule not in rules:
+                rules.append(rule)
+            cells.setdefault((rule, r.framework), {}).setdefault(_behaviour(r), []).append(r)
+    order = {rule: i for i, rule in enumerate(RULES)}
+    rules.sort(key=lambda rule: order.get(rule, len(order)))
+    rows = []
+    for rule in rules:
+        row = {"rule": rule, "text": RULES[rule].text if rule in RULES else "", "cells": []}
+        for name in frameworks:
+            behaviours = cells.get((rule, name), {})
+            statuses = Counter(r.status for rs in behaviours.values() for r in rs)
+            kind = matrix_cell(statuses)[0] if behaviours else "none"
+            parts = [
+                f"{what} ×{len(rs)}" for what, rs in sorted(behaviours.items(), key=lambda kv: -len(kv[1]))
+            ]
+            examples = [f"{what}: {rs[0].case}: {rs[0].message}" for what, rs in behaviours.items()]
+            returned = behaviours.get("returns a result")
+            if returned and returned[0].actual_shape is not None:
+                parts = [
+                    p + f" (e.g. {tuple(returned[0].actual_shape)})" if p.startswith("returns") else p
+                    for p in parts
+                ]
+            row["cells"].append({"kind": kind, "text": "; ".join(parts) or "·", "examples": examples})
+        rows.append(row)
+    return rows
+
+
 def _marked(cell: tuple[str, str], marks: dict[str, str]) -> str:
     kind, text = cell
     return f"{marks[kind]} {text}".strip()
@@ -419,6 +475,7 @@ def render_markdown(document: dict[str, Any]) -> str:
         _md_versions(document, frameworks),
         _md_summary(frameworks, results),
         _md_check_matrix(frameworks, results),
+        _md_error_parity(frameworks, results),
         _md_matrix(frameworks, results),
         _md_divergences(frameworks, results),
         _md_layer_api(document),
@@ -460,6 +517,21 @@ def _md_check_matrix(frameworks: list[str], results: list[Result]) -> str:
         return ""
     table = [[md_text(name), *(_marked(cell, MD_MARKS) for cell in cells)] for name, *cells in rows]
     return "## Parity by check\n\n" + _md_table(table, ["framework", *checks])
+
+
+def _md_error_parity(frameworks: list[str], results: list[Result]) -> str:
+    rows = error_parity_matrix(frameworks, results)
+    if not rows:
+        return ""
+    table = [
+        [md_code(row["rule"]), *(md_text(f"{MD_MARKS[c['kind']]} {c['text']}".strip()) for c in row["cells"])]
+        for row in rows
+    ]
+    legend = (
+        "How each framework treats configurations that break each validity rule (`expect: error` cases): "
+        "✅ every one rejected · ❌/⚠️ some accepted, crashed or hung (⚠️: a known divergence)."
+    )
+    return "## Error parity by rule\n\n" + legend + "\n\n" + _md_table(table, ["rule", *frameworks])
 
 
 def _md_matrix(frameworks: list[str], results: list[Result]) -> str:
@@ -695,6 +767,7 @@ def render_html(document: dict[str, Any]) -> str:
             {"framework": name, "cells": [{"kind": c[0], "text": _marked(c, HTML_MARKS)} for c in cells]}
             for name, *cells in check_matrix(frameworks, results)[1]
         ],
+        "error_parity": error_parity_matrix(frameworks, results),
         "shown_families": [_html_family(f, frameworks) for f in families if f.diverges],
         "folded_families": [_html_family(f, frameworks) for f in families if not f.diverges],
         "divergences": [_html_divergence_group(n, grouped[n]) for n in frameworks if n in grouped],

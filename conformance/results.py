@@ -22,6 +22,7 @@ class Result:
     status: str
     family: str = ""
     expect: str = "ok"
+    rules: list[str] = field(default_factory=list)  # validity rules an expect: error case breaks
     params: dict[str, Any] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
     expected_shape: list[int] | None = None
