@@ -500,3 +500,33 @@ def select(cases: Iterable[Case], patterns: Sequence[str] = ()) -> list[Case]:
     if not patterns:
         return list(cases)
     return [c for c in cases if any(fnmatch.fnmatchcase(c.id, pat) for pat in patterns)]
+
+
+def make_case(fields: dict[str, Any], case_id: str, file: str = "<generated>") -> Case:
+    """A Case from plain field values (as a case file would hold them), validated the same way."""
+    raw = _Mapping(fields)
+    raw.line, raw.key_lines = None, {}
+    return _build_case(file, raw, case_id, case_id, None)
+
+
+def case_fields(case: Case) -> dict[str, Any]:
+    """The case-file fields that reproduce ``case`` (per-axis values as lists, defaults omitted)."""
+    p = case.params
+    fields: dict[str, Any] = {
+        "op": p.op,
+        "input_shape": list(case.input_shape),
+        "out_channels": p.out_channels,
+        "kernel_size": list(p.kernel_size),
+        "stride": list(p.stride),
+        "padding": list(p.padding),
+        "output_padding": list(p.output_padding),
+        "dilation": list(p.dilation),
+        "groups": p.groups,
+        "bias": p.bias,
+        "dtype": case.dtype,
+        "values": case.values,
+        "seed": case.seed,
+    }
+    if case.expect != "ok":
+        fields["expect"] = case.expect
+    return fields

@@ -159,6 +159,7 @@ class Runner:
         self.context = multiprocessing.get_context("spawn")  # fork is unsafe with threaded native libraries
         self.log_dir = tempfile.mkdtemp(prefix="conformance-workers-")
         self.results: dict[tuple[str, str, str], list[Result]] = {}
+        self.pool: list[_Worker] = []  # kept between run() calls with keep_alive (fuzzing)
 
     def _spawn(self, index: int) -> _Worker:
         parent_conn, child_conn = self.context.Pipe()
@@ -179,11 +180,16 @@ class Runner:
         results = [base_result(case, spec, c, status, message) for c in checks_for(case, self.checks)]
         self._record(case, spec, results)
 
-    def run(self, cases: Sequence[Case]) -> RunOutcome:
+    def run(self, cases: Sequence[Case], keep_alive: bool = False) -> RunOutcome:
+        """Every case through every adapter. With ``keep_alive`` the workers stay up for the next
+        call (each new worker imports the frameworks again, which costs seconds)."""
         specs = list(self.adapters)
         queue: deque[tuple[Case, list[str]]] = deque((case, list(specs)) for case in cases)
         total = len(cases) * len(specs)
-        pool = [self._spawn(i) for i in range(min(self.workers, len(queue)) or 1)]
+        self.results = {}
+        wanted = min(self.workers, len(queue)) or 1
+        self.pool.extend(self._spawn(i) for i in range(len(self.pool), wanted))
+        pool = self.pool
         interrupted = False
         try:
             while queue or any(w.busy for w in pool):
@@ -210,8 +216,8 @@ class Runner:
         except KeyboardInterrupt:
             interrupted = True
         finally:
-            for w in pool:
-                self._stop(w)
+            if not keep_alive or interrupted:
+                self.close()
         results = self._collect(cases, specs, interrupted)
         frameworks = {a.name: a.version for a in self.adapters.values()}
         layers = [a.layer_api for a in self.adapters.values() if a.layer_api]
@@ -247,6 +253,11 @@ class Runner:
                 queue.appendleft((case, remaining))
         self._stop(w)
         pool[pool.index(w)] = self._spawn(len(pool) + int(time.monotonic()))
+
+    def close(self) -> None:
+        for w in self.pool:
+            self._stop(w)
+        self.pool = []
 
     @staticmethod
     def _stop(w: _Worker) -> None:

@@ -1,0 +1,263 @@
+"""Standalone reproducers: a Python script per divergence that uses only the framework and NumPy.
+
+The script is what one pastes into an upstream issue: it builds the case's inputs, calls the
+framework's public API exactly as the adapter does, and compares with a 20-line NumPy statement of
+the reference semantics printed inline (so the maintainer needs nothing of this project). For
+adapters this module has no template for, the script calls the adapter through the harness and
+says so.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+from conformance.cases import Case
+from conformance.results import Result
+
+REFERENCE = '''
+def reference(x, w, b, stride, padding, output_padding, groups, dilation):
+    """PyTorch's conv_transpose semantics in plain NumPy (float64): x (N, C_in, *L), w (C_in, C_out/g, *K)."""
+    n, cin, *size = x.shape
+    cout_g, kernel = w.shape[1], w.shape[2:]
+    full_len = [(l - 1) * s + d * (k - 1) + 1 + op
+                for l, k, s, d, op in zip(size, kernel, stride, dilation, output_padding)]
+    out_len = [f - 2 * p for f, p in zip(full_len, padding)]
+    full = np.zeros((n, groups, cout_g, *full_len))
+    xg = x.reshape(n, groups, cin // groups, -1)
+    wg = w.reshape(groups, cin // groups, cout_g, *kernel)
+    for tap in np.ndindex(*kernel):
+        contrib = np.einsum("ngip,gio->ngop", xg, wg[(..., *tap)]).reshape(n, groups, cout_g, *size)
+        window = tuple(slice(d * t, d * t + s * (l - 1) + 1, s) for t, l, s, d in zip(tap, size, stride, dilation))
+        full[(..., *window)] += contrib
+    out = full[(..., *[slice(p, p + o) for p, o in zip(padding, out_len)])].reshape(n, -1, *out_len)
+    return out if b is None else out + b.reshape(1, -1, *[1] * len(size))
+
+
+def reference_vjp(x, w, b, g_out, stride, padding, output_padding, groups, dilation):
+    """(grad_x, grad_w, grad_b) of reference() for the output cotangent g_out."""
+    n, cin, *size = x.shape
+    cout_g, kernel = w.shape[1], w.shape[2:]
+    full_len = [(l - 1) * s + d * (k - 1) + 1 + op
+                for l, k, s, d, op in zip(size, kernel, stride, dilation, output_padding)]
+    full = np.zeros((n, groups, cout_g, *full_len))
+    full[(..., *[slice(p, p + o) for p, o in zip(padding, g_out.shape[2:])])] = g_out.reshape(
+        n, groups, cout_g, *g_out.shape[2:])
+    xg = x.reshape(n, groups, cin // groups, -1)
+    wg = w.reshape(groups, cin // groups, cout_g, *kernel)
+    grad_xg, grad_wg = np.zeros_like(xg), np.zeros_like(wg)
+    for tap in np.ndindex(*kernel):
+        window = tuple(slice(d * t, d * t + s * (l - 1) + 1, s) for t, l, s, d in zip(tap, size, stride, dilation))
+        gathered = full[(..., *window)].reshape(n, groups, cout_g, -1)
+        grad_xg += np.einsum("ngop,gio->ngip", gathered, wg[(..., *tap)])
+        grad_wg[(..., *tap)] = np.einsum("ngip,ngop->gio", xg, gathered)
+    grad_b = None if b is None else g_out.sum(axis=(0, *range(2, g_out.ndim)))
+    return grad_xg.reshape(x.shape), grad_wg.reshape(w.shape), grad_b
+'''
+
+# Per built-in adapter: imports, and the code that sets `out` (forward) or `grads` (vjp) from the
+# float32 NumPy arrays x, w, b, g_out and the per-axis parameters, plus `used` = the float64 values
+# the framework actually computed with (after rounding to the case's dtype).
+TORCH_SETUP = """
+import torch
+dtype = getattr(torch, DTYPE)
+xt, wt = torch.from_numpy(x).to(dtype), torch.from_numpy(w).to(dtype)
+bt = None if b is None else torch.from_numpy(b).to(dtype)
+used = [t.double().numpy() if t is not None else None for t in (xt, wt, bt)]
+"""
+TORCH_CALL = {
+    "torch": "torch.nn.functional.{op}(xt, wt, bt, stride=stride, padding=padding, "
+    "output_padding=output_padding, groups=groups, dilation=dilation)",
+    "torch.nn": "layer(xt)",
+}
+TORCH_LAYER = """
+layer = torch.nn.ConvTranspose{ndim}d(IN_CHANNELS, OUT_CHANNELS, w.shape[2:], stride=stride, padding=padding,
+                                   output_padding=output_padding, groups=groups, bias=b is not None,
+                                   dilation=dilation).to(dtype)
+layer.load_state_dict({{"weight": wt, **({{"bias": bt}} if bt is not None else {{}})}})
+"""
+MLX_SETUP = """
+import mlx.core as mx
+import mlx.nn as nn
+dtype = getattr(mx, DTYPE)
+cin_g = w.shape[0] // groups
+# channels-last data (N, *L, C); weight (C_out, *K, C_in/groups), from torch's (C_in, C_out/groups, *K)
+w_mx = np.moveaxis(w.reshape(groups, cin_g, w.shape[1], *w.shape[2:]), 1, -1).reshape(-1, *w.shape[2:], cin_g)
+xm, wm = mx.array(np.moveaxis(x, 1, -1)).astype(dtype), mx.array(w_mx).astype(dtype)
+bm = None if b is None else mx.array(b).astype(dtype)
+
+
+def to_np(a):
+    return np.array(a if a.dtype == mx.float64 else a.astype(mx.float32)).astype(np.float64)
+
+
+def weight_to_torch_layout(a):
+    return np.moveaxis(a.reshape(groups, -1, *a.shape[1:-1], a.shape[-1]), -1, 1).reshape(-1, a.shape[0] // groups, *a.shape[1:-1])
+
+
+used = [np.moveaxis(to_np(xm), -1, 1), weight_to_torch_layout(to_np(wm)), None if bm is None else to_np(bm)]
+
+
+def arg(v):
+    return v[0] if len(v) == 1 else v  # conv_transpose1d / ConvTranspose1d take plain ints
+"""
+MLX_CALL = {
+    "mlx": "mx.conv_transpose{ndim}d(xm_, wm_, stride=arg(stride), padding=arg(padding), dilation=arg(dilation), "
+    "output_padding=arg(output_padding), groups=groups) + (0 if bm_ is None else bm_)",
+    "mlx.nn": "layer(xm_)",
+}
+MLX_LAYER = """
+layer = nn.ConvTranspose{ndim}d(IN_CHANNELS, OUT_CHANNELS, arg(list(w.shape[2:])), stride=arg(stride),
+                              padding=arg(padding), dilation=arg(dilation), output_padding=arg(output_padding),
+                              bias=b is not None)
+layer.load_weights([("weight", wm)] + ([("bias", bm)] if bm is not None else []))
+"""
+
+
+def _header(case: Case, result: Result, version: str) -> str:
+    return textwrap.dedent(f'''\
+        """Reproducer: {result.framework} {version} diverges from PyTorch's conv_transpose semantics.
+
+        Check: {result.check}. Observed: {result.message[:300]}
+        Configuration: {case.op} input_shape={list(case.input_shape)} out_channels={case.params.out_channels}
+          kernel_size={list(case.params.kernel_size)} stride={list(case.params.stride)}
+          padding={list(case.params.padding)} output_padding={list(case.params.output_padding)}
+          dilation={list(case.params.dilation)} groups={case.params.groups} bias={case.params.bias}
+          dtype={case.dtype}{" (invalid: " + ", ".join(v.rule for v in case.violations) + ")" if case.violations else ""}
+        Needs only NumPy and the framework. Run: python this_file.py
+        """
+        ''')
+
+
+def _inputs(case: Case) -> str:
+    p = case.params
+    bias = f"rng.standard_normal({p.out_channels}).astype(np.float32)" if p.bias else "None"
+    return textwrap.dedent(f"""
+        DTYPE = {case.dtype!r}
+        IN_CHANNELS, OUT_CHANNELS = {p.in_channels}, {p.out_channels}
+        stride, padding = {list(p.stride)}, {list(p.padding)}
+        output_padding, dilation, groups = {list(p.output_padding)}, {list(p.dilation)}, {p.groups}
+        rng = np.random.default_rng({case.seed})
+        x = rng.standard_normal({tuple(case.input_shape)}).astype(np.float32)
+        w = rng.standard_normal({tuple(p.weight_shape())}).astype(np.float32)
+        b = {bias}
+        """)
+
+
+def _compare_forward(call: str, to_numpy: str) -> str:
+    return textwrap.dedent(f"""
+        out = {to_numpy.format(expr=call)}
+        expected = reference(*used, stride, padding, output_padding, groups, dilation)
+        print("output shape", out.shape, "expected", expected.shape)
+        if out.shape == expected.shape:
+            bound = reference(*[None if a is None else np.abs(a) for a in used], stride, padding,
+                              output_padding, groups, dilation)
+            err = np.abs(out - expected)
+            print("max |error|", err.max(), "max |error| / magnitude bound", (err / np.maximum(bound, 1e-300)).max())
+        """)
+
+
+def _compare_error(call: str) -> str:
+    return textwrap.dedent(f"""
+        try:
+            out = {call}
+        except Exception as exc:
+            print("rejected, as PyTorch does:", type(exc).__name__, exc)
+        else:
+            print("BUG: accepted an invalid configuration and returned shape", tuple(out.shape))
+        """)
+
+
+def script(case: Case, result: Result, version: str = "") -> str:
+    """The standalone reproducer for ``result`` (a non-pass result of ``case``)."""
+    ndim, op = case.params.ndim, case.op
+    name = result.framework
+    parts = [_header(case, result, version), "import numpy as np\n", REFERENCE, _inputs(case)]
+    if name in TORCH_CALL:
+        parts.append(TORCH_SETUP)
+        if name == "torch.nn":
+            parts.append(TORCH_LAYER.format(ndim=ndim))
+        call = TORCH_CALL[name].format(op=op)
+        if case.expect == "error":
+            parts.append(_compare_error(call))
+        elif result.check == "forward":
+            parts.append(_compare_forward(call, "{expr}.detach().double().numpy()"))
+        else:
+            parts.append(_torch_gradients(call))
+    elif name in MLX_CALL:
+        parts.append(MLX_SETUP)
+        if name == "mlx.nn":
+            parts.append(MLX_LAYER.format(ndim=ndim))
+        call = MLX_CALL[name].format(ndim=ndim).replace("xm_", "xm").replace("wm_", "wm").replace("bm_", "bm")
+        if case.expect == "error":
+            parts.append(_compare_error(call))
+        elif result.check == "forward":
+            parts.append(_compare_forward(call, "np.moveaxis(to_np({expr}), -1, 1)"))
+        else:
+            parts.append(_mlx_gradients(name, ndim))
+    else:
+        parts.append(_generic(case, result))
+    return "".join(parts)
+
+
+def _torch_gradients(call: str) -> str:
+    return textwrap.dedent(f"""
+        g_out = np.random.default_rng(1).standard_normal(
+            reference(*used, stride, padding, output_padding, groups, dilation).shape).astype(np.float32)
+        leaves = [t.requires_grad_() for t in (xt, wt, bt) if t is not None]
+        out = {call}
+        gt = torch.from_numpy(g_out).to(dtype)
+        try:
+            out.backward(gt)
+        except Exception as exc:
+            raise SystemExit(f"BUG: backward raised {{type(exc).__name__}}: {{exc}}")
+        grads = [leaves[0].grad, (layer.weight.grad if "layer" in globals() else leaves[1].grad),
+                 (None if bt is None else (layer.bias.grad if "layer" in globals() else leaves[2].grad))]
+        want = reference_vjp(*used, gt.double().numpy(), stride, padding, output_padding, groups, dilation)
+        for name, got, exp in zip(("grad_input", "grad_weight", "grad_bias"), grads, want):
+            if exp is None:
+                continue
+            got = got.double().numpy()
+            print(name, "shape", got.shape, "expected", exp.shape,
+                  "max |error|", np.abs(got - exp).max() if got.shape == exp.shape else "(shapes differ)")
+        """)
+
+
+def _mlx_gradients(name: str, ndim: int) -> str:
+    call = MLX_CALL[name].format(ndim=ndim)
+    update = '    layer.update({"weight": wm_, **({"bias": bm_} if bm_ is not None else {})})\n'
+    return (
+        textwrap.dedent("""
+        g_out = np.random.default_rng(1).standard_normal(
+            reference(*used, stride, padding, output_padding, groups, dilation).shape).astype(np.float32)
+        gm = mx.array(np.moveaxis(g_out, 1, -1)).astype(dtype)
+
+
+        def fn(xm_, wm_, bm_=None):
+        """)
+        + (update if name == "mlx.nn" else "")
+        + f"    return {call}\n"
+        + textwrap.dedent("""
+
+        primals = [xm, wm] + ([bm] if bm is not None else [])
+        try:
+            _, grads = mx.vjp(fn, primals, [gm])
+        except Exception as exc:
+            raise SystemExit(f"BUG: mx.vjp raised {type(exc).__name__}: {exc}")
+        want = reference_vjp(*used, g_out.astype(np.float64), stride, padding, output_padding, groups, dilation)
+        got = [np.moveaxis(to_np(grads[0]), -1, 1), weight_to_torch_layout(to_np(grads[1])),
+               to_np(grads[2]) if bm is not None else None]
+        for name, g, exp in zip(("grad_input", "grad_weight", "grad_bias"), got, want):
+            if exp is None:
+                continue
+            print(name, "shape", g.shape, "expected", exp.shape,
+                  "max |error|", np.abs(g - exp).max() if g.shape == exp.shape else "(shapes differ)")
+        """)
+    )
+
+
+def _generic(case: Case, result: Result) -> str:
+    return textwrap.dedent(f"""
+        # No standalone template for {result.framework!r}: this part calls its adapter through the harness.
+        from conformance.cases import load_case_file  # noqa: E402
+        print("re-run with: {result.rerun}")
+        """)
