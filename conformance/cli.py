@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from tabulate import tabulate
 
-from conformance import divergences, runner
+from conformance import divergences, reproducer, runner
 from conformance.adapters import AdapterLoadError, importable_builtins, resolve_spec
 from conformance.cases import CaseFileError, load_cases, select
 from conformance.checks import CHECKS
@@ -161,6 +162,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     outcome = runner.Runner(infos, args.workers, args.timeout, progress, checks).run(cases)
     filtered = bool(args.keyword or args.case or args.check) or args.paths != ["cases"]
     warnings = divergences.apply(outcome.results, known, report_stale=not filtered)
+    shutil.rmtree(Path(args.report_dir) / "reproducers", ignore_errors=True)
+    reproducer.write_all(
+        outcome.results, {(c.file, c.id): c for c in cases}, outcome.frameworks, args.report_dir
+    )
     command = "conformance " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     document = make_document(
         outcome.results, outcome.frameworks, warnings, outcome.interrupted, command, outcome.layer_api

@@ -583,7 +583,8 @@ def _md_divergence_row(r: Result) -> list[str]:
         md_text(params_text(r.params)),
         md_text(diff),
         message,
-        md_code(r.rerun) if r.rerun else "",
+        (md_code(r.rerun) if r.rerun else "")
+        + (f"<br>[script]({r.reproducer})" if r.reproducer else ""),  # slugged path we wrote,
     ]
 
 
@@ -724,6 +725,7 @@ def _html_divergence(r: Result) -> dict[str, Any]:
         "link": safe_link(divergence.get("link")),
         "raw_link": divergence.get("link") or "",
         "rerun": r.rerun,
+        "reproducer": r.reproducer,
     }
 
 

@@ -9,7 +9,10 @@ says so.
 
 from __future__ import annotations
 
+import re
 import textwrap
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from conformance.cases import Case
 from conformance.results import Result
@@ -261,3 +264,41 @@ def _generic(case: Case, result: Result) -> str:
         from conformance.cases import load_case_file  # noqa: E402
         print("re-run with: {result.rerun}")
         """)
+
+
+#: results that get a script: every divergence (a passing xpass needs none)
+REPRODUCED = frozenset({"fail", "error", "crash", "timeout", "xfail"})
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+
+
+def write_all(
+    results: Iterable[Result],
+    cases: Mapping[tuple[str, str], Case],
+    versions: Mapping[str, str],
+    report_dir: str | Path,
+) -> int:
+    """Write a script per divergent (case, framework, check) under ``report_dir/reproducers`` and set
+    each result's ``reproducer`` to its relative path; the gradient checks of a case share one script."""
+    root = Path(report_dir)
+    written = 0
+    for r in results:
+        case = cases.get((r.file, r.case))
+        if r.status not in REPRODUCED or case is None:
+            continue
+        which = "gradients" if r.check.startswith("grad_") else r.check
+        relative = (
+            Path("reproducers")
+            / _slug(r.framework)
+            / _slug(Path(r.file).stem)
+            / f"{_slug(r.case)}--{which}.py"
+        )
+        path = root / relative
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(script(case, r, versions.get(r.framework, "")))
+            written += 1
+        r.reproducer = relative.as_posix()
+    return written

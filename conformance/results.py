@@ -41,6 +41,7 @@ class Result:
     divergence: dict[str, str] | None = None  # the known-divergence entry that matched
     duration_s: float | None = None
     rerun: str = ""
+    reproducer: str = ""  # standalone script, relative to the report directory
 
     @property
     def key(self) -> tuple[str, str, str, str]:
