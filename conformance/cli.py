@@ -22,6 +22,7 @@ from conformance.cases import CaseFileError, load_cases, select
 from conformance.checks import CHECKS
 from conformance.results import FAILING, STATUSES, Result, make_document, merge_documents, results_of
 from conformance.selection import ExpressionError, filter_cases
+from conformance.spec import DTYPES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_KNOWN = "cases/known_divergences*.yaml"
@@ -83,6 +84,27 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("results", nargs="+", help="results.json files (e.g. one per environment)")
     report.add_argument("--report-dir", default="reports")
     report.add_argument("--note", action="append", default=[], help="a line for the report's warnings")
+
+    fuzz = sub.add_parser(
+        "fuzz", help="search for divergences with Hypothesis; write minimal cases + reproducers"
+    )
+    fuzz.add_argument("--framework", action="append", default=[], metavar="NAME")
+    fuzz.add_argument("--adapter", action="append", default=[], metavar="SPEC")
+    fuzz.add_argument("--check", default=None, metavar="LIST", help="comma-separated checks (default: all)")
+    fuzz.add_argument(
+        "--max-examples",
+        type=int,
+        default=300,
+        metavar="N",
+        help="per search for each new divergence (default 300)",
+    )
+    fuzz.add_argument("--time-budget", type=float, default=None, metavar="SECONDS", help="per framework")
+    fuzz.add_argument("--seed", type=int, default=0, metavar="S")
+    fuzz.add_argument("--out", default="cases/found", metavar="DIR", help="where findings go (cases/found/)")
+    fuzz.add_argument(
+        "--dtype", action="append", default=None, choices=DTYPES, help="dtypes to draw (float32)"
+    )
+    fuzz.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="per example")
 
     validate = sub.add_parser("validate", help="check case files (and the known-divergences file) only")
     validate.add_argument("paths", nargs="*", default=["cases"])
@@ -202,6 +224,39 @@ def cmd_report(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    from conformance.fuzz import FuzzConfig, fuzz
+
+    if args.max_examples < 1:
+        raise UsageError("--max-examples must be >= 1")
+    config = FuzzConfig(
+        checks=_checks(args.check),
+        max_examples=args.max_examples,
+        time_budget=args.time_budget,
+        seed=args.seed,
+        out=Path(args.out),
+        timeout=args.timeout,
+        dtypes=tuple(args.dtype or ["float32"]),
+    )
+    specs = _adapter_specs(args.framework, args.adapter)
+    runner.describe(specs)  # bad specs are usage errors before any search starts
+    findings = fuzz(specs, config)
+    rows = [
+        [
+            f.signature.framework,
+            f.signature.check,
+            f.signature.kind,
+            ", ".join(sorted(f.signature.features)) or "(simplest)",
+            "replayed" if f.replayed else "new",
+        ]
+        for f in findings
+    ]
+    if rows:
+        print(tabulate(rows, headers=["framework", "check", "kind", "region", ""], tablefmt="simple"))
+    print(f"{len(findings)} distinct divergences; cases and reproducers in {config.out}/")
+    return EXIT_FAILED if findings else EXIT_OK
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     cases = load_cases(args.paths)
     entries = _known_divergences(args.known_divergences)
@@ -212,7 +267,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"run": cmd_run, "report": cmd_report, "validate": cmd_validate}[args.command]
+    handler = {"run": cmd_run, "report": cmd_report, "validate": cmd_validate, "fuzz": cmd_fuzz}[args.command]
     try:
         return handler(args)
     except CaseFileError as exc:

@@ -10,6 +10,7 @@ says so.
 from __future__ import annotations
 
 import re
+import shlex
 import textwrap
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -259,10 +260,20 @@ def _mlx_gradients(name: str, ndim: int) -> str:
 
 
 def _generic(case: Case, result: Result) -> str:
+    """No template for this adapter: run the case through it with the harness (not standalone)."""
+    tokens = shlex.split(result.rerun) if result.rerun else []
+    path = str(Path(tokens[2] if len(tokens) > 2 else case.file).resolve())
+    spec = tokens[-1] if len(tokens) > 1 and tokens[-2] in ("--framework", "--adapter") else result.framework
     return textwrap.dedent(f"""
-        # No standalone template for {result.framework!r}: this part calls its adapter through the harness.
-        from conformance.cases import load_case_file  # noqa: E402
-        print("re-run with: {result.rerun}")
+        # No standalone template for {result.framework!r}: this runs the case through its adapter with the
+        # conformance harness (pip install conformance), which calls the framework exactly as its users do.
+        from conformance.adapters import load_adapter
+        from conformance.cases import load_case_file
+        from conformance.checks import run_checks
+
+        case = next(c for c in load_case_file({path!r}) if c.id == {case.id!r})
+        for r in run_checks(case, load_adapter({spec!r})):
+            print(r.check, r.status, r.message)
         """)
 
 

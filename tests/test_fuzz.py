@@ -1,0 +1,164 @@
+"""`conformance fuzz` checked against planted bugs: each is found, shrunk, written as a case that
+reproduces it (and passes on torch) and as a reproducer script; a correct adapter yields nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conformance.cases import load_case_file, make_case
+from conformance.fuzz import Signature, failure_kind, features
+from conformance.results import Result
+from tests.adapters.numpy_direct import BUGGY
+
+ROOT = Path(__file__).resolve().parent.parent
+DIRECT = ROOT / "tests" / "adapters" / "numpy_direct.py"
+
+
+def cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "conformance.cli", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    work = tmp_path_factory.mktemp("fuzz")
+    adapters = [a for cls in BUGGY for a in ("--adapter", f"{DIRECT}:{cls.__name__}")]
+    proc = cli("fuzz", *adapters, "--max-examples", "300", "--seed", "0", "--out", "found", cwd=work)
+    return work, proc
+
+
+def test_every_planted_bug_is_found_within_a_few_hundred_examples(planted) -> None:
+    work, proc = planted
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    files = sorted(p.name for p in (work / "found").glob("*.yaml"))
+    for cls in BUGGY:
+        assert any(name.startswith(cls.name + "-") for name in files), f"{cls.name} not found: {files}"
+
+
+def test_found_cases_reproduce_the_bug_and_pass_on_torch(planted) -> None:
+    work, _ = planted
+    for cls in BUGGY[:4]:
+        path = next((work / "found").glob(f"{cls.name}-*.yaml"))
+        (case,) = load_case_file(path)
+        assert "found" in case.tags
+        bug = cli("run", path, "--adapter", f"{DIRECT}:{cls.__name__}", "--report-dir", "r1", "-q", cwd=work)
+        assert bug.returncode == 1, f"{path.name} no longer reproduces\n{bug.stdout}{bug.stderr}"
+        torch = cli("run", path, "--framework", "torch", "--report-dir", "r2", "-q", cwd=work)
+        assert torch.returncode == 0, f"{path.name} fails on torch\n{torch.stdout}{torch.stderr}"
+
+
+def test_reproducer_scripts_run_and_show_the_divergence(planted) -> None:
+    work, _ = planted
+    script = next((work / "found").glob("bug-kernel-not-flipped-forward-*.py"))
+    proc = subprocess.run([sys.executable, script], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "forward fail" in proc.stdout
+
+
+def test_findings_are_minimal(planted) -> None:
+    work, _ = planted
+    (case,) = load_case_file(next((work / "found").glob("bug-kernel-not-flipped-forward-*.yaml")))
+    # a kernel that is not flipped shows with two taps and one input element: nothing else is needed
+    assert case.params.ndim == 1 and case.params.kernel_size == (2,) and case.input_shape == (1, 1, 1)
+
+
+def test_correct_adapter_yields_no_finding_and_exits_zero(tmp_path: Path) -> None:
+    proc = cli(
+        "fuzz",
+        "--adapter",
+        f"{DIRECT}:DirectNumpy",
+        "--max-examples",
+        "60",
+        "--seed",
+        "3",
+        "--out",
+        "found",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not list((tmp_path / "found").glob("*.yaml")) if (tmp_path / "found").exists() else True
+
+
+def test_same_seed_same_findings(tmp_path: Path) -> None:
+    runs = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        cli(
+            "fuzz",
+            "--adapter",
+            f"{DIRECT}:DilationIgnored",
+            "--max-examples",
+            "100",
+            "--seed",
+            "7",
+            "--out",
+            "found",
+            cwd=tmp_path / name,
+        )
+        runs.append(sorted(p.read_text() for p in (tmp_path / name / "found").glob("*.yaml")))
+    assert runs[0] and runs[0] == runs[1]
+
+
+def test_signature_regions_deduplicate() -> None:
+    small = make_case(
+        {
+            "op": "conv_transpose1d",
+            "input_shape": [1, 1, 2],
+            "out_channels": 1,
+            "kernel_size": 2,
+            "stride": 2,
+        },
+        "a",
+    )
+    big = make_case(
+        {
+            "op": "conv_transpose2d",
+            "input_shape": [2, 4, 3, 3],
+            "out_channels": 4,
+            "kernel_size": 3,
+            "stride": 2,
+            "groups": 2,
+            "dilation": 2,
+            "dtype": "float16",
+        },
+        "b",
+    )
+    assert features(small) == {"stride", "bias"}
+    assert {
+        "2d",
+        "stride",
+        "groups",
+        "cout-per-group-gt-1",
+        "dilation",
+        "float16",
+        "bias",
+        "batch",
+    } <= features(big)
+    found = Signature("x", "forward", "values", features(small))
+    assert found.explains(Signature("x", "forward", "values", features(big)))
+    assert not found.explains(Signature("x", "grad_input", "values", features(big)))
+    assert not Signature("x", "forward", "values", features(big)).explains(found)
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "kind"),
+    [
+        ("fail", "shape (1, 2) instead of (1, 3)", "shape"),
+        ("fail", "3 of 9 elements outside tolerance", "values"),
+        ("fail", "dtype float32 instead of float16", "dtype"),
+        ("fail", "returned shape (1, 2, 3) instead of raising", "accepts"),
+        ("error", "raised ValueError on a valid configuration", "raises"),
+        ("crash", "worker process killed by signal SIGFPE", "crash"),
+    ],
+)
+def test_failure_kinds(status: str, message: str, kind: str) -> None:
+    assert failure_kind(Result("c", "f", "fw", "forward", status, message=message)) == kind
