@@ -99,6 +99,17 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session(python=ENVIRONMENTS["main"][0])
+def fuzz(session: nox.Session) -> None:
+    """Property-based search for divergences in torch and mlx; findings go to cases/found/.
+
+    Extra arguments go to `conformance fuzz`, e.g. `nox -s fuzz -- --framework mlx --time-budget 300`.
+    """
+    session.install("-c", ENVIRONMENTS["main"][2], "-e", ".[torch,mlx,test]")
+    args = session.posargs or ["--framework", "torch", "--framework", "mlx", "--time-budget", "180"]
+    session.run("conformance", "fuzz", *args, success_codes=[0, 1])
+
+
+@nox.session(python=ENVIRONMENTS["main"][0])
 def lint(session: nox.Session) -> None:
     session.install("ruff==0.17.5")
     session.run("ruff", "check", ".")
