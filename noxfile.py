@@ -6,13 +6,14 @@ in reports/. Frameworks that cannot share an interpreter get their own environme
 Python <= 3.10 with numpy < 2, Lucid 2.9.0 needs Python 3.12. An environment whose interpreter is
 missing is skipped, and the merged report says so.
 
-``tests`` runs the harness's own tests; ``lint``, ``bench`` as named.
+``tests`` runs the harness's own tests; ``fuzz``, ``lint``, ``bench`` as named.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import nox
@@ -22,33 +23,61 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False  # a machine without python3.10 skips MegEngine
 
 REPORTS = Path("reports")
-#: environment -> (python, extras to install, constraints file, frameworks it runs)
-ENVIRONMENTS: dict[str, tuple[str, str, str, list[str]]] = {
-    "main": ("3.11", "torch,mlx", "constraints/main.txt", ["torch", "mlx", "torch.nn", "mlx.nn"]),
+
+
+@dataclass(frozen=True)
+class Environment:
+    python: str
+    extras: str  # pyproject extras that install its frameworks
+    constraints: str  # exact pins
+    frameworks: tuple[str, ...]
+    tests: tuple[str, ...] = ()  # the adapters' own tests, run in this environment first
+
+
+ENVIRONMENTS: dict[str, Environment] = {
+    "main": Environment("3.11", "torch,mlx", "constraints/main.txt", ("torch", "mlx", "torch.nn", "mlx.nn")),
+    "megengine": Environment(
+        "3.10",
+        "megengine",
+        "constraints/megengine.txt",
+        ("megengine", "megengine.module"),
+        ("tests/test_adapters_megengine_lucid.py",),
+    ),
+    "lucid": Environment(
+        "3.12",
+        "lucid",
+        "constraints/lucid.txt",
+        ("lucid", "lucid.nn"),
+        ("tests/test_adapters_megengine_lucid.py",),
+    ),
 }
+MAIN = ENVIRONMENTS["main"]
 
 
 def run_environment(session: nox.Session, name: str) -> None:
-    """Install one environment's pins and run the library through its frameworks into reports/<name>/.
+    """Install one environment's pins, run its adapters' own tests, then the library through its
+    frameworks into reports/<name>/.
 
     A gate failure (exit 1) is recorded, not raised, so that every environment runs and the merge
-    session can report them all; bad usage (exit 2) fails at once.
+    session reports them all together; bad usage (exit 2) fails at once.
     """
-    _, extras, constraints, frameworks = ENVIRONMENTS[name]
-    session.install("-c", constraints, "-e", f".[{extras}]")
+    env = ENVIRONMENTS[name]
+    session.install("-c", env.constraints, "-e", f".[{env.extras},test]")
+    if env.tests:
+        session.run("pytest", "-q", "-p", "no:cacheprovider", *env.tests)
     out = REPORTS / name
     shutil.rmtree(out, ignore_errors=True)
-    selected = [a for f in frameworks for a in ("--framework", f)]
+    selected = [a for f in env.frameworks for a in ("--framework", f)]
     session.run(
         "conformance", "run", "cases", "-n", "2", *selected, "--report-dir", str(out), success_codes=[0, 1]
     )
 
 
-@nox.session(python=ENVIRONMENTS["main"][0])
+@nox.session(python=MAIN.python)
 def conformance(session: nox.Session) -> None:
     """The gate: every environment, then one merged report in reports/ (exit 1 on any failure)."""
     if session.posargs:  # a custom run in the main environment: nox -s conformance -- ARGS
-        session.install("-c", ENVIRONMENTS["main"][2], "-e", f".[{ENVIRONMENTS['main'][1]}]")
+        session.install("-c", MAIN.constraints, "-e", f".[{MAIN.extras}]")
         session.run("conformance", "run", "-n", "2", *session.posargs)
         return
     REPORTS.mkdir(exist_ok=True)
@@ -68,56 +97,56 @@ def _environment_session(name: str, python: str) -> None:
     run.__doc__ = f"Run the library in the {name} environment (Python {python}) into reports/{name}/."
 
 
-for _name, (_python, *_) in ENVIRONMENTS.items():
+for _name, _env in ENVIRONMENTS.items():
     if _name != "main":
-        _environment_session(_name, _python)
+        _environment_session(_name, _env.python)
 
 
-@nox.session(python=ENVIRONMENTS["main"][0])
+@nox.session(python=MAIN.python)
 def merge(session: nox.Session) -> None:
     """Merge reports/<environment>/results.json into reports/, naming environments that did not run."""
-    session.install("-c", ENVIRONMENTS["main"][2], "-e", ".")
+    session.install("-c", MAIN.constraints, "-e", ".")
     found, notes = [], []
-    for name, (python, _, _, frameworks) in ENVIRONMENTS.items():
+    for name, env in ENVIRONMENTS.items():
         path = REPORTS / name / "results.json"
         if path.is_file():
             found.append(str(path))
         else:
             notes.append(
-                f"environment {name} (Python {python}: {', '.join(frameworks)}) did not run: "
-                f"no {path}; see the nox output (a missing python{python} interpreter skips it)"
+                f"environment {name} (Python {env.python}: {', '.join(env.frameworks)}) did not run: "
+                f"no {path}; see the nox output (a missing python{env.python} interpreter skips it)"
             )
     notes_args = [a for n in notes for a in ("--note", n)]
     session.run("conformance", "report", *found, *notes_args, "--report-dir", str(REPORTS))
 
 
-@nox.session(python=ENVIRONMENTS["main"][0])
+@nox.session(python=MAIN.python)
 def tests(session: nox.Session) -> None:
     """The harness's own tests (oracle, loader, comparator, runner, planted-bug adapters, reports)."""
-    session.install("-c", ENVIRONMENTS["main"][2], "-e", ".[torch,mlx,test]")
+    session.install("-c", MAIN.constraints, "-e", ".[torch,mlx,test]")
     session.run("pytest", "-n", "2", *session.posargs)
 
 
-@nox.session(python=ENVIRONMENTS["main"][0])
+@nox.session(python=MAIN.python)
 def fuzz(session: nox.Session) -> None:
     """Property-based search for divergences in torch and mlx; findings go to cases/found/.
 
     Extra arguments go to `conformance fuzz`, e.g. `nox -s fuzz -- --framework mlx --time-budget 300`.
     """
-    session.install("-c", ENVIRONMENTS["main"][2], "-e", ".[torch,mlx,test]")
+    session.install("-c", MAIN.constraints, "-e", ".[torch,mlx,test]")
     args = session.posargs or ["--framework", "torch", "--framework", "mlx", "--time-budget", "180"]
     session.run("conformance", "fuzz", *args, success_codes=[0, 1])
 
 
-@nox.session(python=ENVIRONMENTS["main"][0])
+@nox.session(python=MAIN.python)
 def lint(session: nox.Session) -> None:
     session.install("ruff==0.17.5")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 
 
-@nox.session(python=ENVIRONMENTS["main"][0])
+@nox.session(python=MAIN.python)
 def bench(session: nox.Session) -> None:
     """Timings of the oracle and of a full library run (figures printed, nothing asserted)."""
-    session.install("-c", ENVIRONMENTS["main"][2], "-e", ".[torch,mlx]")
+    session.install("-c", MAIN.constraints, "-e", ".[torch,mlx]")
     session.run("python", "benchmarks/bench.py", *session.posargs)

@@ -2,7 +2,7 @@
 
 Canonical: data ``(N, C, *S)``, weight ``(C_in, C_out/groups, *K)``.
 Channels-last (MLX): data ``(N, *S, C)``, weight ``(C_out, *K, C_in/groups)``.
-Grouped OI (JAX ``conv_general_dilated``, MegEngine-style per-group): ``(C_out, C_in/groups, *K)``.
+Grouped OI (JAX ``conv_general_dilated``, ordinary grouped convolutions): ``(C_out, C_in/groups, *K)``.
 
 For a configuration that breaks a divisibility rule no value-preserving conversion exists; the
 ``*_shape`` helpers then give the shape a user of that framework would pass, so an adapter can

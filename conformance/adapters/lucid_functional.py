@@ -1,4 +1,4 @@
-"""Lucid's ``lucid.nn.functional.conv_transpose{1,2,3}d``: channels-first, weight ``(C_in, C_out/groups, *K)``.
+"""Lucid's ``lucid.nn.functional.conv_transpose{1,2,3}d``: channels-first, weight ``(C_in, C_out/g, *K)``.
 
 Lucid 2.9.0 runs on NumPy on the CPU (``device="gpu"`` goes through MLX's Metal backend, macOS only).
 Its ``Tensor.backward()`` takes no output gradient, so a vector-Jacobian product is the gradient
@@ -8,6 +8,7 @@ of ``sum(out * cotangent)``: the product's gradient with respect to ``out`` is t
 from __future__ import annotations
 
 import importlib.metadata
+from typing import ClassVar
 
 import lucid
 import lucid.nn.functional as F
@@ -44,14 +45,16 @@ def backward(out: lucid.Tensor, grad_out: np.ndarray) -> None:
 class LucidFunctional(Adapter):
     name = "lucid"
     distribution = "lucid-dl"
-    unsupported_dtypes = DTYPE_LIMITS
+    unsupported_dtypes: ClassVar[dict[str, str]] = DTYPE_LIMITS
 
     def version(self) -> str:
         return lucid_version()
 
     @staticmethod
-    def _call(x: lucid.Tensor, weight: lucid.Tensor, bias: lucid.Tensor | None, params: ConvParams):
-        # positional, in Lucid's order: (input, weight, bias, stride, padding, output_padding, dilation, groups)
+    def _call(
+        x: lucid.Tensor, weight: lucid.Tensor, bias: lucid.Tensor | None, params: ConvParams
+    ) -> lucid.Tensor:
+        # positionally, as Lucid's signature orders them (dilation before groups, unlike torch)
         return FUNCTIONS[params.ndim](
             x,
             weight,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import ClassVar
 
 import lucid.nn as nn
 import numpy as np
@@ -18,7 +19,7 @@ LAYERS = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 class LucidLayer(Adapter):
     name = "lucid.nn"
     distribution = "lucid-dl"
-    unsupported_dtypes = DTYPE_LIMITS
+    unsupported_dtypes: ClassVar[dict[str, str]] = DTYPE_LIMITS
     expresses_out_channels = True  # the constructor takes out_channels and checks it against groups
 
     def version(self) -> str:
@@ -80,7 +81,8 @@ class LucidLayer(Adapter):
             "= C_out/groups · prod(kernel) (kaiming_uniform without torch's a=sqrt(5)); "
             "bias ~ U(-b, b), b = 1 / sqrt(the same fan_in)",
             notes=[
-                "lucid-dl 2.9.0 orders the constructor (…, padding, output_padding, dilation, groups, bias); "
-                "the 3.x documentation shows (…, padding, output_padding, groups, bias, dilation, device, dtype)",
+                "lucid-dl 2.9.0 orders the constructor (…, padding, output_padding, dilation, groups, "
+                "bias); the 3.x documentation shows (…, padding, output_padding, groups, bias, dilation, "
+                "device, dtype)",
             ],
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import ClassVar
 
 import megengine
 import megengine.functional as F
@@ -48,6 +49,15 @@ def megengine_weight(weight: np.ndarray, groups: int) -> np.ndarray:
     return np.resize(weight, (groups, cin // groups, cout_g, *kernel))
 
 
+def megengine_bias(bias: np.ndarray, ndim: int) -> np.ndarray:
+    """``(C_out,)`` -> ``(1, C_out, 1, ...)``, the bias shape MegEngine documents and its layers hold."""
+    return bias.reshape(1, -1, *(1,) * ndim)
+
+
+def to_megengine(a: np.ndarray) -> megengine.Tensor:
+    return megengine.tensor(np.ascontiguousarray(a))
+
+
 def to_canonical(grad: np.ndarray, megengine_shape: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
     """A gradient in MegEngine's layout -> canonical ``shape`` (group axis merged back into C_in).
 
@@ -55,11 +65,6 @@ def to_canonical(grad: np.ndarray, megengine_shape: tuple[int, ...], shape: tupl
     returned as it is, so the comparator reports the wrong shape instead of a reshape error.
     """
     return grad.reshape(shape) if grad.shape == tuple(megengine_shape) else grad
-
-
-def megengine_bias(bias: np.ndarray, ndim: int) -> np.ndarray:
-    """``(C_out,)`` -> ``(1, C_out, 1, ...)``, the bias shape MegEngine documents and its layers hold."""
-    return bias.reshape(1, -1, *(1,) * ndim)
 
 
 @contextmanager
@@ -90,10 +95,6 @@ def condensed(text: str) -> str:
     return " ".join([first, *extra])
 
 
-def to_megengine(a: np.ndarray) -> megengine.Tensor:
-    return megengine.tensor(np.ascontiguousarray(a))
-
-
 def gradients(
     leaves: list[megengine.Tensor], weight_shape: tuple[int, ...], bias_shape: tuple[int, ...] | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -106,8 +107,8 @@ def gradients(
 class MegEngineFunctional(Adapter):
     name = "megengine"
     distribution = "MegEngine"
-    unsupported_ndims = {1: NO_1D}
-    unsupported_dtypes = DTYPE_LIMITS
+    unsupported_ndims: ClassVar[dict[int, str]] = {1: NO_1D}
+    unsupported_dtypes: ClassVar[dict[str, str]] = DTYPE_LIMITS
 
     def version(self) -> str:
         return megengine.__version__

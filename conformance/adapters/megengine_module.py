@@ -1,6 +1,8 @@
-"""``megengine.module.ConvTranspose{2,3}d``: the layer, built from the case and loaded via ``load_state_dict``."""
+"""``megengine.module.ConvTranspose{2,3}d``: the layer built from the case, loaded by ``load_state_dict``."""
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import megengine
 import megengine.module as M
@@ -26,8 +28,8 @@ LAYERS = {2: M.ConvTranspose2d, 3: M.ConvTranspose3d}
 class MegEngineModule(Adapter):
     name = "megengine.module"
     distribution = "MegEngine"
-    unsupported_ndims = {1: NO_1D}
-    unsupported_dtypes = DTYPE_LIMITS
+    unsupported_ndims: ClassVar[dict[int, str]] = {1: NO_1D}
+    unsupported_dtypes: ClassVar[dict[str, str]] = DTYPE_LIMITS
     expresses_out_channels = True  # the constructor takes out_channels and checks it against groups
 
     def version(self) -> str:
@@ -96,6 +98,7 @@ class MegEngineModule(Adapter):
             "(C_in · prod(kernel) for ConvTranspose3d), groups ignored; bias zeros",
             notes=[
                 "ConvTranspose2d takes conv_mode and compute_mode after bias; ConvTranspose3d takes neither",
-                "the weight is normal, not uniform: the measured bound a = std·√3 is √3 times the std",
+                "the weight is normal, not uniform: its std follows 1/sqrt(C_out · prod(kernel)) and "
+                "the measured 'a' (std·√3) is √3 times that",
             ],
         )
