@@ -15,7 +15,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from tabulate import tabulate
 
 from conformance.checks import CHECKS as CHECK_ORDER
 from conformance.layer_api import report_tables
-from conformance.results import FAILING, STATUSES, Result, results_of
+from conformance.results import DIVERGENT, FAILING, STATUSES, Result, results_of
 from conformance.spec import RULES
 
 TITLE = "Transposed-convolution conformance"
@@ -313,6 +313,67 @@ def error_parity_matrix(frameworks: list[str], results: Iterable[Result]) -> lis
     return rows
 
 
+#: parameter families compared across frameworks: name -> predicate over a result's params
+def _extent_exceeded(p: dict[str, Any]) -> bool:
+    return any(pad > d * (k - 1) for pad, d, k in zip(p["padding"], p["dilation"], p["kernel_size"]))
+
+
+PARAMETER_FAMILIES: dict[str, Callable[[dict[str, Any]], bool]] = {
+    "1-d": lambda p: p["op"] == "conv_transpose1d",
+    "2-d": lambda p: p["op"] == "conv_transpose2d",
+    "3-d": lambda p: p["op"] == "conv_transpose3d",
+    "groups > 1": lambda p: p["groups"] > 1,
+    "dilation > 1": lambda p: any(d > 1 for d in p["dilation"]),
+    "stride > 1": lambda p: any(s > 1 for s in p["stride"]),
+    "output_padding > 0": lambda p: any(op > 0 for op in p["output_padding"]),
+    "output_padding >= stride": lambda p: any(0 < s <= op for op, s in zip(p["output_padding"], p["stride"])),
+    "padding > dilation·(k−1)": _extent_exceeded,
+    "no bias": lambda p: not p["bias"],
+    "float16": lambda p: p["dtype"] == "float16",
+    "bfloat16": lambda p: p["dtype"] == "bfloat16",
+    "float64": lambda p: p["dtype"] == "float64",
+}
+
+
+def _reason(r: Result) -> str:
+    """A short name for why a result diverges: its known-divergence reason, else its message."""
+    text = (r.divergence or {}).get("reason") or r.message
+    text = text.split(": ", 1)[1] if text.startswith(("mlx", "torch", "megengine", "lucid", "jax")) else text
+    return _shorten(" ".join(text.split()), 90)
+
+
+def comparison_by_family(frameworks: list[str], results: Iterable[Result]) -> list[dict[str, Any]]:
+    """Per parameter family (valid configurations only), which frameworks diverge and why.
+
+    A cell counts divergent results (fail, error, crash, timeout, xfail) over the results that ran
+    (unsupported excluded) and names the most frequent reasons; every number comes from results.
+    """
+    valid = [r for r in results if r.check != "error_parity" and r.params]
+    rows = []
+    for family, member in PARAMETER_FAMILIES.items():
+        row = {"family": family, "cells": []}
+        selected = [r for r in valid if member(r.params)]
+        for name in frameworks:
+            mine = [r for r in selected if r.framework == name]
+            ran = [r for r in mine if r.status != "unsupported"]
+            bad = [r for r in ran if r.status in DIVERGENT]
+            reasons = Counter(_reason(r) for r in bad).most_common(2)
+            if not mine:
+                kind, text = "none", "·"
+            elif not ran:
+                kind, text = "na", "unsupported"
+            elif not bad:
+                kind, text = "ok", f"0/{len(ran)}"
+            else:
+                kind = "bad" if any(r.status in FAILING for r in bad) else "known"
+                text = f"{len(bad)}/{len(ran)} diverge"
+            row["cells"].append(
+                {"kind": kind, "text": text, "reasons": [f"{n}× {why}" for why, n in reasons]}
+            )
+        rows.append(row)
+    return rows
+
+
 def _marked(cell: tuple[str, str], marks: dict[str, str]) -> str:
     kind, text = cell
     return f"{marks[kind]} {text}".strip()
@@ -476,6 +537,7 @@ def render_markdown(document: dict[str, Any]) -> str:
         _md_summary(frameworks, results),
         _md_check_matrix(frameworks, results),
         _md_error_parity(frameworks, results),
+        _md_comparison(frameworks, results),
         _md_matrix(frameworks, results),
         _md_divergences(frameworks, results),
         _md_layer_api(document),
@@ -532,6 +594,34 @@ def _md_error_parity(frameworks: list[str], results: list[Result]) -> str:
         "✅ every one rejected · ❌/⚠️ some accepted, crashed or hung (⚠️: a known divergence)."
     )
     return "## Error parity by rule\n\n" + legend + "\n\n" + _md_table(table, ["rule", *frameworks])
+
+
+def _md_comparison(frameworks: list[str], results: list[Result]) -> str:
+    rows = comparison_by_family(frameworks, results)
+    if not any(c["kind"] not in ("none",) for row in rows for c in row["cells"]):
+        return ""
+    table = [
+        [
+            md_text(row["family"]),
+            *(md_text(f"{MD_MARKS[c['kind']]} {c['text']}".strip()) for c in row["cells"]),
+        ]
+        for row in rows
+    ]
+    reasons = []
+    for row in rows:
+        for name, cell in zip(frameworks, row["cells"]):
+            if cell["reasons"]:
+                reasons.append(
+                    f"- **{md_text(row['family'])} · {md_text(name)}**: {md_text('; '.join(cell['reasons']))}"
+                )
+    legend = (
+        "Valid configurations with each parameter feature: divergent results (fail, error, crash, timeout, "
+        "xfail) over those that ran, per framework; reasons below."
+    )
+    parts = ["## Framework comparison by parameter family", legend, _md_table(table, ["family", *frameworks])]
+    if reasons:
+        parts.append(_md_details(f"reasons ({len(reasons)})", "\n".join(reasons)))
+    return "\n\n".join(parts)
 
 
 def _md_matrix(frameworks: list[str], results: list[Result]) -> str:
@@ -770,6 +860,7 @@ def render_html(document: dict[str, Any]) -> str:
             for name, *cells in check_matrix(frameworks, results)[1]
         ],
         "error_parity": error_parity_matrix(frameworks, results),
+        "comparison": comparison_by_family(frameworks, results),
         "shown_families": [_html_family(f, frameworks) for f in families if f.diverges],
         "folded_families": [_html_family(f, frameworks) for f in families if not f.diverges],
         "divergences": [_html_divergence_group(n, grouped[n]) for n in frameworks if n in grouped],
