@@ -8,6 +8,7 @@ passed (or the run was interrupted); 2 bad case file, bad known-divergences file
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import shutil
 import sys
@@ -210,9 +211,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     documents = []
     for path in args.results:
         try:
-            documents.append(load_document(path))
+            document = load_document(path)
         except (OSError, ValueError) as exc:
             raise UsageError(str(exc)) from None
+        # reproducer scripts stay where their run wrote them; point at them from the new report
+        for record in document.get("results", []):
+            if record.get("reproducer"):
+                script_path = Path(path).parent / record["reproducer"]
+                record["reproducer"] = os.path.relpath(script_path, args.report_dir)
+        documents.append(document)
     document = merge_documents(documents)
     document["warnings"] = [*document.get("warnings", []), *args.note]
     paths = write_reports(document, args.report_dir)
