@@ -43,6 +43,13 @@ ENVIRONMENTS: dict[str, Environment] = {
         ("megengine", "megengine.module"),
         ("tests/test_adapters_megengine_lucid.py",),
     ),
+    "jax-onnxruntime": Environment(
+        "3.11",
+        "jax,onnxruntime",
+        "constraints/jax-onnxruntime-tinygrad.txt",
+        ("jax", "onnxruntime"),
+        ("tests/test_adapters_jax_onnxruntime_tinygrad.py",),
+    ),
     "lucid": Environment(
         "3.12",
         "lucid",

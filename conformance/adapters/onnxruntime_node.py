@@ -8,6 +8,8 @@ ONNX Runtime has no training API in this package, so the gradient checks are uns
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -16,8 +18,8 @@ from onnx import TensorProto, helper, numpy_helper
 from conformance.adapters import Adapter
 from conformance.spec import ConvParams
 
-#: ConvTranspose's current definition (changed last in opset 22); IR 10 is the newest that
-#: onnxruntime 1.31 reads (onnx 1.23 writes IR 11 by default).
+#: ConvTranspose's current definition (changed last in opset 22). onnx 1.23 stamps models with IR 14,
+#: which onnxruntime 1.31 refuses to load; IR 10 is one both read.
 OPSET = 22
 IR_VERSION = 10
 ELEMENT_TYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16}
@@ -68,7 +70,7 @@ def conv_transpose_model(
 class OnnxRuntime(Adapter):
     name = "onnxruntime"
     distribution = "onnxruntime"
-    unsupported_dtypes = {  # noqa: RUF012  (ClassVar in the base class)
+    unsupported_dtypes: ClassVar[dict[str, str]] = {
         "float64": NOT_IMPLEMENTED.format("float64"),
         "bfloat16": NOT_IMPLEMENTED.format("bfloat16"),
     }
