@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from conformance.adapters import AdapterLoadError, importable_builtins, load_adapter
-from conformance.cases import Case, load_case_file
+from conformance.cases import Case
 from conformance.checks import run_checks
 from conformance.layer_api import constructor_table, describe
+from tests.helpers.pytest_helpers import load_slice
 
 SLICE = """
 op: conv_transpose2d
@@ -55,9 +56,7 @@ BUILTINS = ["torch", "torch.nn", "mlx", "mlx.nn"]
 
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory: pytest.TempPathFactory) -> list[Case]:
-    path = Path(tmp_path_factory.mktemp("slice")) / "slice.yaml"
-    path.write_text(SLICE)
-    return load_case_file(path)
+    return load_slice(Path(tmp_path_factory.mktemp("slice")), SLICE)
 
 
 @pytest.mark.parametrize("name", BUILTINS)

@@ -16,17 +16,12 @@ from pathlib import Path
 import pytest
 
 from conformance.adapters import Adapter, load_adapter
-from conformance.cases import Case, load_case_file
+from conformance.cases import Case
 from conformance.checks import run_checks
 from conformance.results import Result
+from tests.helpers.pytest_helpers import load_slice
 
 VERSION = re.compile(r"^\d+\.\d+(\.\d+)?")
-
-
-def load(tmp_path: Path, text: str) -> list[Case]:
-    path = tmp_path / "slice.yaml"
-    path.write_text(text)
-    return load_case_file(path)
 
 
 def results(adapter: Adapter, cases: list[Case]) -> list[Result]:
@@ -118,7 +113,7 @@ def jax_adapter() -> Adapter:
 
 
 def test_jax_passes_configurations_it_gets_right(jax_adapter: Adapter, tmp_path: Path) -> None:
-    found = results(jax_adapter, load(tmp_path, JAX_SLICE))
+    found = results(jax_adapter, load_slice(tmp_path, JAX_SLICE))
     assert_all_pass(found)
     assert {r.check for r in found} == {"forward", "grad_input", "grad_weight", "grad_bias", "error_parity"}
 
@@ -129,7 +124,7 @@ def test_jax_reports_a_version(jax_adapter: Adapter) -> None:
 
 def test_jax_runs_float64_in_float64(jax_adapter: Adapter, tmp_path: Path) -> None:
     """Without jax_enable_x64 the float64 cases would silently compute in float32 and fail."""
-    case = load(tmp_path, JAX_SLICE.replace("float32, float16, bfloat16, float64", "float64"))[0]
+    case = load_slice(tmp_path, JAX_SLICE.replace("float32, float16, bfloat16, float64", "float64"))[0]
     result = by_case(results(jax_adapter, [case]), "forward")[case.id]
     assert result.status == "pass" and result.actual_dtype == "float64"
     assert result.max_err_over_bound is not None and result.max_err_over_bound < 1e-12
@@ -148,7 +143,7 @@ def test_jax_runs_float64_in_float64(jax_adapter: Adapter, tmp_path: Path) -> No
 def test_jax_still_accepts_what_pytorch_rejects(
     jax_adapter: Adapter, tmp_path: Path, case_id: str, shape: list[int]
 ) -> None:
-    result = by_case(results(jax_adapter, load(tmp_path, JAX_DIVERGENCES)), "error_parity")[case_id]
+    result = by_case(results(jax_adapter, load_slice(tmp_path, JAX_DIVERGENCES)), "error_parity")[case_id]
     assert result.status == "fail" and result.actual_shape == shape, result.message
 
 
@@ -218,7 +213,7 @@ def ort_adapter() -> Adapter:
 
 
 def test_onnxruntime_passes_configurations_it_gets_right(ort_adapter: Adapter, tmp_path: Path) -> None:
-    found = results(ort_adapter, load(tmp_path, ORT_SLICE))
+    found = results(ort_adapter, load_slice(tmp_path, ORT_SLICE))
     assert_all_pass(found, unsupported=("implements no vjp()", "ConvTranspose kernel"))
     forward = by_case(found, "forward")
     assert forward["no-kernel-dtypefloat64"].status == "unsupported"
@@ -234,13 +229,13 @@ def test_onnxruntime_reports_a_version(ort_adapter: Adapter) -> None:
 def test_onnxruntime_still_rejects_output_padding_legal_through_dilation(
     ort_adapter: Adapter, tmp_path: Path
 ) -> None:
-    found = results(ort_adapter, load(tmp_path, ORT_OP_BELOW_DILATION))
+    found = results(ort_adapter, load_slice(tmp_path, ORT_OP_BELOW_DILATION))
     result = by_case(found, "forward")["op-below-dilation"]
     assert result.status == "error" and "may be too large for stride" in result.message, result.message
 
 
 def test_onnxruntime_still_accepts_an_empty_input(ort_adapter: Adapter, tmp_path: Path) -> None:
-    result = by_case(results(ort_adapter, load(tmp_path, ORT_OP_BELOW_DILATION)), "error_parity")
+    result = by_case(results(ort_adapter, load_slice(tmp_path, ORT_OP_BELOW_DILATION)), "error_parity")
     assert result["empty-spatial"].status == "fail" and result["empty-spatial"].actual_shape == [2, 4, 2]
 
 
@@ -327,7 +322,7 @@ def tinygrad_adapter() -> Adapter:
 
 
 def test_tinygrad_passes_configurations_it_gets_right(tinygrad_adapter: Adapter, tmp_path: Path) -> None:
-    found = results(tinygrad_adapter, load(tmp_path, TINYGRAD_SLICE))
+    found = results(tinygrad_adapter, load_slice(tmp_path, TINYGRAD_SLICE))
     assert_all_pass(found)
     assert {r.check for r in found} == {"forward", "grad_input", "grad_weight", "grad_bias", "error_parity"}
 
@@ -351,7 +346,7 @@ def test_tinygrad_reports_a_version_and_its_device(tinygrad_adapter: Adapter) ->
 def test_tinygrad_still_accepts_what_pytorch_rejects(
     tinygrad_adapter: Adapter, tmp_path: Path, case_id: str, shape: list[int]
 ) -> None:
-    case = next(c for c in load(tmp_path, TINYGRAD_DIVERGENCES) if c.id == case_id)
+    case = next(c for c in load_slice(tmp_path, TINYGRAD_DIVERGENCES) if c.id == case_id)
     (result,) = results(tinygrad_adapter, [case])
     assert result.status == "fail" and result.actual_shape == shape, result.message
 
@@ -361,7 +356,7 @@ def test_tinygrad_bfloat16_gradients_still_fail_to_compile_with_clang_14(
 ) -> None:
     if "clang 14." not in tinygrad_adapter.version():
         pytest.skip("the __bf16 compile error is specific to clang 14 on the CPU device")
-    case = next(c for c in load(tmp_path, TINYGRAD_DIVERGENCES) if c.id == "bfloat16")
+    case = next(c for c in load_slice(tmp_path, TINYGRAD_DIVERGENCES) if c.id == "bfloat16")
     found = {r.check: r for r in results(tinygrad_adapter, [case])}
     assert found["forward"].status == "pass", found["forward"].message
     for check in ("grad_input", "grad_weight", "grad_bias"):

@@ -8,16 +8,16 @@ so each test skips where its framework is not installed.
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from conformance.adapters import load_adapter
-from conformance.cases import Case, load_case_file
+from conformance.cases import Case
 from conformance.checks import run_checks
 from conformance.layer_api import describe
 from conformance.runner import run
+from tests.helpers.pytest_helpers import load_slice
 
 # Lucid's layer constructors cast an uninitialised np.empty buffer to float32 before initialising it.
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
@@ -27,12 +27,6 @@ PACKAGES = {"megengine": "megengine", "megengine.module": "megengine", "lucid": 
 
 def needs(name: str) -> None:
     pytest.importorskip(PACKAGES[name])
-
-
-def load_slice(tmp_path: Path, text: str) -> list[Case]:
-    path = tmp_path / "slice.yaml"
-    path.write_text(textwrap.dedent(text))
-    return load_case_file(path)
 
 
 def results_by_case(cases: list[Case], name: str) -> dict[str, dict[str, object]]:
