@@ -4,7 +4,8 @@
 one environment (interpreter + pinned frameworks) at a time, and merges the results into one report
 in reports/. Frameworks that cannot share an interpreter get their own environment: MegEngine needs
 Python <= 3.10 with numpy < 2, Lucid 2.9.0 needs Python 3.12. An environment whose interpreter is
-missing is skipped, and the merged report says so.
+missing is skipped, and so is one whose system tools are missing (tinygrad's CPU device needs a
+``clang`` binary; `.ci/run` installs it); the merged report says which were skipped and why.
 
 ``tests`` runs the harness's own tests; ``fuzz``, ``lint``, ``bench`` as named.
 """
@@ -32,6 +33,10 @@ class Environment:
     constraints: str  # exact pins
     frameworks: tuple[str, ...]
     tests: tuple[str, ...] = ()  # the adapters' own tests, run in this environment first
+    system: tuple[str, ...] = ()  # binaries its frameworks need on PATH, installed outside pip
+
+
+SKIPPED = "skipped.txt"  # reports/<environment>/skipped.txt: why that environment did not run
 
 
 ENVIRONMENTS: dict[str, Environment] = {
@@ -49,6 +54,16 @@ ENVIRONMENTS: dict[str, Environment] = {
         "constraints/jax-onnxruntime-tinygrad.txt",
         ("jax", "onnxruntime"),
         ("tests/test_adapters_jax_onnxruntime_tinygrad.py",),
+    ),
+    # Its own environment: the whole library through tinygrad takes ~20 min on 2 cores (a compiled
+    # kernel per configuration), and a machine without clang skips it alone.
+    "tinygrad": Environment(
+        "3.11",
+        "tinygrad",
+        "constraints/jax-onnxruntime-tinygrad.txt",
+        ("tinygrad",),
+        ("tests/test_adapters_jax_onnxruntime_tinygrad.py",),
+        system=("clang",),
     ),
     "lucid": Environment(
         "3.12",
@@ -69,11 +84,17 @@ def run_environment(session: nox.Session, name: str) -> None:
     session reports them all together; bad usage (exit 2) fails at once.
     """
     env = ENVIRONMENTS[name]
+    out = REPORTS / name
+    shutil.rmtree(out, ignore_errors=True)
+    missing = [tool for tool in env.system if shutil.which(tool) is None]
+    if missing:
+        reason = f"{', '.join(missing)} not on PATH (Debian/Ubuntu: apt-get install {' '.join(missing)})"
+        out.mkdir(parents=True)
+        (out / SKIPPED).write_text(reason)
+        session.skip(reason)
     session.install("-c", env.constraints, "-e", f".[{env.extras},test]")
     if env.tests:
         session.run("pytest", "-q", "-p", "no:cacheprovider", *env.tests)
-    out = REPORTS / name
-    shutil.rmtree(out, ignore_errors=True)
     selected = [a for f in env.frameworks for a in ("--framework", f)]
     session.run(
         "conformance", "run", "cases", "-n", "2", *selected, "--report-dir", str(out), success_codes=[0, 1]
@@ -116,12 +137,15 @@ def merge(session: nox.Session) -> None:
     found, notes = [], []
     for name, env in ENVIRONMENTS.items():
         path = REPORTS / name / "results.json"
+        skipped = REPORTS / name / SKIPPED
+        what = f"environment {name} (Python {env.python}: {', '.join(env.frameworks)}) did not run"
         if path.is_file():
             found.append(str(path))
+        elif skipped.is_file():
+            notes.append(f"{what}: {skipped.read_text().strip()}")
         else:
             notes.append(
-                f"environment {name} (Python {env.python}: {', '.join(env.frameworks)}) did not run: "
-                f"no {path}; see the nox output (a missing python{env.python} interpreter skips it)"
+                f"{what}: no {path}; see the nox output (a missing python{env.python} interpreter skips it)"
             )
     notes_args = [a for n in notes for a in ("--note", n)]
     session.run("conformance", "report", *found, *notes_args, "--report-dir", str(REPORTS))
