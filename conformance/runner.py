@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -157,11 +158,13 @@ class Runner:
         self.timeout = timeout
         self.progress = progress
         self.context = multiprocessing.get_context("spawn")  # fork is unsafe with threaded native libraries
-        self.log_dir = tempfile.mkdtemp(prefix="conformance-workers-")
+        self.log_dir: str | None = None  # the workers' output, quoted when one dies; removed by close()
         self.results: dict[tuple[str, str, str], list[Result]] = {}
         self.pool: list[_Worker] = []  # kept between run() calls with keep_alive (fuzzing)
 
     def _spawn(self, index: int) -> _Worker:
+        if self.log_dir is None:
+            self.log_dir = tempfile.mkdtemp(prefix="conformance-workers-")
         parent_conn, child_conn = self.context.Pipe()
         log_path = os.path.join(self.log_dir, f"worker-{index}-{time.monotonic_ns()}.log")
         process = self.context.Process(target=_worker_main, args=(child_conn, log_path), daemon=True)
@@ -258,6 +261,9 @@ class Runner:
         for w in self.pool:
             self._stop(w)
         self.pool = []
+        if self.log_dir is not None:
+            shutil.rmtree(self.log_dir, ignore_errors=True)
+            self.log_dir = None
 
     @staticmethod
     def _stop(w: _Worker) -> None:

@@ -7,6 +7,7 @@ pass the default library, and every copy of it carrying one plausible bug must b
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -41,13 +42,17 @@ cases:
 """
 
 
-def conformance(*args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+def conformance(
+    *args: str | Path, cwd: Path = ROOT, tmpdir: Path | None = None
+) -> subprocess.CompletedProcess:
+    env = None if tmpdir is None else {**os.environ, "TMPDIR": str(tmpdir)}
     return subprocess.run(
         [sys.executable, "-m", "conformance.cli", *map(str, args)],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=900,
+        env=env,
     )
 
 
@@ -146,6 +151,8 @@ def test_bad_usage_exits_2(tmp_path: Path, args: list[str], expected: str) -> No
 def test_crashing_and_hanging_adapter_leaves_every_other_result(tmp_path: Path) -> None:
     cases = tmp_path / "small.yaml"
     cases.write_text(SMALL_CASES)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
     proc = conformance(
         "run",
         cases,
@@ -158,8 +165,10 @@ def test_crashing_and_hanging_adapter_leaves_every_other_result(tmp_path: Path) 
         "--report-dir",
         tmp_path / "r",
         "-q",
+        tmpdir=scratch,
     )
     assert proc.returncode == 1
+    assert list(scratch.iterdir()) == [], "the workers' log folder is removed after the run"
     grouped = results_by_framework(tmp_path / "r")
     status = {r["case"]: r for r in grouped["crashy"] if r["check"] in ("forward", "error_parity")}
     assert status["abort-here"]["status"] == "crash" and "SIGABRT" in status["abort-here"]["message"]
