@@ -7,9 +7,6 @@ pass the default library, and every copy of it carrying one plausible bug must b
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from collections import Counter
 from pathlib import Path
@@ -17,9 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.adapters.numpy_direct import BUGGY, DirectNumpy
+from tests.helpers.pytest_helpers import DIRECT, ROOT, run_cli
 
-ROOT = Path(__file__).resolve().parent.parent
-DIRECT = ROOT / "tests" / "adapters" / "numpy_direct.py"
 CRASHY = ROOT / "tests" / "adapters" / "crashy.py"
 
 SMALL_CASES = """
@@ -42,20 +38,6 @@ cases:
 """
 
 
-def conformance(
-    *args: str | Path, cwd: Path = ROOT, tmpdir: Path | None = None
-) -> subprocess.CompletedProcess:
-    env = None if tmpdir is None else {**os.environ, "TMPDIR": str(tmpdir)}
-    return subprocess.run(
-        [sys.executable, "-m", "conformance.cli", *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=env,
-    )
-
-
 def results_by_framework(report_dir: Path) -> dict[str, list[dict]]:
     doc = json.loads((report_dir / "results.json").read_text())
     grouped: dict[str, list[dict]] = {}
@@ -67,7 +49,7 @@ def results_by_framework(report_dir: Path) -> dict[str, list[dict]]:
 def test_library_passes_correct_adapter_and_catches_every_planted_bug(tmp_path: Path) -> None:
     adapters = [f"{DIRECT}:{cls.__name__}" for cls in [DirectNumpy, *BUGGY]]
     args = [a for spec in adapters for a in ("--adapter", spec)]
-    proc = conformance("run", "cases", *args, "-n", "2", "-q", "--report-dir", tmp_path)
+    proc = run_cli("run", "cases", *args, "-n", "2", "-q", "--report-dir", tmp_path)
     assert proc.returncode == 1, f"planted bugs must fail the gate\n{proc.stdout}\n{proc.stderr}"
     grouped = results_by_framework(tmp_path)
 
@@ -81,14 +63,14 @@ def test_library_passes_correct_adapter_and_catches_every_planted_bug(tmp_path: 
 
 def test_half_precision_bug_is_caught_on_float32_values(tmp_path: Path) -> None:
     spec = f"{DIRECT}:HalfPrecisionInternally"
-    proc = conformance("run", "cases", "--adapter", spec, "-k", "float32", "-q", "--report-dir", tmp_path)
+    proc = run_cli("run", "cases", "--adapter", spec, "-k", "float32", "-q", "--report-dir", tmp_path)
     assert proc.returncode == 1
     fails = [r for r in results_by_framework(tmp_path)["bug-half-precision"] if r["status"] == "fail"]
     assert any(r["params"]["dtype"] == "float32" and r["max_abs_err"] > 0 for r in fails)
 
 
 def test_correct_adapter_exits_zero(tmp_path: Path) -> None:
-    proc = conformance(
+    proc = run_cli(
         "run",
         "cases/errors.yaml",
         "cases/conv_transpose1d.yaml",
@@ -125,7 +107,7 @@ def test_malformed_case_file_exits_2_with_a_clear_message(
 ) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(content)
-    proc = conformance("run", bad, "--framework", "torch", "--report-dir", tmp_path / "r")
+    proc = run_cli("run", bad, "--framework", "torch", "--report-dir", tmp_path / "r")
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert str(bad) in proc.stderr and expected in proc.stderr, proc.stderr
@@ -143,7 +125,7 @@ def test_malformed_case_file_exits_2_with_a_clear_message(
     ],
 )
 def test_bad_usage_exits_2(tmp_path: Path, args: list[str], expected: str) -> None:
-    proc = conformance("run", "cases/errors.yaml", *args, "--report-dir", tmp_path)
+    proc = run_cli("run", "cases/errors.yaml", *args, "--report-dir", tmp_path)
     assert proc.returncode == 2
     assert expected in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
@@ -153,7 +135,7 @@ def test_crashing_and_hanging_adapter_leaves_every_other_result(tmp_path: Path) 
     cases.write_text(SMALL_CASES)
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    proc = conformance(
+    proc = run_cli(
         "run",
         cases,
         "--adapter",
@@ -208,7 +190,7 @@ def test_known_divergence_turns_failure_into_xfail_and_fixed_entry_into_xpass(tm
           - {id: op-beyond, stride: 1, output_padding: 3}
     """)
     )
-    proc = conformance(
+    proc = run_cli(
         "run", cases, "--adapter", spec, "--known-divergences", known, "--report-dir", tmp_path / "a"
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -218,7 +200,7 @@ def test_known_divergence_turns_failure_into_xfail_and_fixed_entry_into_xpass(tm
     assert {r["status"] for r in statuses.values()} == {"xfail"}
     assert statuses["op-beyond"]["divergence"]["link"] == "https://example.invalid/issue/1"
 
-    proc = conformance(
+    proc = run_cli(
         "run",
         cases,
         "--adapter",
@@ -233,7 +215,7 @@ def test_known_divergence_turns_failure_into_xfail_and_fixed_entry_into_xpass(tm
 
     fixed = known.read_text().replace("bug-accepts-large-output-padding", "numpy-direct")
     known.write_text(fixed)
-    proc = conformance(
+    proc = run_cli(
         "run",
         cases,
         "--adapter",
@@ -249,7 +231,7 @@ def test_known_divergence_turns_failure_into_xfail_and_fixed_entry_into_xpass(tm
 
 def test_report_merges_runs_from_different_environments(tmp_path: Path) -> None:
     for name, adapter in (("one", "DirectNumpy"), ("two", "BiasMissing")):
-        conformance(
+        run_cli(
             "run",
             "cases/conv_transpose1d.yaml",
             "--adapter",
@@ -258,7 +240,7 @@ def test_report_merges_runs_from_different_environments(tmp_path: Path) -> None:
             "--report-dir",
             tmp_path / name,
         )
-    proc = conformance(
+    proc = run_cli(
         "report",
         tmp_path / "one/results.json",
         tmp_path / "two/results.json",
@@ -275,5 +257,5 @@ def test_report_merges_runs_from_different_environments(tmp_path: Path) -> None:
 def test_report_rejects_a_file_that_is_not_results(tmp_path: Path) -> None:
     bogus = tmp_path / "x.json"
     bogus.write_text('{"hello": 1}')
-    proc = conformance("report", bogus, "--report-dir", tmp_path / "r")
+    proc = run_cli("report", bogus, "--report-dir", tmp_path / "r")
     assert proc.returncode == 2 and str(bogus) in proc.stderr and "Traceback" not in proc.stderr

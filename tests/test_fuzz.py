@@ -13,26 +13,14 @@ from conformance.cases import load_case_file, make_case
 from conformance.fuzz import Signature, failure_kind, features
 from conformance.results import Result
 from tests.adapters.numpy_direct import BUGGY
-
-ROOT = Path(__file__).resolve().parent.parent
-DIRECT = ROOT / "tests" / "adapters" / "numpy_direct.py"
-
-
-def cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "conformance.cli", *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+from tests.helpers.pytest_helpers import DIRECT, ROOT, run_cli
 
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
     work = tmp_path_factory.mktemp("fuzz")
     adapters = [a for cls in BUGGY for a in ("--adapter", f"{DIRECT}:{cls.__name__}")]
-    proc = cli("fuzz", *adapters, "--max-examples", "300", "--seed", "0", "--out", "found", cwd=work)
+    proc = run_cli("fuzz", *adapters, "--max-examples", "300", "--seed", "0", "--out", "found", cwd=work)
     return work, proc
 
 
@@ -50,9 +38,11 @@ def test_found_cases_reproduce_the_bug_and_pass_on_torch(planted) -> None:
         path = next((work / "found").glob(f"{cls.name}-*.yaml"))
         (case,) = load_case_file(path)
         assert "found" in case.tags
-        bug = cli("run", path, "--adapter", f"{DIRECT}:{cls.__name__}", "--report-dir", "r1", "-q", cwd=work)
+        bug = run_cli(
+            "run", path, "--adapter", f"{DIRECT}:{cls.__name__}", "--report-dir", "r1", "-q", cwd=work
+        )
         assert bug.returncode == 1, f"{path.name} no longer reproduces\n{bug.stdout}{bug.stderr}"
-        torch = cli("run", path, "--framework", "torch", "--report-dir", "r2", "-q", cwd=work)
+        torch = run_cli("run", path, "--framework", "torch", "--report-dir", "r2", "-q", cwd=work)
         assert torch.returncode == 0, f"{path.name} fails on torch\n{torch.stdout}{torch.stderr}"
 
 
@@ -72,7 +62,7 @@ def test_findings_are_minimal(planted) -> None:
 
 
 def test_correct_adapter_yields_no_finding_and_exits_zero(tmp_path: Path) -> None:
-    proc = cli(
+    proc = run_cli(
         "fuzz",
         "--adapter",
         f"{DIRECT}:DirectNumpy",
@@ -92,7 +82,7 @@ def test_same_seed_same_findings(tmp_path: Path) -> None:
     runs = []
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
-        cli(
+        run_cli(
             "fuzz",
             "--adapter",
             f"{DIRECT}:DilationIgnored",

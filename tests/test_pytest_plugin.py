@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import textwrap
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-DIRECT = ROOT / "tests" / "adapters" / "numpy_direct.py"
+from tests.helpers.pytest_helpers import DIRECT
 
 CASES = textwrap.dedent("""
     op: conv_transpose2d

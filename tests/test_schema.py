@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from conformance.cases import case_files
+from tests.helpers.pytest_helpers import ROOT
 
 jsonschema = pytest.importorskip("jsonschema")
 
-ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "conformance" / "schema" / "case-file.schema.json").read_text())
 
 

@@ -1,11 +1,30 @@
-"""Helpers shared by the adapter tests."""
+"""Helpers shared by the tests: paths, running the command line, loading a slice of cases."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 from conformance.cases import Case, load_case_file
+
+ROOT = Path(__file__).resolve().parents[2]
+DIRECT = ROOT / "tests" / "adapters" / "numpy_direct.py"  # the correct and planted-bug NumPy adapters
+
+
+def run_cli(*args: str | Path, cwd: Path = ROOT, tmpdir: Path | None = None) -> subprocess.CompletedProcess:
+    """`conformance ARGS` in a fresh interpreter, as CI runs it (``tmpdir`` becomes its TMPDIR)."""
+    env = None if tmpdir is None else {**os.environ, "TMPDIR": str(tmpdir)}
+    return subprocess.run(
+        [sys.executable, "-m", "conformance.cli", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
 
 
 def load_slice(tmp_path: Path, text: str) -> list[Case]:
