@@ -510,23 +510,9 @@ def make_case(fields: dict[str, Any], case_id: str, file: str = "<generated>") -
 
 
 def case_fields(case: Case) -> dict[str, Any]:
-    """The case-file fields that reproduce ``case`` (per-axis values as lists, defaults omitted)."""
-    p = case.params
-    fields: dict[str, Any] = {
-        "op": p.op,
-        "input_shape": list(case.input_shape),
-        "out_channels": p.out_channels,
-        "kernel_size": list(p.kernel_size),
-        "stride": list(p.stride),
-        "padding": list(p.padding),
-        "output_padding": list(p.output_padding),
-        "dilation": list(p.dilation),
-        "groups": p.groups,
-        "bias": p.bias,
-        "dtype": case.dtype,
-        "values": case.values,
-        "seed": case.seed,
-    }
+    """The case-file fields that reproduce ``case``: every parameter explicit (per-axis values as
+    lists), the input's values and seed, and ``expect`` when it is not the default."""
+    fields = {**case.params_record(), "values": case.values, "seed": case.seed}
     if case.expect != "ok":
         fields["expect"] = case.expect
     return fields
