@@ -39,7 +39,12 @@ SKIPPED = "skipped.txt"  # reports/<environment>/skipped.txt: why that environme
 
 
 ENVIRONMENTS: dict[str, Environment] = {
-    "main": Environment("3.11", "torch,mlx", "constraints/main.txt", ("torch", "mlx", "torch.nn", "mlx.nn")),
+    "main": Environment(
+        "3.11",
+        "torch,mlx",
+        "constraints/main.txt",
+        ("torch", "mlx", "torch.nn", "mlx.nn", "torch[native]", "torch[avx512]"),
+    ),
     "megengine": Environment(
         "3.10",
         "megengine",

@@ -3,22 +3,28 @@
 ``forward`` (valid cases): the call must succeed and match the oracle in shape, dtype and values.
 ``grad_input`` / ``grad_weight`` / ``grad_bias`` (valid cases; bias only with a bias): the adapter's
 vector-Jacobian product for the case's deterministic cotangent must match the oracle's.
-``error_parity`` (``expect: error`` cases): the call must raise.
+``repeatability`` (valid cases): a second forward call on identical fresh inputs must give the
+same outcome bit for bit (CPU kernels are deterministic unless they race or read uninitialised memory).
+``error_parity`` (``expect: error`` cases): the framework must raise; an exception from the
+adapter's own code is an adapter error (:mod:`conformance.attribution`).
+
+Every call gets its own copies of the inputs (:mod:`conformance.isolation`); a call that writes into
+them fails, whatever it returned, and the oracle only ever sees the pristine arrays.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
-from conformance import oracle
+from conformance import isolation, oracle
 from conformance.adapters import Adapter
+from conformance.attribution import ADAPTER, Attributor, Outcome
 from conformance.cases import Case
-from conformance.compare import compare
+from conformance.compare import compare, tolerance
 from conformance.inputs import Inputs, make_cotangent, make_inputs
 from conformance.results import Result
 from conformance.spec import gradient_reduction_lengths, reduction_length
@@ -26,9 +32,9 @@ from conformance.spec import gradient_reduction_lengths, reduction_length
 MAX_MESSAGE = 600
 
 
-FORWARD, ERROR_PARITY = "forward", "error_parity"
+FORWARD, REPEATABILITY, ERROR_PARITY = "forward", "repeatability", "error_parity"
 GRADIENTS = ("grad_input", "grad_weight", "grad_bias")
-CHECKS = (FORWARD, *GRADIENTS, ERROR_PARITY)
+CHECKS = (FORWARD, *GRADIENTS, REPEATABILITY, ERROR_PARITY)
 
 
 def checks_for(case: Case, selected: Sequence[str] | None = None) -> list[str]:
@@ -37,6 +43,7 @@ def checks_for(case: Case, selected: Sequence[str] | None = None) -> list[str]:
         applicable = [ERROR_PARITY]
     else:
         applicable = [FORWARD, "grad_input", "grad_weight"] + (["grad_bias"] if case.params.bias else [])
+        applicable.append(REPEATABILITY)
     return [c for c in applicable if selected is None or c in selected]
 
 
@@ -48,7 +55,16 @@ class Reference:
 
     @cached_property
     def inputs(self) -> Inputs:
-        return make_inputs(self.case)
+        inputs = make_inputs(self.case)
+        for array in (inputs.x, inputs.weight, inputs.bias):
+            if array is not None:
+                isolation.frozen(array)
+        return inputs
+
+    @property
+    def forward_inputs(self) -> dict[str, np.ndarray | None]:
+        i = self.inputs
+        return {"x": i.x, "weight": i.weight, "bias": i.bias}
 
     def _call(self, fn) -> np.ndarray:
         p, i = self.case.params, self.inputs
@@ -64,7 +80,7 @@ class Reference:
 
     @cached_property
     def cotangent(self) -> np.ndarray:
-        return make_cotangent(self.case)
+        return isolation.frozen(make_cotangent(self.case))
 
     def _vjp(self, fn) -> dict[str, np.ndarray | None]:
         p, i = self.case.params, self.inputs
@@ -121,29 +137,58 @@ def run_checks(
         return [base_result(case, adapter.name, c, "error", f"unsupported() raised {exc!r}") for c in checks]
     if reason:
         return [base_result(case, adapter.name, c, "unsupported", reason) for c in checks]
+    who = Attributor(adapter)
     results = []
     if ERROR_PARITY in checks:
-        results.append(_error_parity(case, adapter, ref))
+        results.append(_error_parity(case, adapter, ref, who))
+    first = None
+    if FORWARD in checks or REPEATABILITY in checks:
+        first = _forward_call(adapter, ref, who)
     if FORWARD in checks:
-        results.append(_forward(case, adapter, ref))
+        results.append(_forward(case, adapter, ref, first))
     gradient_checks = [c for c in checks if c in GRADIENTS]
     if gradient_checks:
-        results.extend(_gradients(case, adapter, ref, gradient_checks))
+        results.extend(_gradients(case, adapter, ref, gradient_checks, who))
+    if REPEATABILITY in checks:
+        results.append(_repeatability(case, adapter, ref, first, _forward_call(adapter, ref, who)))
     return results
 
 
-def _call(fn, *args):
-    """(value, exception, seconds) of one adapter call."""
-    started = time.perf_counter()
-    try:
-        return fn(*args), None, time.perf_counter() - started
-    except Exception as exc:
-        return None, exc, time.perf_counter() - started
+def _isolated_call(who: Attributor, call, pristine: dict[str, np.ndarray | None]) -> Outcome:
+    """``call(copies)`` on fresh copies of ``pristine``, noting which inputs it changed."""
+    handed = isolation.fresh(pristine)
+    outcome = who.call(call, handed)
+    outcome.modified = isolation.modified(pristine, handed)
+    return outcome
 
 
-def _raised(result: Result, exc: Exception, valid: bool) -> Result:
+def _forward_call(adapter: Adapter, ref: Reference, who: Attributor) -> Outcome:
+    params = ref.case.params
+    return _isolated_call(
+        who, lambda a: adapter.forward(a["x"], a["weight"], a["bias"], params), ref.forward_inputs
+    )
+
+
+def _modified(result: Result, outcome: Outcome) -> bool:
+    """Fail a call that wrote into its inputs, whatever it returned."""
+    if not outcome.modified:
+        return False
+    result.status = "fail"
+    result.message = _short(f"modified its inputs in place: {outcome.modified}")
+    return True
+
+
+def _raised(result: Result, outcome: Outcome, valid: bool) -> Result:
+    exc = outcome.exception
     result.exception = type(exc).__name__
-    if valid:
+    result.raised_by = outcome.raised_by
+    if outcome.raised_by == ADAPTER:
+        result.status = "error"
+        result.message = _short(
+            f"adapter error: the adapter's own code raised {type(exc).__name__} at {outcome.where} "
+            f"before the framework did: {exc}"
+        )
+    elif valid:
         result.status = "error"
         result.message = _short(f"raised {type(exc).__name__} on a valid configuration: {exc}")
     else:
@@ -151,13 +196,15 @@ def _raised(result: Result, exc: Exception, valid: bool) -> Result:
     return result
 
 
-def _error_parity(case: Case, adapter: Adapter, ref: Reference) -> Result:
+def _error_parity(case: Case, adapter: Adapter, ref: Reference, who: Attributor) -> Result:
     result = base_result(case, adapter.name, ERROR_PARITY, "pass")
-    i = ref.inputs
-    actual, exc, result.duration_s = _call(adapter.forward, i.x, i.weight, i.bias, case.params)
-    if exc is not None:
-        return _raised(result, exc, valid=False)
-    result.actual_shape = list(getattr(actual, "shape", ()))
+    outcome = _forward_call(adapter, ref, who)
+    result.duration_s = outcome.seconds
+    if outcome.exception is not None:
+        _raised(result, outcome, valid=False)
+        _modified(result, outcome)
+        return result
+    result.actual_shape = list(getattr(outcome.value, "shape", ()))
     result.status = "fail"
     rules = ", ".join(v.rule for v in case.violations)
     result.message = (
@@ -188,16 +235,72 @@ def _judge(
     return result
 
 
-def _forward(case: Case, adapter: Adapter, ref: Reference) -> Result:
+def _forward(case: Case, adapter: Adapter, ref: Reference, outcome: Outcome) -> Result:
     result = base_result(case, adapter.name, FORWARD, "pass")
-    i = ref.inputs
-    actual, exc, result.duration_s = _call(adapter.forward, i.x, i.weight, i.bias, case.params)
-    if exc is not None:
-        return _raised(result, exc, valid=True)
-    return _judge(result, ref.output, ref.bound, actual, case, reduction_length(case.params))
+    result.duration_s = outcome.seconds
+    if outcome.exception is not None:
+        _raised(result, outcome, valid=True)
+    else:
+        _judge(result, ref.output, ref.bound, outcome.value, case, reduction_length(case.params))
+    _modified(result, outcome)
+    return result
 
 
-def _gradients(case: Case, adapter: Adapter, ref: Reference, checks: list[str]) -> list[Result]:
+def _repeatability(case: Case, adapter: Adapter, ref: Reference, first: Outcome, second: Outcome) -> Result:
+    """The second forward call must give what the first gave, bit for bit (or raise alike)."""
+    result = base_result(case, adapter.name, REPEATABILITY, "pass")
+    result.duration_s = second.seconds
+    if _modified(result, second):
+        return result
+    if first.exception is not None or second.exception is not None:
+        kinds = [type(o.exception).__name__ if o.exception else "a result" for o in (first, second)]
+        if kinds[0] != kinds[1]:
+            result.status = "fail"
+            result.message = f"the first call gave {kinds[0]}, the second {kinds[1]}"
+        else:
+            result.exception, result.raised_by = kinds[0], second.raised_by
+            result.message = f"raised {kinds[0]} both times"
+        return result
+    a, b = first.value, second.value
+    if (
+        not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray))
+        or a.shape != b.shape
+        or a.dtype != b.dtype
+    ):
+        describe = [
+            f"{getattr(v, 'shape', type(v).__name__)} {getattr(v, 'dtype', '')}".strip() for v in (a, b)
+        ]
+        result.status = "fail"
+        result.message = f"the first call returned {describe[0]}, the second {describe[1]}"
+        return result
+    result.actual_shape, result.actual_dtype, result.elements = list(b.shape), str(b.dtype), int(b.size)
+    width = np.dtype(f"u{a.itemsize}")
+    differ = np.ascontiguousarray(a).view(width) != np.ascontiguousarray(b).view(width)
+    result.mismatched = int(np.count_nonzero(differ))
+    if not result.mismatched:
+        result.max_abs_err = 0.0
+        return result
+    with np.errstate(invalid="ignore"):
+        delta = np.abs(a.astype(np.float64) - b.astype(np.float64))
+    delta = np.where(differ & ~(delta > 0), np.inf, delta)  # NaN in one call only
+    tol = tolerance(ref.bound, case.dtype, reduction_length(case.params), case.tolerance)
+    if delta.shape != tol.shape:  # a wrong-shaped output: the forward check says so
+        tol = np.full(delta.shape, np.nan)
+    worst = np.unravel_index(int(np.argmax(delta)), delta.shape)
+    result.max_abs_err, result.tolerance_at_worst = float(delta[worst]), float(tol[worst])
+    result.worst_index = [int(i) for i in worst]
+    result.status = "fail"
+    result.message = _short(
+        f"two calls on identical inputs differ in {result.mismatched} of {b.size} elements; largest "
+        f"difference {result.max_abs_err:.3g} at {tuple(result.worst_index)}, "
+        f"{result.max_abs_err / result.tolerance_at_worst:.3g} × the tolerance there"
+    )
+    return result
+
+
+def _gradients(
+    case: Case, adapter: Adapter, ref: Reference, checks: list[str], who: Attributor
+) -> list[Result]:
     results = []
     for check in checks:
         result = base_result(case, adapter.name, check, "pass")
@@ -207,23 +310,30 @@ def _gradients(case: Case, adapter: Adapter, ref: Reference, checks: list[str]) 
         for r in results:
             r.status, r.message = "unsupported", f"adapter {adapter.name!r} implements no vjp()"
         return results
-    i = ref.inputs
-    grads, exc, seconds = _call(adapter.vjp, i.x, i.weight, i.bias, case.params, ref.cotangent)
-    if exc is None and not (isinstance(grads, (tuple, list)) and len(grads) == 3):
-        exc = TypeError(f"vjp() must return (grad_x, grad_weight, grad_bias), got {type(grads).__name__}")
+    outcome = _isolated_call(
+        who,
+        lambda a: adapter.vjp(a["x"], a["weight"], a["bias"], case.params, a["grad_out"]),
+        {**ref.forward_inputs, "grad_out": ref.cotangent},
+    )
+    grads = outcome.value
+    if outcome.exception is None and not (isinstance(grads, (tuple, list)) and len(grads) == 3):
+        outcome.exception = TypeError(
+            f"vjp() must return (grad_x, grad_weight, grad_bias), got {type(grads).__name__}"
+        )
+        outcome.raised_by, outcome.where = ADAPTER, "its return value"
     lengths = gradient_reduction_lengths(case.input_shape, case.params)
     for result in results:
-        result.duration_s = seconds
-        if exc is not None:
-            _raised(result, exc, valid=True)
-            continue
-        actual = grads[GRADIENTS.index(result.check)]
-        _judge(
-            result,
-            ref.gradients[result.check],
-            ref.gradient_bounds[result.check],
-            actual,
-            case,
-            lengths[result.check],
-        )
+        result.duration_s = outcome.seconds
+        if outcome.exception is not None:
+            _raised(result, outcome, valid=True)
+        else:
+            _judge(
+                result,
+                ref.gradients[result.check],
+                ref.gradient_bounds[result.check],
+                grads[GRADIENTS.index(result.check)],
+                case,
+                lengths[result.check],
+            )
+        _modified(result, outcome)
     return results

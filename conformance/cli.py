@@ -184,14 +184,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     progress = None if args.quiet else runner.print_progress
     outcome = runner.Runner(infos, args.workers, args.timeout, progress, checks).run(cases)
     filtered = bool(args.keyword or args.case or args.check) or args.paths != ["cases"]
-    warnings = divergences.apply(outcome.results, known, report_stale=not filtered)
+    facts = divergences.run_facts(outcome.frameworks, outcome.framework_facts)
+    applied = divergences.apply(outcome.results, known, report_stale=not filtered, facts=facts)
+    warnings = applied.warnings
     shutil.rmtree(Path(args.report_dir) / "reproducers", ignore_errors=True)
     reproducer.write_all(
         outcome.results, {(c.file, c.id): c for c in cases}, outcome.frameworks, args.report_dir
     )
     command = "conformance " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     document = make_document(
-        outcome.results, outcome.frameworks, warnings, outcome.interrupted, command, outcome.layer_api
+        outcome.results,
+        outcome.frameworks,
+        warnings,
+        outcome.interrupted,
+        command,
+        outcome.layer_api,
+        outcome.framework_facts,
+        applied.inactive,
     )
     paths = write_reports(document, args.report_dir)
     _print_summary(outcome.results, outcome.frameworks)

@@ -153,7 +153,10 @@ class CaseItem(pytest.Item):
             results = run_checks(self.case, self.adapter, Reference(self.case), self.selected)
             self.computed[key] = {r.check: r for r in results}
         result = self.computed[key].pop(self.check)
-        known_divergences.apply([result], _known(self.config, Path(self.case.file)))
+        facts = known_divergences.run_facts(
+            {self.adapter.name: self.adapter.version()}, {self.adapter.name: self.adapter.build_facts()}
+        )
+        known_divergences.apply([result], _known(self.config, Path(self.case.file)), facts=facts)
         if result.status == "unsupported":
             pytest.skip(f"unsupported: {result.message}")
         if result.status == "xfail":

@@ -37,6 +37,7 @@ class Result:
     elements: int | None = None
     worst_index: list[int] | None = None
     exception: str | None = None
+    raised_by: str | None = None  # who raised `exception`: "framework" or "adapter" (its own code)
     message: str = ""
     divergence: dict[str, str] | None = None  # the known-divergence entry that matched
     duration_s: float | None = None
@@ -93,7 +94,11 @@ def make_document(
     interrupted: bool = False,
     command: str = "",
     layer_api: list[dict[str, Any]] | None = None,
+    framework_facts: dict[str, dict[str, Any]] | None = None,
+    inactive_divergences: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    from conformance.machine import machine_facts
+
     env = environment()
     return {
         "schema": SCHEMA,
@@ -102,13 +107,16 @@ def make_document(
         "runs": [
             {
                 "environment": env,
+                "machine": machine_facts(),
                 "frameworks": dict(frameworks),
+                "framework_facts": dict(framework_facts or {}),
                 "command": command,
                 "interrupted": interrupted,
             }
         ],
         "interrupted": interrupted,
         "warnings": list(warnings or []),
+        "inactive_divergences": list(inactive_divergences or []),
         "summary": summarize(results),
         "layer_api": list(layer_api or []),
         "results": [r.to_dict() for r in results],
@@ -128,6 +136,7 @@ def merge_documents(documents: list[dict[str, Any]]) -> dict[str, Any]:
     frameworks: dict[str, str] = {}
     runs: list[dict] = []
     warnings: list[str] = []
+    inactive: list[dict] = []
     for doc in documents:
         for name, version in doc.get("frameworks", {}).items():
             if name in frameworks and frameworks[name] != version:
@@ -144,6 +153,7 @@ def merge_documents(documents: list[dict[str, Any]]) -> dict[str, Any]:
             ]
         )
         warnings.extend(doc.get("warnings", []))
+        inactive.extend(doc.get("inactive_divergences", []))
         for r in results_of(doc):
             if r.key in merged:
                 warnings.append(
@@ -160,6 +170,7 @@ def merge_documents(documents: list[dict[str, Any]]) -> dict[str, Any]:
         "runs": runs,
         "interrupted": interrupted,
         "warnings": warnings,
+        "inactive_divergences": inactive,
         "summary": summarize(results),
         "layer_api": list(layers.values()),
         "results": [r.to_dict() for r in results],

@@ -38,6 +38,12 @@ class AdapterInfo:
     name: str
     version: str
     layer_api: dict | None = None  # conformance.layer_api.describe() of a layer adapter
+    env: dict[str, str] = field(default_factory=dict)  # set in its workers before any import
+    facts: dict = field(default_factory=dict)  # Adapter.build_facts(), as a worker reported them
+
+    @property
+    def env_key(self) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted(self.env.items()))
 
 
 @dataclass
@@ -46,6 +52,7 @@ class RunOutcome:
     frameworks: dict[str, str]
     interrupted: bool = False
     layer_api: list[dict] = field(default_factory=list)
+    framework_facts: dict[str, dict] = field(default_factory=dict)  # name -> build facts
 
 
 def describe(adapter_specs: Sequence[str]) -> list[AdapterInfo]:
@@ -60,6 +67,7 @@ def describe(adapter_specs: Sequence[str]) -> list[AdapterInfo]:
                 adapter.name,
                 adapter.version(),
                 layer_api.describe(introspection) if introspection else None,
+                adapter.variant_env(),
             )
         )
     return infos
@@ -73,11 +81,12 @@ def rerun_command(case: Case, info: AdapterInfo) -> str:
 # --- worker side --------------------------------------------------------------------------------
 
 
-def _worker_main(conn: multiprocessing.connection.Connection, log_path: str) -> None:
+def _worker_main(conn: multiprocessing.connection.Connection, log_path: str, env: dict[str, str]) -> None:
     # One compute thread per worker, set before any framework is imported: -n N workers already
     # use N cores, and oversubscribed thread pools (torch's OpenMP) slow a run several-fold.
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(var, "1")
+    os.environ.update(env)  # a variant's kernel-path settings, read by the framework at import
     # Keep native libraries' chatter (and crash dumps) out of the parent's output, but on record.
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log_fd, 1)
@@ -96,8 +105,10 @@ def _worker_main(conn: multiprocessing.connection.Connection, log_path: str) -> 
         for spec in specs:
             conn.send(("start", spec))
             try:
-                adapter = adapters.get(spec) or adapters.setdefault(spec, load_adapter(spec))
-                results = run_checks(case, adapter, reference, selected)
+                if spec not in adapters:
+                    adapters[spec] = load_adapter(spec)
+                    conn.send(("facts", spec, _facts(adapters[spec])))
+                results = run_checks(case, adapters[spec], reference, selected)
             except Exception as exc:  # the harness must report, never die, on one case
                 results = [
                     base_result(case, spec, c, "error", f"harness error: {type(exc).__name__}: {exc}")
@@ -105,6 +116,17 @@ def _worker_main(conn: multiprocessing.connection.Connection, log_path: str) -> 
                 ]
             conn.send(("done", spec, [r.to_dict() for r in results]))
         conn.send(("idle", None))
+
+
+def _facts(adapter: Adapter) -> dict:
+    try:
+        facts = dict(adapter.build_facts())
+    except Exception as exc:  # facts are reported, never fatal
+        facts = {"error": f"build_facts() raised {type(exc).__name__}: {exc}"}
+    if adapter.variant is not None:
+        facts["variant"] = adapter.variant
+        facts["variant_env"] = adapter.variant_env()
+    return facts
 
 
 # --- parent side --------------------------------------------------------------------------------
@@ -160,14 +182,17 @@ class Runner:
         self.context = multiprocessing.get_context("spawn")  # fork is unsafe with threaded native libraries
         self.log_dir: str | None = None  # the workers' output, quoted when one dies; removed by close()
         self.results: dict[tuple[str, str, str], list[Result]] = {}
-        self.pool: list[_Worker] = []  # kept between run() calls with keep_alive (fuzzing)
+        #: one pool per distinct variant environment, kept between run() calls with keep_alive
+        self.pools: dict[tuple[tuple[str, str], ...], list[_Worker]] = {}
 
-    def _spawn(self, index: int) -> _Worker:
+    def _spawn(self, index: int, env: tuple[tuple[str, str], ...] = ()) -> _Worker:
         if self.log_dir is None:
             self.log_dir = tempfile.mkdtemp(prefix="conformance-workers-")
         parent_conn, child_conn = self.context.Pipe()
         log_path = os.path.join(self.log_dir, f"worker-{index}-{time.monotonic_ns()}.log")
-        process = self.context.Process(target=_worker_main, args=(child_conn, log_path), daemon=True)
+        process = self.context.Process(
+            target=_worker_main, args=(child_conn, log_path, dict(env)), daemon=True
+        )
         process.start()
         child_conn.close()  # so the parent sees EOF when the worker dies
         return _Worker(process, parent_conn, log_path)
@@ -185,37 +210,22 @@ class Runner:
 
     def run(self, cases: Sequence[Case], keep_alive: bool = False) -> RunOutcome:
         """Every case through every adapter. With ``keep_alive`` the workers stay up for the next
-        call (each new worker imports the frameworks again, which costs seconds)."""
+        call (each new worker imports the frameworks again, which costs seconds).
+
+        Adapters whose variants need different environment variables (read by a framework once, at
+        import) run in separate worker pools, one after the other."""
         specs = list(self.adapters)
-        queue: deque[tuple[Case, list[str]]] = deque((case, list(specs)) for case in cases)
-        total = len(cases) * len(specs)
+        groups: dict[tuple, list[str]] = {}
+        for spec in specs:
+            groups.setdefault(self.adapters[spec].env_key, []).append(spec)
         self.results = {}
-        wanted = min(self.workers, len(queue)) or 1
-        self.pool.extend(self._spawn(i) for i in range(len(self.pool), wanted))
-        pool = self.pool
+        total = len(cases) * len(specs)
         interrupted = False
         try:
-            while queue or any(w.busy for w in pool):
-                for w in pool:
-                    if not w.busy and queue:
-                        w.case, w.remaining = queue.popleft()
-                        w.in_flight, w.started = None, time.monotonic()
-                        w.conn.send((w.case, list(w.remaining), self.checks))
-                busy = [w for w in pool if w.busy]
-                ready = multiprocessing.connection.wait([w.conn for w in busy], timeout=0.5)
-                for w in busy:
-                    if w.conn in ready:
-                        self._receive(w, pool, queue)
-                    elif w.in_flight and time.monotonic() - w.started > self.timeout:
-                        self._replace(
-                            w,
-                            pool,
-                            queue,
-                            "timeout",
-                            f"no result within the {self.timeout:g} s per-case timeout",
-                        )
-                if self.progress:
-                    self.progress(len(self.results), total)
+            for env, group in groups.items():
+                self._run_group(cases, group, env, total)
+                if not keep_alive:
+                    self._close_pool(env)
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -224,9 +234,38 @@ class Runner:
         results = self._collect(cases, specs, interrupted)
         frameworks = {a.name: a.version for a in self.adapters.values()}
         layers = [a.layer_api for a in self.adapters.values() if a.layer_api]
-        return RunOutcome(results, frameworks, interrupted, layers)
+        facts = {a.name: a.facts for a in self.adapters.values() if a.facts}
+        return RunOutcome(results, frameworks, interrupted, layers, facts)
 
-    def _receive(self, w: _Worker, pool: list[_Worker], queue: deque) -> None:
+    def _run_group(self, cases: Sequence[Case], specs: list[str], env: tuple, total: int) -> None:
+        queue: deque[tuple[Case, list[str]]] = deque((case, list(specs)) for case in cases)
+        pool = self.pools.setdefault(env, [])
+        wanted = min(self.workers, len(queue)) or 1
+        pool.extend(self._spawn(i, env) for i in range(len(pool), wanted))
+        while queue or any(w.busy for w in pool):
+            for w in pool:
+                if not w.busy and queue:
+                    w.case, w.remaining = queue.popleft()
+                    w.in_flight, w.started = None, time.monotonic()
+                    w.conn.send((w.case, list(w.remaining), self.checks))
+            busy = [w for w in pool if w.busy]
+            ready = multiprocessing.connection.wait([w.conn for w in busy], timeout=0.5)
+            for w in busy:
+                if w.conn in ready:
+                    self._receive(w, pool, queue, env)
+                elif w.in_flight and time.monotonic() - w.started > self.timeout:
+                    self._replace(
+                        w,
+                        pool,
+                        queue,
+                        env,
+                        "timeout",
+                        f"no result within the {self.timeout:g} s per-case timeout",
+                    )
+            if self.progress:
+                self.progress(len(self.results), total)
+
+    def _receive(self, w: _Worker, pool: list[_Worker], queue: deque, env: tuple) -> None:
         try:
             kind, spec, *payload = w.conn.recv()
         except (EOFError, OSError):
@@ -234,9 +273,11 @@ class Runner:
             why = _exit_description(w.process.exitcode)
             tail = w.log_tail()
             message = f"worker process {why} while running this case" + (f"; output: {tail}" if tail else "")
-            self._replace(w, pool, queue, "crash", message)
+            self._replace(w, pool, queue, env, "crash", message)
             return
-        if kind == "start":
+        if kind == "facts":
+            self.adapters[spec].facts = payload[0]
+        elif kind == "start":
             w.in_flight, w.started = spec, time.monotonic()
         elif kind == "done":
             self._record(w.case, spec, [Result.from_dict(d) for d in payload[0]])
@@ -245,7 +286,9 @@ class Runner:
         elif kind == "idle":
             w.case, w.remaining, w.in_flight = None, [], None
 
-    def _replace(self, w: _Worker, pool: list[_Worker], queue: deque, status: str, message: str) -> None:
+    def _replace(
+        self, w: _Worker, pool: list[_Worker], queue: deque, env: tuple, status: str, message: str
+    ) -> None:
         """Record the in-flight pair as lost, requeue the job's other frameworks, start a fresh worker."""
         case, remaining = w.case, list(w.remaining)
         lost = w.in_flight or (remaining[0] if remaining else None)
@@ -255,12 +298,15 @@ class Runner:
             if remaining:
                 queue.appendleft((case, remaining))
         self._stop(w)
-        pool[pool.index(w)] = self._spawn(len(pool) + int(time.monotonic()))
+        pool[pool.index(w)] = self._spawn(len(pool) + int(time.monotonic()), env)
+
+    def _close_pool(self, env: tuple) -> None:
+        for w in self.pools.pop(env, []):
+            self._stop(w)
 
     def close(self) -> None:
-        for w in self.pool:
-            self._stop(w)
-        self.pool = []
+        for env in list(self.pools):
+            self._close_pool(env)
         if self.log_dir is not None:
             shutil.rmtree(self.log_dir, ignore_errors=True)
             self.log_dir = None

@@ -72,7 +72,7 @@ def test_builtin_passes_configurations_its_framework_gets_right(name: str, cases
                 assert result.status == "unsupported" and "groups" in result.message
                 continue
             assert result.status == "pass", f"{name} {case.id} [{result.check}]: {result.message}"
-    assert seen == {"forward", "grad_input", "grad_weight", "grad_bias", "error_parity"}
+    assert seen == {"forward", "grad_input", "grad_weight", "grad_bias", "repeatability", "error_parity"}
 
 
 @pytest.mark.parametrize("name", BUILTINS)

@@ -161,7 +161,8 @@ def test_crashing_and_hanging_adapter_leaves_every_other_result(tmp_path: Path) 
     assert status["rejects"]["status"] == "pass"
     assert {r["status"] for r in grouped["torch"]} == {"pass"}, "other frameworks are unaffected"
     hung = [r for r in grouped["crashy"] if r["case"] == "hang-here"]
-    assert {r["check"] for r in hung} == {"forward", "grad_input", "grad_weight", "grad_bias"}
+    checks = {"forward", "grad_input", "grad_weight", "grad_bias", "repeatability"}
+    assert {r["check"] for r in hung} == checks
     assert {r["status"] for r in hung} == {"timeout"}, "every check of the lost case is reported, none passes"
     markdown = (tmp_path / "r" / "report.md").read_text()
     assert "abort-here" in markdown and "hang-here" in markdown

@@ -14,8 +14,10 @@ import importlib.metadata
 import importlib.util
 import inspect
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -59,6 +61,25 @@ class AdapterLoadError(Exception):
     """An adapter spec that cannot be resolved or imported (bad usage, exit code 2)."""
 
 
+@dataclass(frozen=True)
+class Variant:
+    """A named way of running a framework that selects other kernel paths (oneDNN off, an ISA cap,
+    later a device). ``env`` is set in the worker process before the framework is imported; what
+    can be switched at run time goes in :meth:`Adapter.configure_variant`."""
+
+    description: str
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+def split_variant(spec: str) -> tuple[str, str | None]:
+    """``'torch[native]'`` -> ``('torch', 'native')``; a spec without brackets has no variant."""
+    if spec.endswith("]") and "[" in spec:
+        base, _, variant = spec[:-1].rpartition("[")
+        if base and variant:
+            return base, variant
+    return spec, None
+
+
 class Adapter:
     """Base class for an implementation under test.
 
@@ -75,6 +96,31 @@ class Adapter:
     #: whether the API can be told C_out independently of the weight (it can't in torch.functional,
     #: where C_out = weight.shape[1] * groups, so "C_out divisible by groups" is not expressible).
     expresses_out_channels: bool = False
+    #: named kernel-path variants (name -> Variant, or its description); ``--framework NAME[VARIANT]``
+    variants: ClassVar[Mapping[str, Variant | str]] = {}
+    #: the variant this instance runs (None: the framework's default path)
+    variant: str | None = None
+    #: top-level modules of the framework under test: an exception raised outside them (in the
+    #: adapter's own code) is an adapter error, never error parity. Empty: the modules of
+    #: ``distribution``; failing that, everything outside the adapter's own module.
+    framework_modules: ClassVar[tuple[str, ...]] = ()
+
+    def configure_variant(self) -> None:
+        """Apply ``self.variant``'s run-time settings; called once in the worker, before any case."""
+
+    def variant_env(self) -> dict[str, str]:
+        """Environment variables ``self.variant`` needs set before the framework is imported."""
+        if self.variant is None:
+            return {}
+        variant = self.variants[self.variant]
+        return dict(variant.env) if isinstance(variant, Variant) else {}
+
+    def build_facts(self) -> dict[str, Any]:
+        """What the framework says about the kernels it will pick here (CPU capability, library
+        versions, device, compiler, threads): recorded in every results document and usable in
+        ``when:`` conditions of the baseline as ``facts``. Called in the worker, after
+        :meth:`configure_variant`."""
+        return {}
 
     def version(self) -> str:
         if self.distribution:
@@ -166,7 +212,9 @@ def entry_point_adapters() -> dict[str, str]:
 
 
 def resolve_spec(spec: str) -> str:
-    """A built-in name or plugin name -> its 'module:Class'; other specs pass through."""
+    """A built-in name or plugin name -> its 'module:Class'; other specs pass through. A variant
+    suffix (``torch[native]``) is not part of the resolved spec."""
+    spec = split_variant(spec)[0]
     if ":" in spec:
         return spec
     known = {**entry_point_adapters(), **BUILTINS}
@@ -186,6 +234,19 @@ def load_adapter(spec: str) -> Adapter:
         raise AdapterLoadError(f"cannot construct adapter {spec!r}: {type(exc).__name__}: {exc}") from None
     if not adapter.name:
         raise AdapterLoadError(f"adapter {spec!r} has no 'name'")
+    variant = split_variant(spec)[1]
+    if variant is not None:
+        if variant not in adapter.variants:
+            known = ", ".join(sorted(adapter.variants)) or "none"
+            raise AdapterLoadError(f"adapter {spec!r}: unknown variant {variant!r} (known: {known})")
+        adapter.variant = variant
+        adapter.name = f"{adapter.name}[{variant}]"
+        try:
+            adapter.configure_variant()
+        except Exception as exc:
+            raise AdapterLoadError(
+                f"cannot configure variant {spec!r}: {type(exc).__name__}: {exc}"
+            ) from None
     return adapter
 
 

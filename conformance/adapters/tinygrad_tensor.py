@@ -72,6 +72,12 @@ class Tinygrad(Adapter):
     name = "tinygrad"
     distribution = "tinygrad"
 
+    framework_modules = ("tinygrad",)
+
+    def build_facts(self) -> dict[str, str]:
+        device = Device.DEFAULT
+        return {"device": device, "compiler": compiler_version() if device == "CPU" else ""}
+
     def version(self) -> str:
         device = Device.DEFAULT
         return f"{super().version()} (DEV={device}{', ' + compiler_version() if device == 'CPU' else ''})"

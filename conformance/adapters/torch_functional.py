@@ -7,10 +7,39 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from conformance.adapters import Adapter
+from conformance.adapters import Adapter, Variant
 from conformance.spec import ConvParams
 
 FUNCTIONS = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+
+#: torch's CPU kernel paths for transposed convolution: oneDNN (the default, which takes AMX or
+#: AVX-512 BF16 kernels where the CPU has them), ATen's own im2col + GEMM kernels, and oneDNN
+#: capped at an older instruction set, so that a divergence names the path that has it.
+VARIANTS = {
+    "native": Variant("oneDNN off (torch.backends.mkldnn.enabled = False): ATen's own kernels"),
+    "avx512": Variant(
+        "oneDNN capped at AVX-512 without BF16 or AMX (ONEDNN_MAX_CPU_ISA=AVX512_CORE)",
+        {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
+    ),
+    "avx2": Variant("oneDNN capped at AVX2 (ONEDNN_MAX_CPU_ISA=AVX2)", {"ONEDNN_MAX_CPU_ISA": "AVX2"}),
+}
+
+
+def configure_variant(variant: str | None) -> None:
+    if variant == "native":
+        torch.backends.mkldnn.enabled = False
+
+
+def build_facts() -> dict[str, object]:
+    config = torch.__config__.show()
+    onednn = next((line.strip(" -") for line in config.splitlines() if "DNN v" in line), "")
+    return {
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "onednn": onednn,
+        "onednn_enabled": bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled),
+        "mkl": torch.backends.mkl.is_available(),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def to_torch(a: np.ndarray) -> torch.Tensor:
@@ -29,6 +58,14 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
 class TorchFunctional(Adapter):
     name = "torch"
     distribution = "torch"
+    framework_modules = ("torch",)
+    variants = VARIANTS
+
+    def configure_variant(self) -> None:
+        configure_variant(self.variant)
+
+    def build_facts(self) -> dict[str, object]:
+        return build_facts()
 
     def version(self) -> str:
         return torch.__version__

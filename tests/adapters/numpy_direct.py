@@ -19,6 +19,7 @@ from conformance.spec import ConvParams, violations
 class DirectNumpy(Adapter):
     name = "numpy-direct"
     expresses_out_channels = False
+    framework_modules = (__name__,)  # the implementation under test lives in this module
 
     # Bug switches: each subclass flips one.
     flip_kernel = True

@@ -1,0 +1,139 @@
+"""Who raised: the framework under test, or the adapter's own code.
+
+An exception counts as the framework rejecting a configuration only if the framework raised it.
+An adapter whose own code fails first (a dict lookup keyed by the input's rank, a layout helper
+dividing by groups = 0) has not shown that the framework rejects anything: that is an adapter
+error. Python frames of the framework in the traceback show that it raised; a C function of the
+framework called straight from adapter code leaves no frame, so a profile hook (``sys.setprofile``,
+active only during the adapter call) records which C function raised last, from which frame and
+line, and the raise is the framework's when that is where the traceback ends. Extension
+functions that are not plain C functions (nanobind's, pybind11's) emit no profile event: a raise
+at a call instruction of adapter code with no C function recorded there is taken as theirs.
+"""
+
+from __future__ import annotations
+
+import dis
+import functools
+import importlib.metadata
+import inspect
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+FRAMEWORK, ADAPTER = "framework", "adapter"
+#: the harness's own code never counts as the framework
+HARNESS = "conformance"
+
+
+@dataclass
+class Outcome:
+    """One adapter call: its value or exception, its duration and, on an exception, who raised it."""
+
+    value: Any = None
+    exception: Exception | None = None
+    seconds: float = 0.0
+    raised_by: str | None = None  # FRAMEWORK | ADAPTER
+    where: str = ""  # "file.py:line" of the adapter's raising line, for adapter errors
+    modified: str = ""  # inputs the call wrote into (conformance.isolation.modified)
+
+
+@functools.cache
+def _distribution_modules(distribution: str) -> tuple[str, ...]:
+    wanted = distribution.lower().replace("_", "-")
+    return tuple(
+        sorted(
+            module
+            for module, dists in importlib.metadata.packages_distributions().items()
+            # some wheels also ship a top-level tests/ or private helpers: not the framework
+            if any(d.lower().replace("_", "-") == wanted for d in dists)
+            and module not in ("tests", "test")
+            and not module.startswith("_")
+        )
+    )
+
+
+def _is_call(code: object, offset: int) -> bool:
+    for instruction in dis.get_instructions(code):
+        if instruction.offset == offset:
+            return instruction.opname.startswith(("CALL", "PRECALL"))
+    return False
+
+
+def _top(module: str | None) -> str:
+    return (module or "").partition(".")[0]
+
+
+class Attributor:
+    """Calls an adapter's methods and says who raised what they raise."""
+
+    def __init__(self, adapter: object) -> None:
+        declared = tuple(getattr(adapter, "framework_modules", ()) or ())
+        distribution = getattr(adapter, "distribution", None)
+        if not declared and distribution:
+            declared = _distribution_modules(distribution)
+        self.modules = frozenset(_top(m) for m in declared)
+        adapter_module = type(adapter).__module__
+        self.adapter_module = adapter_module
+        self.adapter_file = inspect.getsourcefile(type(adapter)) or ""
+
+    def is_framework(self, module: str | None) -> bool:
+        if not module:
+            return False
+        if self.modules:
+            return _top(module) in self.modules
+        # Nothing declared or discoverable: everything but the adapter's module and the harness.
+        return module != self.adapter_module and _top(module) != HARNESS
+
+    def _c_module(self, function: Any) -> str | None:
+        module = getattr(function, "__module__", None)
+        if module:
+            return module
+        owner = getattr(function, "__self__", None)  # a bound C method: the module of its type
+        return None if owner is None else type(owner).__module__
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Outcome:
+        last_c_raise: list[tuple[FrameType, int, Any]] = []
+
+        def profile(frame: FrameType, event: str, arg: Any) -> None:
+            if event == "c_exception":
+                last_c_raise[:] = [(frame, frame.f_lasti, arg)]
+
+        previous = sys.getprofile()
+        started = time.perf_counter()
+        sys.setprofile(profile)
+        try:
+            value = fn(*args)
+        except Exception as exc:
+            sys.setprofile(previous)
+            seconds = time.perf_counter() - started
+            raised_by, where = self._who(exc.__traceback__, last_c_raise)
+            return Outcome(None, exc, seconds, raised_by, where)
+        finally:
+            sys.setprofile(previous)
+        return Outcome(value, None, time.perf_counter() - started)
+
+    def _who(self, tb: TracebackType | None, last_c_raise: list) -> tuple[str, str]:
+        innermost: TracebackType | None = None
+        tb = tb.tb_next if tb is not None else None  # skip Attributor.call's own frame
+        while tb is not None:
+            if self.is_framework(tb.tb_frame.f_globals.get("__name__")):
+                return FRAMEWORK, ""
+            innermost, tb = tb, tb.tb_next
+        if innermost is None:
+            return FRAMEWORK, ""  # raised by a C function called as the adapter method itself
+        code = innermost.tb_frame.f_code
+        if (
+            last_c_raise
+            and last_c_raise[0][0] is innermost.tb_frame
+            and last_c_raise[0][1] == innermost.tb_lasti
+        ):
+            if self.is_framework(self._c_module(last_c_raise[0][2])):
+                return FRAMEWORK, ""
+        elif _is_call(code, innermost.tb_lasti):
+            return FRAMEWORK, ""  # an extension function that the profile hook cannot see
+        return ADAPTER, f"{Path(code.co_filename).name}:{innermost.tb_lineno} (in {code.co_name})"
