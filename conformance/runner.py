@@ -41,9 +41,15 @@ class AdapterInfo:
     env: dict[str, str] = field(default_factory=dict)  # set in its workers before any import
     facts: dict = field(default_factory=dict)  # Adapter.build_facts(), as a worker reported them
 
+    variant: str | None = None
+
     @property
     def env_key(self) -> tuple[tuple[str, str], ...]:
-        return tuple(sorted(self.env.items()))
+        """Adapters with the same key may share a worker process. A variant's settings are process
+        state (environment read at import, switches such as torch.backends.mkldnn.enabled), so
+        each variant gets workers of its own: it must not change what another adapter computes."""
+        own = (("variant", self.spec),) if self.variant is not None else ()
+        return tuple(sorted(self.env.items())) + own
 
 
 @dataclass
@@ -68,6 +74,7 @@ def describe(adapter_specs: Sequence[str]) -> list[AdapterInfo]:
                 adapter.version(),
                 layer_api.describe(introspection) if introspection else None,
                 adapter.variant_env(),
+                variant=adapter.variant,
             )
         )
     return infos
@@ -86,7 +93,8 @@ def _worker_main(conn: multiprocessing.connection.Connection, log_path: str, env
     # use N cores, and oversubscribed thread pools (torch's OpenMP) slow a run several-fold.
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(var, "1")
-    os.environ.update(env)  # a variant's kernel-path settings, read by the framework at import
+    # a variant's kernel-path settings, read by the framework at import ("variant" only keys the pool)
+    os.environ.update({k: v for k, v in env.items() if k != "variant"})
     # Keep native libraries' chatter (and crash dumps) out of the parent's output, but on record.
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log_fd, 1)

@@ -172,3 +172,21 @@ def test_results_name_the_machine_and_the_frameworks_build(tmp_path: Path) -> No
     assert run["machine"]["cpu"] == machine_facts()["cpu"] and run["machine"]["cores"] >= 1
     assert isinstance(run["machine"]["kernel_features"], list) and run["machine"]["libc"]
     assert run["framework_facts"]["torch"]["cpu_capability"]
+
+
+def test_a_variant_does_not_change_what_the_default_computes(tmp_path: Path) -> None:
+    # torch.backends.mkldnn.enabled is process state: torch[native] must not switch torch's default off.
+    zero = load_slice(
+        tmp_path,
+        """
+        op: conv_transpose1d
+        defaults: {input_shape: [2, 4, 3], out_channels: 4, kernel_size: 2}
+        cases:
+          - {id: output-zero, padding: 2, expect: error}
+        """,
+    )
+    before = runner.run(zero, ["torch", "torch[native]"])
+    after = runner.run(zero, ["torch[native]", "torch"])
+    assert _records(before, "torch") == _records(after, "torch")
+    assert _by(after, "torch")[("output-zero", "error_parity")].status == "fail", "oneDNN accepts length 0"
+    assert _by(after, "torch[native]")[("output-zero", "error_parity")].status == "pass", "ATen raises"
