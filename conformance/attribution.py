@@ -112,10 +112,29 @@ class Attributor:
             sys.setprofile(previous)
             seconds = time.perf_counter() - started
             raised_by, where = self._who(exc.__traceback__, last_c_raise)
+            if raised_by == ADAPTER and self._chained_from_framework(exc):
+                raised_by, where = FRAMEWORK, ""  # the adapter re-raised the framework's own error
             return Outcome(None, exc, seconds, raised_by, where)
         finally:
             sys.setprofile(previous)
         return Outcome(value, None, time.perf_counter() - started)
+
+    def _chained_from_framework(self, exc: BaseException) -> bool:
+        """Whether an exception the adapter raised was raised while handling (or from) one of the
+        framework's: an adapter that re-raises or translates a framework error passes it on."""
+        seen: set[int] = set()
+        inner = exc.__cause__ or exc.__context__
+        while inner is not None and id(inner) not in seen:
+            seen.add(id(inner))
+            tb = inner.__traceback__
+            while tb is not None:
+                if self.is_framework(tb.tb_frame.f_globals.get("__name__")):
+                    return True
+                if tb.tb_next is None and _is_call(tb.tb_frame.f_code, tb.tb_lasti):
+                    return True  # raised by an extension function called from adapter code
+                tb = tb.tb_next
+            inner = inner.__cause__ or inner.__context__
+        return False
 
     def _who(self, tb: TracebackType | None, last_c_raise: list) -> tuple[str, str]:
         innermost: TracebackType | None = None

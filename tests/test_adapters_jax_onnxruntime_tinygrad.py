@@ -17,7 +17,7 @@ import pytest
 
 from conformance.adapters import Adapter, load_adapter
 from conformance.cases import Case
-from conformance.checks import run_checks
+from conformance.checks import CHECKS, run_checks
 from conformance.results import Result
 from tests.helpers.pytest_helpers import load_slice
 
@@ -115,7 +115,7 @@ def jax_adapter() -> Adapter:
 def test_jax_passes_configurations_it_gets_right(jax_adapter: Adapter, tmp_path: Path) -> None:
     found = results(jax_adapter, load_slice(tmp_path, JAX_SLICE))
     assert_all_pass(found)
-    assert {r.check for r in found} == {"forward", "grad_input", "grad_weight", "grad_bias", "error_parity"}
+    assert {r.check for r in found} == {*CHECKS}
 
 
 def test_jax_reports_a_version(jax_adapter: Adapter) -> None:
@@ -324,7 +324,7 @@ def tinygrad_adapter() -> Adapter:
 def test_tinygrad_passes_configurations_it_gets_right(tinygrad_adapter: Adapter, tmp_path: Path) -> None:
     found = results(tinygrad_adapter, load_slice(tmp_path, TINYGRAD_SLICE))
     assert_all_pass(found)
-    assert {r.check for r in found} == {"forward", "grad_input", "grad_weight", "grad_bias", "error_parity"}
+    assert {r.check for r in found} == {*CHECKS}
 
 
 def test_tinygrad_reports_a_version_and_its_device(tinygrad_adapter: Adapter) -> None:
