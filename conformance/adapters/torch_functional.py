@@ -55,8 +55,9 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.numpy()
 
 
-class TorchFunctional(Adapter):
-    name = "torch"
+class TorchAdapter(Adapter):
+    """What torch's functional and layer adapters share: the framework, its variants, its facts."""
+
     distribution = "torch"
     framework_modules = ("torch",)
     variants = VARIANTS
@@ -66,6 +67,10 @@ class TorchFunctional(Adapter):
 
     def build_facts(self) -> dict[str, object]:
         return build_facts()
+
+
+class TorchFunctional(TorchAdapter):
+    name = "torch"
 
     def version(self) -> str:
         return torch.__version__

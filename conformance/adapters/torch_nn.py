@@ -5,26 +5,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from conformance.adapters import Adapter
-from conformance.adapters.torch_functional import VARIANTS, build_facts, configure_variant, to_numpy, to_torch
+from conformance.adapters.torch_functional import TorchAdapter, to_numpy, to_torch
 from conformance.layer_api import LayerIntrospection
 from conformance.spec import ConvParams
 
 LAYERS = {1: torch.nn.ConvTranspose1d, 2: torch.nn.ConvTranspose2d, 3: torch.nn.ConvTranspose3d}
 
 
-class TorchLayer(Adapter):
+class TorchLayer(TorchAdapter):
     name = "torch.nn"
-    distribution = "torch"
     expresses_out_channels = True  # the constructor takes out_channels and checks it against groups
-    framework_modules = ("torch",)
-    variants = VARIANTS
-
-    def configure_variant(self) -> None:
-        configure_variant(self.variant)
-
-    def build_facts(self) -> dict[str, object]:
-        return build_facts()
 
     def version(self) -> str:
         return torch.__version__
