@@ -182,7 +182,7 @@ def _checks(arg: str | None) -> list[str] | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from conformance.report import write_reports
+    from conformance.reports import write_reports
 
     checks = _checks(args.check)
     known = _known_divergences(args.known_divergences)
@@ -253,7 +253,7 @@ def cmd_repro(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from conformance.report import load_document, write_reports
+    from conformance.reports import load_document, write_reports
 
     documents = []
     for path in args.results:
