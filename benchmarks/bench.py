@@ -28,7 +28,7 @@ from conformance import divergences, oracle, reproducer, runner
 from conformance.adapters import load_adapter
 from conformance.cases import Case, load_cases
 from conformance.checks import ERROR_PARITY, FORWARD, GRADIENTS, Reference, run_checks
-from conformance.report import write_reports
+from conformance.reports import write_reports
 from conformance.results import make_document
 
 SHAPES = [
