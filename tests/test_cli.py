@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conformance.reports import load_document
 from tests.adapters.numpy_direct import BUGGY, DirectNumpy
 from tests.helpers.pytest_helpers import DIRECT, ROOT, run_cli
 
@@ -39,7 +40,7 @@ cases:
 
 
 def results_by_framework(report_dir: Path) -> dict[str, list[dict]]:
-    doc = json.loads((report_dir / "results.json").read_text())
+    doc = load_document(report_dir / "results.json")
     grouped: dict[str, list[dict]] = {}
     for r in doc["results"]:
         grouped.setdefault(r["framework"], []).append(r)
