@@ -126,7 +126,7 @@ def _worker_main(conn: multiprocessing.connection.Connection, log_path: str, env
                     base_result(case, spec, c, "error", f"harness error: {type(exc).__name__}: {exc}")
                     for c in checks_for(case, selected)
                 ]
-            conn.send(("done", spec, [r.to_dict() for r in results]))
+            conn.send(("done", spec, results))  # Result records pickle as they are
         conn.send(("idle", None))
 
 
@@ -291,7 +291,7 @@ class Runner:
         elif kind == "start":
             w.in_flight, w.started, w.limit = spec, time.monotonic(), self.timeout
         elif kind == "done":
-            self._record(w.case, spec, [Result.from_dict(d) for d in payload[0]])
+            self._record(w.case, spec, payload[0])
             w.remaining.remove(spec)
             w.in_flight = None
         elif kind == "idle":
