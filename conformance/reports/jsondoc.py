@@ -54,33 +54,50 @@ def case_key(record: dict[str, Any]) -> str:
     return f"{record['file']}::{record['case']}"
 
 
+def _rerun_prefix(record: dict[str, Any]) -> str:
+    return f"conformance run {record['file']} --case '{record['case']}' "
+
+
 def pack(document: dict[str, Any]) -> dict[str, Any]:
-    """The on-disk form of an in-memory document: case fields once per case, defaults left out."""
+    """The on-disk form of an in-memory document: case fields once per case, defaults left out,
+    each framework's re-run selector once (a record keeps a re-run line of any other form), times
+    to the microsecond."""
     cases: dict[str, dict[str, Any]] = {}
+    selectors: dict[str, str] = {}
     records = []
     for record in document.get("results", []):
         key = case_key(record)
         if key not in cases:
             cases[key] = {name: record[name] for name in CASE_FIELDS if name in record}
-        records.append(
-            {
-                name: value
-                for name, value in record.items()
-                if name not in CASE_FIELDS
-                and (name in REQUIRED_RESULT_FIELDS or value != _DEFAULTS.get(name))
-            }
-        )
-    return {**document, "schema": SCHEMA, "cases": cases, "results": records}
+        packed = {
+            name: value
+            for name, value in record.items()
+            if name not in CASE_FIELDS and (name in REQUIRED_RESULT_FIELDS or value != _DEFAULTS.get(name))
+        }
+        rerun, prefix = packed.get("rerun", ""), _rerun_prefix(record)
+        if rerun.startswith(prefix):
+            selector = selectors.setdefault(record["framework"], rerun[len(prefix) :])
+            if selector == rerun[len(prefix) :]:
+                del packed["rerun"]
+        if isinstance(packed.get("duration_s"), float):
+            packed["duration_s"] = round(packed["duration_s"], 6)
+        records.append(packed)
+    return {**document, "schema": SCHEMA, "cases": cases, "rerun_selectors": selectors, "results": records}
 
 
 def unpack(document: dict[str, Any]) -> dict[str, Any]:
     """The in-memory form of a packed document (full records); a version-1 document is already it."""
     cases = document.pop("cases", None)
+    selectors = document.pop("rerun_selectors", {})
     if cases is None:
         return document
-    document["results"] = [
-        {**_DEFAULTS, **cases.get(case_key(record), {}), **record} for record in document["results"]
-    ]
+    records = []
+    for record in document["results"]:
+        full = {**_DEFAULTS, **cases.get(case_key(record), {}), **record}
+        if "rerun" not in record and record["framework"] in selectors:
+            full["rerun"] = _rerun_prefix(record) + selectors[record["framework"]]
+        records.append(full)
+    document["results"] = records
     return document
 
 
