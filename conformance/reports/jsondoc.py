@@ -22,6 +22,8 @@ _DEFAULTS = Result(case="", file="", framework="", check="", status="pass").to_d
 
 #: result fields that may hold inf/nan, written to JSON as these strings and read back as floats
 FLOAT_FIELDS = ("max_abs_err", "max_rel_err", "max_err_over_bound", "tolerance_at_worst", "duration_s")
+#: measured errors, stored to 7 significant digits (more than any verdict or drift needs)
+ERROR_FIELDS = ("max_abs_err", "max_rel_err", "max_err_over_bound", "tolerance_at_worst")
 NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 REQUIRED_RESULT_FIELDS = ("case", "file", "framework", "check", "status")
 
@@ -60,8 +62,8 @@ def _rerun_prefix(record: dict[str, Any]) -> str:
 
 def pack(document: dict[str, Any]) -> dict[str, Any]:
     """The on-disk form of an in-memory document: case fields once per case, defaults left out,
-    each framework's re-run selector once (a record keeps a re-run line of any other form), times
-    to the microsecond."""
+    each framework's re-run selector once (a record keeps a re-run line of any other form), errors
+    to 7 significant digits, times to the microsecond."""
     cases: dict[str, dict[str, Any]] = {}
     selectors: dict[str, str] = {}
     records = []
@@ -79,6 +81,9 @@ def pack(document: dict[str, Any]) -> dict[str, Any]:
             selector = selectors.setdefault(record["framework"], rerun[len(prefix) :])
             if selector == rerun[len(prefix) :]:
                 del packed["rerun"]
+        for name in ERROR_FIELDS:
+            if isinstance(packed.get(name), float) and math.isfinite(packed[name]):
+                packed[name] = float(f"{packed[name]:.7g}")
         if isinstance(packed.get("duration_s"), float):
             packed["duration_s"] = round(packed["duration_s"], 6)
         records.append(packed)
