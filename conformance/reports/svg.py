@@ -1,5 +1,6 @@
-"""Pictures drawn by the report itself, as inline SVG in the HTML page (no library, nothing fetched, works offline; no xmlns needed there):
-where in parameter space a framework diverges, and how close passing results sit to tolerance.
+"""Pictures drawn by the report itself, as SVG inline in the HTML page (no library, nothing
+fetched, works offline; inline SVG needs no xmlns): where in parameter space a framework diverges,
+and how close passing results sit to tolerance.
 Renders views only (:mod:`.views`); every label is escaped.
 """
 
