@@ -2,7 +2,7 @@
 
 Results are matched by (file, case, framework, check). A new failure fails the gate now and did not
 in the base (or is new); fixed is the reverse; any other status change is listed as such. Numeric
-drift is a result that passes in both whose err/bound grew tenfold (from at least
+drift is a result that passes in both whose err/tol (1 is the tolerance) grew tenfold (from at least
 ``DRIFT_FLOOR``) or crossed half the tolerance. Cases present in only one run are added or removed.
 ``--fail-on new`` gates on new failures alone, for a repository whose base already fails.
 """
@@ -16,14 +16,15 @@ from typing import Any
 from conformance.results import FAILING, Result, results_of
 
 DRIFT_FACTOR = 10.0
-#: err/bound below this is rounding noise of a correct kernel: growth from there is not drift
+#: err/tol below this is rounding noise of a correct kernel: growth from there is not drift
 DRIFT_FLOOR = 1e-3
 HALF = 0.5
 KINDS = ("new_failures", "fixed", "status_changes", "drift", "added", "removed")
 
 
 def _eb(r: Result | None) -> float | None:
-    value = None if r is None else r.max_err_over_bound
+    """err/tol at the worst element: 1 is the tolerance."""
+    value = None if r is None else r.max_err_over_tolerance
     return value if isinstance(value, (int, float)) and not math.isnan(value) else None
 
 
@@ -42,7 +43,7 @@ def _record(key: tuple[str, str, str, str], base: Result | None, head: Result | 
 
 
 def drifted(base: float | None, head: float | None) -> bool:
-    """err/bound grew tenfold (from at least DRIFT_FLOOR) or crossed half the tolerance."""
+    """err/tol grew tenfold (from at least DRIFT_FLOOR) or crossed half the tolerance."""
     if base is None or head is None or math.isinf(base):
         return False
     return head >= DRIFT_FACTOR * max(base, DRIFT_FLOOR) or base < HALF <= head

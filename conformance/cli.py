@@ -287,7 +287,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
                  r.get("head"), r.get("base_eb"), r.get("head_eb")] for r in found[kind]]  # fmt: skip
         if rows:
             print(f"\n{kind.replace('_', ' ')} ({len(rows)}):")
-            headers = ["framework", "case", "check", "base", "head", "base err/bound", "head err/bound"]
+            headers = ["framework", "case", "check", "base", "head", "base err/tol", "head err/tol"]
             print(tabulate(rows[:50], headers=headers, tablefmt="simple", missingval=""))
             if len(rows) > 50:
                 print(f"... and {len(rows) - 50} more")

@@ -89,7 +89,7 @@ def _doc(*results: Result) -> dict:
 
 def test_compare_sorts_status_changes_drift_added_and_removed() -> None:
     def r(case: str, status: str, eb: float | None = None, check: str = "forward") -> Result:
-        return Result(case, "f.yaml", "fw", check, status, max_err_over_bound=eb)
+        return Result(case, "f.yaml", "fw", check, status, max_err_over_tolerance=eb)
 
     base = _doc(r("a", "pass", 0.01), r("b", "fail"), r("c", "pass"), r("d", "pass", 0.2), r("gone", "pass"))
     head = _doc(r("a", "pass", 0.2), r("b", "pass"), r("c", "xfail"), r("d", "pass", 0.6), r("new", "fail"))

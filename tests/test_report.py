@@ -343,7 +343,13 @@ def embedded_rows(page: str) -> list[dict]:
         "dv",
     )
     rows = []
-    for row in data["rows"]:
+    columns = data["columns"]
+    for i in range(data["n"]):
+        row = {}
+        for key, column in columns.items():
+            value = column[i] if isinstance(column, list) else column.get(str(i))
+            if value is not None:
+                row[key] = value
         row = {k: data["strings"][v] if k in interned else v for k, v in row.items()}
         row["s"] = data["statuses"][row["s"]]
         if row.get("as") == 1:

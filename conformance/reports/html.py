@@ -118,6 +118,7 @@ def _row_record(r: Result, strings: _Strings) -> dict[str, Any]:
         "ae": _short(r.max_abs_err),
         "re": _short(r.max_rel_err),
         "eb": _short(r.max_err_over_bound),
+        "et": _short(r.max_err_over_tolerance),
         "tw": _short(r.tolerance_at_worst),
         "mm": r.mismatched,
         "el": r.elements,
@@ -140,8 +141,19 @@ def _table_data(results: list[Result]) -> Markup:
     strings = _Strings()
     # failures first, as the table opens: crash, timeout, error, fail, xpass, xfail, then the rest
     ordered = sorted(results, key=lambda r: SEVERITY.get(r.status, 99))
-    rows = [_row_record(r, strings) for r in ordered]
-    return script_json({"statuses": STATUSES, "strings": strings.values, "rows": rows})
+    records = [_row_record(r, strings) for r in ordered]
+    # by column, not by row: the keys are written once, not once per row (a third of the page);
+    # a field most rows have is a list (null where absent), a rare one an object by row index
+    columns: dict[str, Any] = {}
+    for key in dict.fromkeys(k for record in records for k in record):
+        present = [(i, record[key]) for i, record in enumerate(records) if key in record]
+        if 2 * len(present) >= len(records):
+            columns[key] = [record.get(key) for record in records]
+        else:
+            columns[key] = {str(i): value for i, value in present}
+    return script_json(
+        {"statuses": STATUSES, "strings": strings.values, "n": len(records), "columns": columns}
+    )
 
 
 def _result_view(r: Result) -> dict[str, Any]:
@@ -266,7 +278,8 @@ def render_html(document: dict[str, Any]) -> str:
         ],
         "headroom": Markup(svg.headroom_chart(headroom(frameworks, results))),
         "closest": [
-            _result_view(r) | {"eb": fmt_number(r.max_err_over_bound)} for r in closest_to_tolerance(results)
+            _result_view(r) | {"et": fmt_number(r.max_err_over_tolerance)}
+            for r in closest_to_tolerance(results)
         ],
         "warnings": document.get("warnings") or [],
         "layer_tables": report_tables(document.get("layer_api") or []),

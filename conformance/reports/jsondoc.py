@@ -10,7 +10,14 @@ from typing import Any
 from conformance.results import STATUSES
 
 #: result fields that may hold inf/nan, written to JSON as these strings and read back as floats
-FLOAT_FIELDS = ("max_abs_err", "max_rel_err", "max_err_over_bound", "tolerance_at_worst", "duration_s")
+FLOAT_FIELDS = (
+    "max_abs_err",
+    "max_rel_err",
+    "max_err_over_bound",
+    "tolerance_at_worst",
+    "max_err_over_tolerance",
+    "duration_s",
+)
 NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 REQUIRED_RESULT_FIELDS = ("case", "file", "framework", "check", "status")
 

@@ -158,7 +158,7 @@ def md_changes(document: dict[str, Any], results: list[Result], cap: int) -> str
         ("new_failures", "New failures"),
         ("fixed", "Fixed"),
         ("status_changes", "Other status changes"),
-        ("drift", "Numeric drift (err/bound grew tenfold or crossed half the tolerance)"),
+        ("drift", "Numeric drift (err/tol grew tenfold or crossed half the tolerance)"),
     ):
         records = found.get(kind) or []
         if not records:
@@ -171,7 +171,7 @@ def md_changes(document: dict[str, Any], results: list[Result], cap: int) -> str
                 f"{record['base'] or 'absent'} → {record['head']}"
             )
             if kind == "drift":
-                line += f" (err/bound {fmt_number(record['base_eb'])} → {fmt_number(record['head_eb'])})"
+                line += f" (err/tol {fmt_number(record['base_eb'])} → {fmt_number(record['head_eb'])})"
             elif r is not None and r.message and record["head"] not in ("pass", None):
                 line += f": {md_text(r.message, 160)}"
             lines.append(line)

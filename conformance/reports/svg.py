@@ -56,12 +56,12 @@ def parameter_map(pmap: ParameterMap) -> str:
     return "".join(parts)
 
 
-#: err/bound axis: 1e-8 .. 10 in half decades; the tolerance is at 1
+#: err/tolerance axis: 1e-8 .. 10 in half decades; the tolerance is at 1
 LOW, HIGH, BINS_PER_DECADE = -8, 1, 2
 
 
 def headroom_chart(samples: dict[tuple[str, str], list[float]]) -> str:
-    """Per framework x dtype, a histogram of err/bound of passing results on a log axis, with the
+    """Per framework x dtype, a histogram of err/tol of passing results on a log axis, with the
     tolerance (1) and half of it marked: bars near the line are results close to failing."""
     if not samples:
         return ""
@@ -71,7 +71,7 @@ def headroom_chart(samples: dict[tuple[str, str], list[float]]) -> str:
     height = top + row_h * len(samples) + 24
     parts = [
         f'<svg class="headroom" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="err/bound of passing results">'
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="err / tolerance of passing results">'
     ]
 
     def x_of(log: float) -> float:

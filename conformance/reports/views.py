@@ -338,7 +338,7 @@ def shape_diff_text(r: Result) -> str:
 def numeric_diff_text(r: Result) -> str:
     parts = [
         f"{name} {fmt_number(getattr(r, name))}"
-        for name in ("max_abs_err", "max_rel_err", "max_err_over_bound")
+        for name in ("max_abs_err", "max_rel_err", "max_err_over_bound", "max_err_over_tolerance")
         if getattr(r, name) is not None
     ]
     if r.mismatched is not None and r.elements is not None:
@@ -672,12 +672,18 @@ def _label_order(label: str) -> tuple[int, str]:
     return (_LABEL_ORDER.index(label) if label in _LABEL_ORDER else len(_LABEL_ORDER), label)
 
 
+def over_tolerance(r: Result) -> float | None:
+    """err/tol at the worst element (1 is the tolerance), where the result records it."""
+    value = r.max_err_over_tolerance
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
 def headroom(frameworks: list[str], results: Iterable[Result]) -> dict[tuple[str, str], list[float]]:
-    """(framework, dtype) -> err/bound of its passing numeric results (1 is the tolerance)."""
+    """(framework, dtype) -> err/tol of its passing numeric results (1 is the tolerance)."""
     found: dict[tuple[str, str], list[float]] = {}
     for r in results:
-        eb = r.max_err_over_bound
-        if r.status == "pass" and isinstance(eb, (int, float)) and math.isfinite(eb):
+        eb = over_tolerance(r)
+        if r.status == "pass" and eb is not None:
             found.setdefault((r.framework, str(r.params.get("dtype", "?"))), []).append(float(eb))
     order = {name: i for i, name in enumerate(frameworks)}
     return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0][0], 99), _label_order(kv[0][1]))))
@@ -685,11 +691,5 @@ def headroom(frameworks: list[str], results: Iterable[Result]) -> dict[tuple[str
 
 def closest_to_tolerance(results: Iterable[Result], limit: int = 10) -> list[Result]:
     """The passing results with the least headroom: where a small regression would fail first."""
-    passing = [
-        r
-        for r in results
-        if r.status == "pass"
-        and isinstance(r.max_err_over_bound, (int, float))
-        and math.isfinite(r.max_err_over_bound)
-    ]
-    return sorted(passing, key=lambda r: -r.max_err_over_bound)[:limit]
+    passing = [r for r in results if r.status == "pass" and over_tolerance(r) is not None]
+    return sorted(passing, key=lambda r: -(over_tolerance(r) or 0.0))[:limit]
