@@ -51,7 +51,7 @@ def _rows(dom: str) -> list[dict[str, str]]:
     rows = []
     for tr in re.findall(r'<tr class="row[^"]*"[^>]*>(.*?)</tr>', body):
         cells = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr)]
-        rows.append({"s": cells[0], "fw": cells[1], "c": cells[2], "k": cells[3], "eb": cells[9]})
+        rows.append({"s": cells[0], "fw": cells[1], "c": cells[2], "k": cells[3], "eb": cells[6]})
     return rows
 
 
