@@ -234,7 +234,7 @@ def md_causes(results: list[Result], limit: int, examples: int = 1, more: str = 
     return "\n\n".join(parts)
 
 
-def md_known(results: list[Result], cap: int, examples: int = 3) -> str:
+def md_known(results: list[Result], cap: int, examples: int = 3, reason_chars: int | None = None) -> str:
     """Known divergences: one row per baseline reason, with its count and example cases."""
     found = causes(results, known=True)
     if not found:
@@ -244,7 +244,9 @@ def md_known(results: list[Result], cap: int, examples: int = 3) -> str:
         cases = ", ".join(md_code(f"{Path(r.file).name}::{r.case}") for r in c.examples(examples))
         unique = len({(r.file, r.case) for r in c.results})
         more = f" … {unique - examples} more" if unique > examples else ""
-        reason = md_text(c.reason) + (f" ({md_link('link', c.link)})" if safe_link(c.link) else "")
+        reason = md_text(c.reason, reason_chars) + (
+            f" ({md_link('link', c.link)})" if safe_link(c.link) else ""
+        )
         checks = ", ".join(dict.fromkeys(r.check for r in c.results))
         rows.append([md_text(c.framework), reason, str(len(c.results)), md_text(", ".join(c.variants)),
                      md_text(checks), cases + more])  # fmt: skip

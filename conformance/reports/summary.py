@@ -55,7 +55,7 @@ def _summary(document: dict[str, Any], results: list[Result], frameworks: list[s
         md_changes(document, results, cap),
         _counts(frameworks, results),
         md_causes(results, cap, examples=1, more=more),
-        md_known(results, cap, examples=2),
+        md_known(results, cap, examples=2, reason_chars=240),
         _maps(frameworks, results, cap),
         md_machines(document),
         md_inactive(document),
