@@ -10,6 +10,8 @@ from conformance.changes import compare
 from conformance.reports import render_html, render_junit, render_markdown, render_summary
 from conformance.reports.markdown import MARKDOWN_LIMIT
 from conformance.reports.summary import SUMMARY_LIMIT
+from conformance.reports.svg import headroom_chart, parameter_map
+from conformance.reports.views import headroom, parameter_maps
 from conformance.results import Result, make_document
 from tests.test_report import PARAMS, document, result, sample_results
 
@@ -171,3 +173,37 @@ def test_junit_has_one_testcase_per_result_and_the_structure_ci_reads() -> None:
         assert int(suite.get("skipped")) == sum(c.find("skipped") is not None for c in mine)
     results[4].message = "bad \x00 byte </testcase>"
     assert ET.fromstring(render_junit(document(results))) is not None, "control characters are replaced"
+
+
+def test_parameter_maps_and_pictures_place_a_planted_failure() -> None:
+    grouped = dict(PARAMS, groups=2, input_shape=[1, 4, 8, 8])
+    planted = result("grouped", "mlx", "fail", message="12 of 2048 elements outside tolerance")
+    planted.params = grouped
+    results = [
+        planted,
+        result("plain", "mlx", "pass", max_err_over_tolerance=0.3),
+        result("plain", "torch", "pass", max_err_over_tolerance=2e-4),
+    ]
+    maps = {(m.framework, m.title): m for m in parameter_maps(["torch", "mlx"], results)}
+    cells = maps[("mlx", "groups × dimensionality")].cells
+    assert cells[("groups > 1", "2-d")].kind == "bad" and cells[("groups > 1", "2-d")].text == "1/1"
+    assert cells[("groups 1", "2-d")].kind == "ok"
+    assert ("groups > 1", "2-d") not in maps[("torch", "groups × dimensionality")].cells
+    picture = parameter_map(maps[("mlx", "groups × dimensionality")])
+    assert "groups &gt; 1 · 2-d: 1 of 1 diverge (1 failing)" in picture and 'fill="rgb(207,34,46)"' in picture
+    assert headroom(["torch", "mlx"], results) == {("torch", "float32"): [2e-4], ("mlx", "float32"): [0.3]}
+    chart = headroom_chart(headroom(["torch", "mlx"], results))
+    assert "torch · float32 (1)" in chart and "tolerance" in chart
+    page = render_html(document(results))
+    assert page.count('<svg class="map"') == 8 and '<svg class="headroom"' in page
+    summary = render_summary(document(results))
+    assert "| mlx | " in summary[summary.index("## Where frameworks diverge") :]
+
+
+def test_changes_come_first_in_the_html() -> None:
+    doc = document()
+    base = document([r for r in sample_results() if r.case != "wrong-values"])
+    doc["changes"] = compare(base, doc)
+    page = render_html(doc)
+    assert page.index('id="changes"') < page.index('id="causes"') < page.index('id="summary"')
+    assert "1 new failure, 0 fixed" in page
