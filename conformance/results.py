@@ -33,6 +33,7 @@ class Result:
     max_rel_err: float | None = None
     max_err_over_bound: float | None = None
     tolerance_at_worst: float | None = None
+    max_err_over_tolerance: float | None = None  # err/tol at the worst element: 1 is the tolerance
     mismatched: int | None = None
     elements: int | None = None
     worst_index: list[int] | None = None

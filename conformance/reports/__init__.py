@@ -12,9 +12,19 @@ from typing import Any
 
 from conformance.reports.html import render_html
 from conformance.reports.jsondoc import load_document, pack, to_json
+from conformance.reports.junit import render_junit
 from conformance.reports.markdown import render_markdown
+from conformance.reports.summary import render_summary
 
-__all__ = ["load_document", "render_html", "render_markdown", "to_json", "write_reports"]
+__all__ = [
+    "load_document",
+    "render_html",
+    "render_junit",
+    "render_markdown",
+    "render_summary",
+    "to_json",
+    "write_reports",
+]
 
 
 def write_reports(document: dict[str, Any], report_dir: str | Path) -> dict[str, Path]:
@@ -25,8 +35,12 @@ def write_reports(document: dict[str, Any], report_dir: str | Path) -> dict[str,
         "json": directory / "results.json",
         "markdown": directory / "report.md",
         "html": directory / "report.html",
+        "summary": directory / "summary.md",
+        "junit": directory / "results.junit.xml",
     }
     paths["json"].write_text(to_json(pack(document)) + "\n", encoding="utf-8")
     paths["markdown"].write_text(render_markdown(document), encoding="utf-8")
     paths["html"].write_text(render_html(document), encoding="utf-8")
+    paths["summary"].write_text(render_summary(document), encoding="utf-8")
+    paths["junit"].write_text(render_junit(document), encoding="utf-8")
     return paths

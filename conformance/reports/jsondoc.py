@@ -21,9 +21,22 @@ CASE_FIELDS = ("family", "expect", "rules", "params", "tags", "expected_shape", 
 _DEFAULTS = Result(case="", file="", framework="", check="", status="pass").to_dict()
 
 #: result fields that may hold inf/nan, written to JSON as these strings and read back as floats
-FLOAT_FIELDS = ("max_abs_err", "max_rel_err", "max_err_over_bound", "tolerance_at_worst", "duration_s")
+FLOAT_FIELDS = (
+    "max_abs_err",
+    "max_rel_err",
+    "max_err_over_bound",
+    "tolerance_at_worst",
+    "max_err_over_tolerance",
+    "duration_s",
+)
 #: measured errors, stored to 7 significant digits (more than any verdict or drift needs)
-ERROR_FIELDS = ("max_abs_err", "max_rel_err", "max_err_over_bound", "tolerance_at_worst")
+ERROR_FIELDS = (
+    "max_abs_err",
+    "max_rel_err",
+    "max_err_over_bound",
+    "tolerance_at_worst",
+    "max_err_over_tolerance",
+)
 NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 REQUIRED_RESULT_FIELDS = ("case", "file", "framework", "check", "status")
 

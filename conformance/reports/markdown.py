@@ -12,8 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tabulate import tabulate
-
+from conformance import changes
 from conformance.layer_api import report_tables
 from conformance.reports.views import (
     ICONS,
@@ -22,7 +21,9 @@ from conformance.reports.views import (
     MD_MESSAGE_CHARS,
     STATUSES,
     TITLE,
+    Cause,
     Family,
+    causes,
     check_matrix,
     comparison_by_family,
     counts_text,
@@ -30,7 +31,10 @@ from conformance.reports.views import (
     environment_rows,
     error_parity_matrix,
     families_of,
+    fmt_number,
     frameworks_of,
+    inactive_rows,
+    machine_rows,
     marked,
     matrix_cell,
     numeric_diff_text,
@@ -69,8 +73,11 @@ def md_link(text: str, link: Any) -> str:
 
 
 def _md_table(rows: list[list[Any]], headers: list[str]) -> str:
-    # disable_numparse keeps versions such as "2.10" and ids such as "1e3" exactly as written
-    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    """A GitHub table without column padding (padding was 29 % of a large report). Cells must be
+    escaped already (md_text / md_code): an unescaped pipe would add a column."""
+    lines = ["| " + " | ".join(map(str, headers)) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def _md_details(summary: str, body: str, opened: bool = False) -> str:
@@ -78,22 +85,206 @@ def _md_details(summary: str, body: str, opened: bool = False) -> str:
     return f"<details{' open' if opened else ''}>\n<summary>{summary}</summary>\n\n{body}\n\n</details>"
 
 
+#: report.md stays under this whatever the run (GitHub's job summary takes 1 MiB per step, and
+#: drops the whole summary beyond it)
+MARKDOWN_LIMIT = 1_000_000
+#: rows of failing results listed per framework, and of families in each matrix, before folding
+#: the rest into "N more"; halved until the report fits MARKDOWN_LIMIT
+ROW_CAP = 400
+
+
 def render_markdown(document: dict[str, Any]) -> str:
+    """report.md: failing causes and changes first, then every matrix, then the divergences; long
+    lists are capped so the report stays under MARKDOWN_LIMIT bytes whatever the run."""
     results = results_of(document)
     frameworks = frameworks_of(document, results)
+    cap = ROW_CAP
+    while True:
+        text = _markdown(document, results, frameworks, cap)
+        if len(text.encode()) <= MARKDOWN_LIMIT or cap <= 1:
+            return text if len(text.encode()) <= MARKDOWN_LIMIT else _cut(text, MARKDOWN_LIMIT)
+        cap //= 2
+
+
+def _cut(text: str, limit: int) -> str:
+    """The last resort of a size limit: cut at a line, say so."""
+    note = "\n\n… cut here to stay within the size limit; report.html and results.json hold everything.\n"
+    head = text.encode()[: limit - len(note.encode()) - 4].decode(errors="ignore")
+    return head[: head.rfind("\n")] + note
+
+
+def _markdown(document: dict[str, Any], results: list[Result], frameworks: list[str], cap: int) -> str:
     sections = [
         _md_verdict(document, results),
-        _md_versions(document, frameworks),
+        md_changes(document, results, cap),
+        md_causes(results, cap // 20 or 1, examples=3),
         _md_summary(frameworks, results),
+        _md_versions(document, frameworks),
+        md_machines(document),
+        md_inactive(document),
         _md_check_matrix(frameworks, results),
         _md_error_parity(frameworks, results),
         _md_comparison(frameworks, results),
-        _md_matrix(frameworks, results),
-        _md_divergences(frameworks, results),
+        _md_matrix(frameworks, results, cap),
+        md_known(results, cap, examples=5),
+        _md_divergences(frameworks, results, cap),
         _md_layer_api(document),
-        _md_warnings(document),
+        _md_warnings(document, cap),
     ]
     return "\n\n".join(s for s in sections if s) + "\n"
+
+
+# --- sections the summary shares ----------------------------------------------------------------
+
+
+def _key_text(record: dict[str, Any]) -> str:
+    return f"{Path(record['file']).name}::{record['case']}"
+
+
+def md_changes(document: dict[str, Any], results: list[Result], cap: int) -> str:
+    """What changed since the base run (``--compare-to``): new failures first."""
+    found = document.get("changes")
+    if not found:
+        return ""
+    base = found.get("base") or {}
+    parts = [
+        "## Changes since the base run",
+        f"**{md_text(changes.counts_line(found))}** against the base run"
+        + (f" ({md_code(base['command'])})" if base.get("command") else "")
+        + f" of {base.get('results', '?')} results.",
+    ]
+    by_key = {r.key: r for r in results}
+    for kind, title in (
+        ("new_failures", "New failures"),
+        ("fixed", "Fixed"),
+        ("status_changes", "Other status changes"),
+        ("drift", "Numeric drift (err/tol grew tenfold or crossed half the tolerance)"),
+    ):
+        records = found.get(kind) or []
+        if not records:
+            continue
+        lines = []
+        for record in records[:cap]:
+            r = by_key.get((record["file"], record["case"], record["framework"], record["check"]))
+            line = (
+                f"- {md_text(record['framework'])} {md_code(_key_text(record))} {md_text(record['check'])}: "
+                f"{record['base'] or 'absent'} → {record['head']}"
+            )
+            if kind == "drift":
+                line += f" (err/tol {fmt_number(record['base_eb'])} → {fmt_number(record['head_eb'])})"
+            elif r is not None and r.message and record["head"] not in ("pass", None):
+                line += f": {md_text(r.message, 160)}"
+            lines.append(line)
+        if len(records) > cap:
+            lines.append(f"- … {len(records) - cap} more in results.json (`changes.{kind}`)")
+        body = "\n".join(lines)
+        opened = kind == "new_failures"
+        parts.append(_md_details(f"{title} ({len(records)})", body, opened=opened))
+    for kind, title in (("added", "Cases added"), ("removed", "Cases removed")):
+        records = found.get(kind) or []
+        if records:
+            shown = ", ".join(md_code(_key_text(r)) for r in records[:cap])
+            more = f" … and {len(records) - cap} more" if len(records) > cap else ""
+            parts.append(f"{title} ({len(records)}): {shown}{more}")
+    return "\n\n".join(parts)
+
+
+def cause_title(cause: Cause) -> str:
+    statuses = counts_text((s, cause.statuses[s]) for s in LISTED if cause.statuses[s])
+    n = len(cause.results)
+    return (
+        f"{ICONS.get(cause.representative.status, '')} **{md_text(cause.framework)}** · "
+        f"{md_text(cause.check)} · {md_text(cause.kind)}: {n} result{'s' * (n != 1)} ({statuses})"
+    )
+
+
+def cause_block(cause: Cause, examples: int) -> str:
+    """One cause: which variants have it, its region, and representative results with their
+    parameters, numbers and re-run command."""
+    lines = [
+        f"- {cause_title(cause)}",
+        f"  - variants: {md_text(', '.join(cause.variants))} · "
+        f"region (every one has): {md_text(cause.region)}",
+    ]
+    for r in cause.examples(examples):
+        numbers = "; ".join(x for x in (shape_diff_text(r), numeric_diff_text(r)) if x)
+        lines.append(
+            f"  - {md_code(f'{Path(r.file).name}::{r.case}')} on {md_text(r.framework)}: "
+            f"{md_text(params_text(r.params))}"
+            + (f"; {md_text(numbers)}" if numbers else "")
+            + (f"  \n    {md_text(r.message, MD_MESSAGE_CHARS)}" if r.message else "")
+            + (f"  \n    re-run: {md_code(r.rerun)}" if r.rerun else "")
+            + (f" · script: {md_code(r.reproducer)} in the report directory" if r.reproducer else "")
+        )
+    return "\n".join(lines)
+
+
+def md_causes(results: list[Result], limit: int, examples: int = 1, more: str = "below") -> str:
+    """Failing results grouped by cause, the most severe and most frequent first."""
+    found = causes(results)
+    if not found:
+        return ""
+    total = sum(len(c.results) for c in found)
+    parts = [f"## Failing results by cause ({len(found)} cause{'s' * (len(found) != 1)}, {total} results)"]
+    parts += [cause_block(c, examples) for c in found[:limit]]
+    if len(found) > limit:
+        rest = found[limit:]
+        n = sum(len(c.results) for c in rest)
+        parts.append(f"{len(rest)} more causes ({n} results) {more}.")
+    return "\n\n".join(parts)
+
+
+def md_known(results: list[Result], cap: int, examples: int = 3, reason_chars: int | None = None) -> str:
+    """Known divergences: one row per baseline reason, with its count and example cases."""
+    found = causes(results, known=True)
+    if not found:
+        return ""
+    rows = []
+    for c in found[:cap]:
+        cases = ", ".join(md_code(f"{Path(r.file).name}::{r.case}") for r in c.examples(examples))
+        unique = len({(r.file, r.case) for r in c.results})
+        more = f" … {unique - examples} more" if unique > examples else ""
+        reason = md_text(c.reason, reason_chars) + (
+            f" ({md_link('link', c.link)})" if safe_link(c.link) else ""
+        )
+        checks = ", ".join(dict.fromkeys(r.check for r in c.results))
+        rows.append([md_text(c.framework), reason, str(len(c.results)), md_text(", ".join(c.variants)),
+                     md_text(checks), cases + more])  # fmt: skip
+    total = sum(len(c.results) for c in found)
+    parts = [
+        f"## Known divergences ({len(found)} reasons, {total} results)",
+        "One row per reason in the baseline (`cases/known_divergences*.yaml`); "
+        "xfail results do not fail the gate.",
+        _md_table(rows, ["framework", "reason", "results", "variants", "checks", "example cases"]),
+    ]
+    if len(found) > cap:
+        parts.append(f"… {len(found) - cap} more reasons in report.html.")
+    return "\n\n".join(parts)
+
+
+def md_machines(document: dict[str, Any]) -> str:
+    rows = machine_rows(document)
+    if not rows:
+        return ""
+    columns = ["run", "cpu", "features", "cores", "os", "env", "builds"]
+    return (
+        "## Machines\n\nWhat selects kernels on each run: CPU and its ISA features, cores, OS and libc, "
+        + (
+            "kernel environment variables, and each framework's build.\n\n"
+            + _md_table([[md_text(row[c]) for c in columns] for row in rows], columns)
+        )
+    )
+
+
+def md_inactive(document: dict[str, Any]) -> str:
+    rows = inactive_rows(document)
+    if not rows:
+        return ""
+    columns = ["framework", "entry", "when", "why not", "where", "reason"]
+    keys = ["framework", "entry", "when", "why", "where", "reason"]
+    table = _md_table([[md_text(row[k]) for k in keys] for row in rows], columns)
+    title = f"## Not applicable on this machine ({len(rows)})"
+    return f"{title}\n\nBaseline entries whose `when:` does not hold on this run.\n\n{table}"
 
 
 def _md_verdict(document: dict[str, Any], results: list[Result]) -> str:
@@ -174,7 +365,13 @@ def _md_comparison(frameworks: list[str], results: list[Result]) -> str:
     return "\n\n".join(parts)
 
 
-def _md_matrix(frameworks: list[str], results: list[Result]) -> str:
+def _capped(items: list, cap: int, what: str) -> tuple[list, str]:
+    if len(items) <= cap:
+        return items, ""
+    return items[:cap], f"… {len(items) - cap} more {what} in report.html and results.json."
+
+
+def _md_matrix(frameworks: list[str], results: list[Result], cap: int) -> str:
     families = families_of(results)
     if not families:
         return ""
@@ -198,13 +395,17 @@ def _md_matrix(frameworks: list[str], results: list[Result]) -> str:
         "reproduces) · ⚠️ known divergence (xfail) · — declared unsupported · cells count results "
         "(case × check) of the family.",
     ]
+    # the failing families first, then the known ones
+    shown.sort(key=lambda f: not any(c[s] for c in f.counts.values() for s in FAILING))
     if shown:
-        parts.append(_md_table(rows(shown), headers))
+        listed, more = _capped(shown, cap, "families")
+        parts.append(_md_table(rows(listed), headers) + (f"\n\n{more}" if more else ""))
     else:
         parts.append("No family diverges on any framework.")
     if folded:
         summary = f"{len(folded)} famil{'ies' if len(folded) != 1 else 'y'} without divergences"
-        parts.append(_md_details(summary, _md_table(rows(folded), headers)))
+        listed, more = _capped(folded, cap, "families")
+        parts.append(_md_details(summary, _md_table(rows(listed), headers) + (f"\n\n{more}" if more else "")))
     return "\n\n".join(parts)
 
 
@@ -223,16 +424,26 @@ def _md_divergence_row(r: Result) -> list[str]:
         md_text(params_text(r.params)),
         md_text(diff),
         message,
+        # a relative link is dead in a PR comment or job summary: name the file instead
         (md_code(r.rerun) if r.rerun else "")
-        + (f"<br>[script]({r.reproducer})" if r.reproducer else ""),  # slugged path we wrote,
+        + (f"<br>script: {md_code(r.reproducer)} in the report directory" if r.reproducer else ""),
     ]
 
 
-def _md_divergences(frameworks: list[str], results: list[Result]) -> str:
-    grouped = divergent(results)
+def _md_divergences(frameworks: list[str], results: list[Result], cap: int) -> str:
+    """Every failing result, per framework (known divergences are listed by reason above)."""
+    grouped = {
+        name: [r for r in listed if r.status in FAILING] for name, listed in divergent(results).items()
+    }
+    grouped = {name: listed for name, listed in grouped.items() if listed}
     if not grouped:
-        return "## Divergences\n\nNone: every result passes or is declared unsupported."
-    parts = ["## Divergences"]
+        known = (
+            " (known divergences are listed by reason above)"
+            if any(r.status == "xfail" for r in results)
+            else ""
+        )
+        return f"## All failing results\n\nNone{known}."
+    parts = ["## All failing results"]
     headers = ["status", "case", "check", "params", "diff", "message", "rerun"]
     for name in frameworks:
         listed = grouped.get(name)
@@ -243,9 +454,9 @@ def _md_divergences(frameworks: list[str], results: list[Result]) -> str:
             f"<b>{html.escape(name)}</b>: {len(listed)} divergence{'s' * (len(listed) != 1)} "
             f"({counts_text((s, counts[s]) for s in LISTED if counts[s])})"
         )
-        table = _md_table([_md_divergence_row(r) for r in listed], headers)
-        # open what fails the gate; known divergences stay folded
-        parts.append(_md_details(summary, table, opened=any(r.status in FAILING for r in listed)))
+        shown, more = _capped(listed, cap, "failing results")
+        table = _md_table([_md_divergence_row(r) for r in shown], headers) + (f"\n\n{more}" if more else "")
+        parts.append(_md_details(summary, table, opened=True))
     return "\n\n".join(parts)
 
 
@@ -262,8 +473,11 @@ def _md_layer_api(document: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
-def _md_warnings(document: dict[str, Any]) -> str:
+def _md_warnings(document: dict[str, Any], cap: int) -> str:
     warnings = document.get("warnings") or []
     if not warnings:
         return ""
-    return "## Warnings\n\n" + "\n".join(f"- {md_text(w)}" for w in warnings)
+    shown, more = _capped(warnings, cap, "warnings")
+    return (
+        "## Warnings\n\n" + "\n".join(f"- {md_text(w, 500)}" for w in shown) + (f"\n\n{more}" if more else "")
+    )

@@ -17,6 +17,7 @@ from typing import Any
 
 from conformance.checks import CHECKS as CHECK_ORDER
 from conformance.results import DIVERGENT, FAILING, STATUSES, Result
+from conformance.signatures import base_framework, region, region_text, signature
 from conformance.spec import RULES
 
 TITLE = "Transposed-convolution conformance"
@@ -166,7 +167,9 @@ def _behaviour(r: Result) -> str:
         why = r.message.split(" while ")[0].removeprefix("worker process ")
         return f"crashes ({why})"
     if r.exception:
-        return f"raises {r.exception}"
+        # where the rejection came from: only the framework's own exception is error parity
+        where = {"framework": " (framework)", "adapter": " (adapter's own code)"}.get(r.raised_by or "", "")
+        return f"raises {r.exception}{where}"
     if r.actual_shape is not None:
         return "returns a result"
     return r.status
@@ -335,7 +338,7 @@ def shape_diff_text(r: Result) -> str:
 def numeric_diff_text(r: Result) -> str:
     parts = [
         f"{name} {fmt_number(getattr(r, name))}"
-        for name in ("max_abs_err", "max_rel_err", "max_err_over_bound")
+        for name in ("max_abs_err", "max_rel_err", "max_err_over_bound", "max_err_over_tolerance")
         if getattr(r, name) is not None
     ]
     if r.mismatched is not None and r.elements is not None:
@@ -387,3 +390,306 @@ def summary_rows(frameworks: list[str], results: list[Result]) -> list[list[Any]
     for r in results:
         counts.setdefault(r.framework, Counter())[r.status] += 1
     return [[name, *(c[s] for s in STATUSES), sum(c.values())] for name, c in counts.items()]
+
+
+# --- divergences grouped by cause ---------------------------------------------------------------
+
+SEVERITY = LISTING_ORDER  # crash, timeout, error, fail, xpass, then the known ones
+
+
+def _stem(r: Result) -> str:
+    """What distinguishes one cause from another within a framework, check and kind: the exception
+    type, or the message with its numbers, shapes and names of cases taken out."""
+    if r.exception:
+        return r.exception
+    text = re.sub(r"\([^()]*\)|\[[^\[\]]*\]|\d+(\.\d+)?(e-?\d+)?", "#", r.message)
+    return " ".join(text.split())[:60]
+
+
+@dataclass
+class Cause:
+    """Divergent results of one framework (all its kernel-path variants together) that fail the
+    same way: one line in the summary and both reports, with a representative result."""
+
+    framework: str  # the base framework: torch for torch, torch[native], torch[avx512]
+    check: str
+    kind: str
+    results: list[Result]
+    reason: str = ""  # for known divergences: the baseline entry's reason
+    link: str = ""
+
+    @property
+    def representative(self) -> Result:
+        return self.results[0]
+
+    @property
+    def variants(self) -> list[str]:
+        """The adapters (kernel-path variants) that have it, in the order they first appear."""
+        return list(dict.fromkeys(r.framework for r in self.results))
+
+    @property
+    def statuses(self) -> Counter:
+        return Counter(r.status for r in self.results)
+
+    @property
+    def region(self) -> str:
+        """The features every one of its results has (:func:`conformance.signatures.region`), then
+        those that at least 80 % have."""
+        regions = [region(r.params, r.rules) for r in self.results]
+        common = frozenset.intersection(*regions)
+        counts = Counter(f for features in regions for f in features - common)
+        most = frozenset(f for f, n in counts.items() if n >= 0.8 * len(regions))
+        text = region_text(common)
+        return text + (f"; most: {region_text(most)}" if most else "")
+
+    @property
+    def severity(self) -> int:
+        return min(SEVERITY.get(r.status, 99) for r in self.results)
+
+    def examples(self, limit: int) -> list[Result]:
+        """Up to ``limit`` results, one per distinct case first."""
+        seen: dict[tuple[str, str], Result] = {}
+        for r in self.results:
+            seen.setdefault((r.file, r.case), r)
+            if len(seen) >= limit:
+                break
+        return list(seen.values())
+
+
+def causes(results: Iterable[Result], known: bool = False) -> list[Cause]:
+    """Failing results (``known``: known divergences, xfail) grouped by cause, the most severe and
+    then the most frequent first. Known divergences group by their baseline entry's reason."""
+    groups: dict[tuple, Cause] = {}
+    for r in results:
+        if (r.status == "xfail") != known or (not known and r.status not in FAILING):
+            continue
+        sig = signature(r)
+        framework = base_framework(r.framework)
+        if known:
+            divergence = r.divergence or {}
+            key: tuple = (framework, divergence.get("entry", ""), divergence.get("reason", ""))
+        else:
+            key = (framework, sig.check, sig.kind, _stem(r), tuple(r.rules))
+        if key not in groups:
+            reason = (r.divergence or {}).get("reason", "") if known else ""
+            link = (r.divergence or {}).get("link", "") if known else ""
+            groups[key] = Cause(framework, sig.check, sig.kind, [], reason, link)
+        groups[key].results.append(r)
+    ordered = list(groups.values())
+    for cause in ordered:
+        cause.results.sort(key=lambda r: (SEVERITY.get(r.status, 99), r.file, r.case, r.check))
+    ordered.sort(key=lambda c: (c.severity, -len(c.results), c.framework, c.check, c.kind))
+    return ordered
+
+
+# --- machines, build facts, inactive baseline entries (issue 9) ---------------------------------
+
+
+def machine_rows(document: dict[str, Any]) -> list[dict[str, str]]:
+    """One row per run: its machine (CPU, kernel-selecting features, cores, OS and libc, kernel
+    environment variables) and each framework's build facts."""
+    rows = []
+    for index, run in enumerate(document.get("runs") or [], 1):
+        facts = run.get("machine") or {}
+        env = facts.get("env") or {}
+        builds = run.get("framework_facts") or {}
+        rows.append(
+            {
+                "run": str(index),
+                "cpu": " ".join(x for x in (str(facts.get("cpu", "not recorded")), _arch(facts)) if x),
+                "features": " ".join(facts.get("kernel_features") or []) or "none listed",
+                "cores": f"{facts.get('usable_cores', '?')} of {facts.get('cores', '?')}" if facts else "",
+                "os": ", ".join(
+                    str(x)
+                    for x in (
+                        " ".join(str(facts.get(k, "")) for k in ("system", "release", "machine")).strip(),
+                        facts.get("libc"),
+                    )
+                    if x
+                ),
+                "env": " ".join(f"{k}={v}" for k, v in env.items()),
+                "builds": "; ".join(
+                    f"{name}: " + ", ".join(f"{k}={_fact(v)}" for k, v in values.items())
+                    for name, values in builds.items()
+                    if values
+                ),
+            }
+        )
+    return rows
+
+
+def _arch(facts: dict[str, Any]) -> str:
+    return f"({facts['microarchitecture']})" if facts.get("microarchitecture") else ""
+
+
+def _fact(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value))
+    return str(value)
+
+
+def when_text(when: dict[str, Any] | None) -> str:
+    """A ``when:`` condition as written: ``cpu_flags: amx_bf16 amx_tile; version: >=2.13,<2.14``."""
+    return "; ".join(f"{k}: {_fact(v)}" for k, v in (when or {}).items())
+
+
+def inactive_rows(document: dict[str, Any]) -> list[dict[str, str]]:
+    """Baseline entries whose ``when:`` does not hold on this run: not applicable on this machine."""
+    return [
+        {
+            "framework": str(entry.get("framework", "")),
+            "entry": str(entry.get("entry", "")),
+            "when": when_text(entry.get("when")),
+            "why": str(entry.get("why", "")),
+            "where": f"{entry.get('file', '')}:{entry.get('line', '')}",
+            "reason": str(entry.get("reason", "")),
+        }
+        for entry in document.get("inactive_divergences") or []
+    ]
+
+
+# --- where in parameter space frameworks diverge, and how close passing results sit to tolerance --
+
+
+def _stride_class(p: dict[str, Any]) -> str:
+    s = max(p["stride"])
+    return f"stride {s}" if s < 3 else "stride ≥ 3"
+
+
+def _padding_class(p: dict[str, Any]) -> str:
+    """Padding against the kernel extent d·(k−1), on the axis where it is largest relative to it."""
+    pad, extent = max(
+        ((pad, d * (k - 1)) for pad, d, k in zip(p["padding"], p["dilation"], p["kernel_size"])),
+        key=lambda pe: pe[0] - pe[1],
+    )
+    if pad == 0:
+        return "p = 0"
+    return "0 < p < d·(k−1)" if pad < extent else "p = d·(k−1)" if pad == extent else "p > d·(k−1)"
+
+
+def _output_padding_class(p: dict[str, Any]) -> str:
+    pairs = list(zip(p["output_padding"], p["stride"]))
+    if all(op == 0 for op, _ in pairs):
+        return "op = 0"
+    return "op ≥ stride" if any(0 < s <= op for op, s in pairs) else "0 < op < stride"
+
+
+def _dilation_class(p: dict[str, Any]) -> str:
+    return "dilation 1" if max(p["dilation"]) == 1 else "dilation > 1"
+
+
+def _groups_class(p: dict[str, Any]) -> str:
+    groups, channels = p["groups"], p["input_shape"][1]
+    return "groups 1" if groups == 1 else "depthwise" if groups == channels else "groups > 1"
+
+
+def _ndim_class(p: dict[str, Any]) -> str:
+    return f"{len(p['input_shape']) - 2}-d"
+
+
+#: the maps drawn per framework: (title, row classifier, column classifier); a classifier takes a
+#: result and returns its row or column label
+PARAMETER_MAPS: list[tuple[str, Callable[[Result], str], Callable[[Result], str]]] = [
+    ("stride × padding", lambda r: _stride_class(r.params), lambda r: _padding_class(r.params)),
+    (
+        "output_padding × dilation",
+        lambda r: _output_padding_class(r.params),
+        lambda r: _dilation_class(r.params),
+    ),
+    ("groups × dimensionality", lambda r: _groups_class(r.params), lambda r: _ndim_class(r.params)),
+    ("dtype × check", lambda r: str(r.params.get("dtype", "?")), lambda r: r.check),
+]
+
+
+@dataclass
+class MapCell:
+    ran: int = 0
+    divergent: int = 0
+    failing: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.divergent / self.ran if self.ran else 0.0
+
+    @property
+    def kind(self) -> str:
+        if not self.ran:
+            return "none"
+        return "bad" if self.failing else "known" if self.divergent else "ok"
+
+    @property
+    def text(self) -> str:
+        return f"{self.divergent}/{self.ran}" if self.ran else "·"
+
+
+@dataclass
+class ParameterMap:
+    title: str
+    framework: str
+    rows: list[str]
+    columns: list[str]
+    cells: dict[tuple[str, str], MapCell]
+
+    def hot_spots(self, limit: int) -> list[tuple[str, str, MapCell]]:
+        """The cells where the framework diverges most often, highest rate first."""
+        spots = [(r, c, cell) for (r, c), cell in self.cells.items() if cell.divergent]
+        spots.sort(key=lambda s: (-s[2].failing, -s[2].rate, -s[2].divergent))
+        return spots[:limit]
+
+
+def parameter_maps(frameworks: list[str], results: Iterable[Result]) -> list[ParameterMap]:
+    """Per framework and map: divergent over ran results (valid configurations) per cell."""
+    valid = [r for r in results if r.params and r.expect != "error" and r.status != "unsupported"]
+    maps = []
+    for title, row_of, column_of in PARAMETER_MAPS:
+        labels = [(row_of(r), column_of(r)) for r in valid]
+        rows = sorted({a for a, _ in labels}, key=_label_order)
+        columns = sorted({b for _, b in labels}, key=_label_order)
+        for name in frameworks:
+            cells: dict[tuple[str, str], MapCell] = {}
+            for r, key in zip(valid, labels):
+                if r.framework != name:
+                    continue
+                cell = cells.setdefault(key, MapCell())
+                cell.ran += 1
+                cell.divergent += r.status in DIVERGENT or r.status == "xpass"
+                cell.failing += r.status in FAILING
+            if cells:
+                maps.append(ParameterMap(title, name, rows, columns, cells))
+    return maps
+
+
+_LABEL_ORDER = [
+    "p = 0", "0 < p < d·(k−1)", "p = d·(k−1)", "p > d·(k−1)", "op = 0", "0 < op < stride", "op ≥ stride",
+    "groups 1", "groups > 1", "depthwise", *STATUSES, *CHECK_ORDER,
+    "float64", "float32", "float16", "bfloat16",
+]  # fmt: skip
+
+
+def _label_order(label: str) -> tuple[int, str]:
+    return (_LABEL_ORDER.index(label) if label in _LABEL_ORDER else len(_LABEL_ORDER), label)
+
+
+def over_tolerance(r: Result) -> float | None:
+    """err/tol at the worst element (1 is the tolerance), where the result records it."""
+    value = r.max_err_over_tolerance
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def headroom(frameworks: list[str], results: Iterable[Result]) -> dict[tuple[str, str], list[float]]:
+    """(framework, dtype) -> err/tol of its passing numeric results (1 is the tolerance)."""
+    found: dict[tuple[str, str], list[float]] = {}
+    for r in results:
+        eb = over_tolerance(r)
+        if r.status == "pass" and eb is not None:
+            found.setdefault((r.framework, str(r.params.get("dtype", "?"))), []).append(float(eb))
+    order = {name: i for i, name in enumerate(frameworks)}
+    return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0][0], 99), _label_order(kv[0][1]))))
+
+
+def closest_to_tolerance(results: Iterable[Result], limit: int = 10) -> list[Result]:
+    """The passing results with the least headroom: where a small regression would fail first."""
+    passing = [r for r in results if r.status == "pass" and over_tolerance(r) is not None]
+    return sorted(passing, key=lambda r: -(over_tolerance(r) or 0.0))[:limit]
