@@ -146,7 +146,11 @@ def outside(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[
     timings: dict[str, float] = {}
     source = root / "src"  # build from a copy: the checkout stays as it is (no build/ in it)
     shutil.copytree(
-        ROOT, source, ignore=shutil.ignore_patterns(".git", ".nox", "reports", "build", "*.egg-info")
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".nox", ".venv", ".hypothesis", "*_cache", "__pycache__", "reports", "build", "*.egg-info"
+        ),
     )
     proc = _timed(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", source, "-w", root / "dist"],
