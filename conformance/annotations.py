@@ -7,6 +7,7 @@ annotation lands on the YAML line; a case of the shipped library still shows, wi
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -68,3 +69,14 @@ def annotations(document: Mapping[str, Any], limit: int = 10) -> list[str]:
         rest = len(failing) - len(lines)
         lines.append(f"::warning title=conformance::{rest} more failing results: see the report")
     return lines
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """The results document at ``path``; ValueError naming the file when it is not one."""
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable results.json ({exc})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("results"), list):
+        raise ValueError(f"{path}: not a results document (no 'results' list)")
+    return document

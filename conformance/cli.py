@@ -364,12 +364,11 @@ def cmd_new_adapter(args: argparse.Namespace) -> int:
 
 
 def cmd_annotations(args: argparse.Namespace) -> int:
-    from conformance.annotations import annotations
-    from conformance.report import load_document
+    from conformance.annotations import annotations, load_results
 
     try:
-        document = load_document(args.results)
-    except (OSError, ValueError) as exc:
+        document = load_results(args.results)
+    except ValueError as exc:
         raise UsageError(str(exc)) from None
     for line in annotations(document, args.limit):
         print(line)

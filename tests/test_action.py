@@ -18,7 +18,7 @@ import yaml
 
 from conformance.annotations import annotation, annotations
 from conformance.cli import _parser
-from tests.helpers.pytest_helpers import DIRECT, ROOT
+from tests.helpers.pytest_helpers import DIRECT, ROOT, run_cli
 
 ACTION = yaml.safe_load((ROOT / "action.yml").read_text())
 STEPS = ACTION["runs"]["steps"]
@@ -204,3 +204,10 @@ def test_annotations_take_the_first_failures_and_count_the_rest():
     assert [re.search(r"x\.yaml%3A%3A(c\d)", x).group(1) for x in lines[:3]] == ["c1", "c3", "c4"], lines
     assert lines[3].startswith("::warning") and "2 more failing results" in lines[3], lines
     assert annotations({"results": records[:1]}) == []
+
+
+def test_annotations_command_rejects_a_file_that_is_no_results_document(tmp_path):
+    bad = tmp_path / "results.json"
+    bad.write_text('{"summary": {}}')
+    proc = run_cli("annotations", bad)
+    assert proc.returncode == 2 and "no 'results' list" in proc.stderr and "Traceback" not in proc.stderr
