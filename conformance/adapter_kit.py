@@ -22,7 +22,8 @@ from conformance.dtypes import dtype_name
 from conformance.spec import ConvParams
 
 BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
-TEMPLATE = Path(__file__).resolve().parent / "templates" / "adapter_skeleton.py.txt"
+# beside this module, shipped through MANIFEST.in (templates/ belongs to the reports)
+TEMPLATE = Path(__file__).resolve().parent / "adapter_skeleton.py.txt"
 
 
 def is_bfloat16(a: np.ndarray) -> bool:
