@@ -17,16 +17,16 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from conformance import changes, divergences, reproducer, runner
+from conformance import changes, divergences, library, reproducer, runner, shards
 from conformance.adapters import AdapterLoadError, importable_builtins, resolve_spec
-from conformance.cases import CaseFileError, load_cases, select
+from conformance.cases import CaseFileError, case_files, load_cases, select
 from conformance.checks import CHECKS
 from conformance.results import FAILING, STATUSES, Result, make_document, merge_documents, results_of
 from conformance.selection import ExpressionError, filter_cases
 from conformance.spec import DTYPES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-DEFAULT_KNOWN = "cases/known_divergences*.yaml"
+DEFAULT_KNOWN = "the shipped known_divergences*.yaml (conformance cases)"
 
 
 class UsageError(Exception):
@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run case files through frameworks and write reports")
     run.add_argument(
-        "paths", nargs="*", default=["cases"], help="case files or directories (default: cases/)"
+        "paths", nargs="*", default=[], help="case files or directories (default: the shipped library)"
     )
     run.add_argument(
         "--framework",
@@ -87,11 +87,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     _compare_options(run)
+    _add_library_options(run)
+    _add_shard_options(run)
 
     repro = sub.add_parser(
         "repro", help="run the selected cases and write a standalone reproducer for each divergence"
     )
-    repro.add_argument("paths", nargs="*", default=["cases"], help="case files or directories")
+    repro.add_argument(
+        "paths", nargs="*", default=[], help="case files or directories (default: the library)"
+    )
     repro.add_argument("--case", action="append", default=[], metavar="GLOB", help="case ids matching")
     repro.add_argument("-k", dest="keyword", default=None, metavar="EXPR", help="keyword expression")
     repro.add_argument("--framework", action="append", default=[], metavar="NAME")
@@ -130,8 +134,10 @@ def _parser() -> argparse.ArgumentParser:
     fuzz.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="per example")
 
     validate = sub.add_parser("validate", help="check case files (and the known-divergences file) only")
-    validate.add_argument("paths", nargs="*", default=["cases"])
+    validate.add_argument("paths", nargs="*", default=[])
     validate.add_argument("--known-divergences", action="append", default=None, metavar="FILE")
+    _add_library_options(validate)
+    _add_adoption_commands(sub)
     return parser
 
 
@@ -173,16 +179,68 @@ def _gate(document: dict, args: argparse.Namespace) -> int:
     return EXIT_FAILED if any(r["status"] in FAILING for r in document["results"]) else EXIT_OK
 
 
-def _known_divergences(args: list[str] | None) -> list[divergences.Divergence]:
-    """Entries of the given files, or of every default baseline file (one per framework is fine)."""
-    if args is not None:
-        for arg in args:
-            if not Path(arg).is_file():
-                raise UsageError(f"known-divergences file {arg!r} does not exist")
-        paths = [Path(a) for a in args]
-    else:
-        paths = sorted(Path().glob(DEFAULT_KNOWN))
-    return [entry for path in paths for entry in divergences.load_divergences(path)]
+def _add_library_options(command: argparse.ArgumentParser) -> None:
+    """Paths replace the shipped library and --known-divergences its baselines; these add to them."""
+    command.add_argument(
+        "--cases-also", action="append", default=[], metavar="PATH", help="case files to run besides"
+    )
+    command.add_argument(
+        "--known-divergences-also", action="append", default=[], metavar="FILE", help="baselines besides"
+    )
+
+
+def _add_shard_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--shard", default=None, metavar="K/N", help="run the K-th of N parts (CI shards)")
+    command.add_argument(
+        "--durations-from", default=None, metavar="RESULTS", help="balance shards by this run's durations"
+    )
+
+
+def _add_adoption_commands(sub: argparse._SubParsersAction) -> None:
+    sub.add_parser("cases", help="list the shipped case files and baselines, and where they are")
+    new = sub.add_parser("new-adapter", help="write a commented adapter skeleton to fill in")
+    new.add_argument("name", help="the adapter's name, e.g. mine (writes NAME_adapter.py)")
+    new.add_argument("--out", default=None, metavar="FILE", help="where to write (default: NAME_adapter.py)")
+    annotate = sub.add_parser("annotations", help="GitHub ::error lines for the first failures of a run")
+    annotate.add_argument("results", help="results.json")
+    annotate.add_argument("--limit", type=int, default=10, metavar="N", help="at most N lines (default 10)")
+
+
+def _case_paths(args: argparse.Namespace) -> list[str | Path]:
+    """Explicit paths, else the shipped library; then the --cases-also files."""
+    return [*(args.paths or library.case_files()), *args.cases_also]
+
+
+def _whole_library(paths: Sequence[str | Path]) -> bool:
+    """Whether every shipped case file is among those run (stale baseline entries are then warned)."""
+    try:
+        shipped = {p.resolve() for p in library.case_files()}
+    except library.LibraryNotFound:
+        return False
+    return shipped <= {p.resolve() for p in case_files(paths)}
+
+
+def _shard_cases(cases: list, args: argparse.Namespace) -> list:
+    if args.shard is None:
+        if args.durations_from:
+            raise UsageError("--durations-from balances shards: give --shard K/N too")
+        return cases
+    try:
+        shard = shards.parse(args.shard)
+        weights = shards.durations(args.durations_from) if args.durations_from else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return shards.select(cases, shard, weights)
+
+
+def _known_divergences(args: list[str] | None, also: Sequence[str] = ()) -> list[divergences.Divergence]:
+    """Entries of the given files, or of every shipped baseline file (one per framework), and of
+    the ``also`` files."""
+    for arg in [*(args or []), *also]:
+        if not Path(arg).is_file():
+            raise UsageError(f"known-divergences file {arg!r} does not exist")
+    paths = [Path(a) for a in args] if args is not None else library.baseline_files()
+    return [entry for path in [*paths, *map(Path, also)] for entry in divergences.load_divergences(path)]
 
 
 def _adapter_specs(frameworks: Sequence[str], adapters: Sequence[str]) -> list[str]:
@@ -229,9 +287,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from conformance.reports import write_reports
 
     checks = _checks(args.check)
-    known = _known_divergences(args.known_divergences)
+    known = _known_divergences(args.known_divergences, args.known_divergences_also)
     specs = _adapter_specs(args.framework, args.adapter)
-    cases = filter_cases(select(load_cases(args.paths), args.case), args.keyword)
+    paths = _case_paths(args)
+    cases = _shard_cases(filter_cases(select(load_cases(paths), args.case), args.keyword), args)
     if not cases:
         raise UsageError("no case matches the given paths, --case and -k")
     infos = runner.describe(specs)
@@ -243,7 +302,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"conformance: {len(cases)} cases x {len(infos)} frameworks ({versions})", file=sys.stderr)
     progress = None if args.quiet else runner.print_progress
     outcome = runner.Runner(infos, args.workers, args.timeout, progress, checks).run(cases)
-    filtered = bool(args.keyword or args.case or args.check) or args.paths != ["cases"]
+    filtered = bool(args.keyword or args.case or args.check or args.shard) or not _whole_library(paths)
     facts = divergences.run_facts(outcome.frameworks, outcome.framework_facts)
     applied = divergences.apply(outcome.results, known, report_stale=not filtered, facts=facts)
     warnings = applied.warnings
@@ -266,6 +325,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         outcome.framework_facts,
         applied.inactive,
     )
+    if args.shard:
+        document["runs"][0]["shard"] = shards.parse(args.shard).as_dict()
     _compare(document, args)
     paths = write_reports(document, args.report_dir)
     _print_summary(outcome.results, outcome.frameworks)
@@ -280,7 +341,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_repro(args: argparse.Namespace) -> int:
     specs = _adapter_specs(args.framework, args.adapter)
-    cases = filter_cases(select(load_cases(args.paths), args.case), args.keyword)
+    cases = filter_cases(select(load_cases(args.paths or library.case_files()), args.case), args.keyword)
     if not cases:
         raise UsageError("no case matches the given paths, --case and -k")
     outcome = runner.Runner(runner.describe(specs), 1).run(cases)
@@ -309,7 +370,10 @@ def cmd_report(args: argparse.Namespace) -> int:
                 record["reproducer"] = os.path.relpath(script_path, args.report_dir)
         documents.append(document)
     document = merge_documents(documents)
-    document["warnings"] = [*document.get("warnings", []), *args.note]
+    shard_warnings = shards.merge_warnings(documents)
+    for warning in shard_warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    document["warnings"] = [*document.get("warnings", []), *shard_warnings, *args.note]
     _compare(document, args)
     paths = write_reports(document, args.report_dir)
     _print_summary(results_of(document), document["frameworks"])
@@ -366,10 +430,42 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    cases = load_cases(args.paths)
-    entries = _known_divergences(args.known_divergences)
+    cases = load_cases(_case_paths(args))
+    entries = _known_divergences(args.known_divergences, args.known_divergences_also)
     files = sorted({c.file for c in cases})
     print(f"{len(cases)} cases in {len(files)} files are valid; {len(entries)} known divergences")
+    return EXIT_OK
+
+
+def cmd_cases(args: argparse.Namespace) -> int:
+    print(f"case library: {library.location()}")
+    for path in library.case_files():
+        print(f"  {path.name:36} {len(load_cases([path])):4} cases")
+    for path in library.baseline_files():
+        print(f"  {path.name:36} {len(divergences.load_divergences(path)):4} known divergences")
+    return EXIT_OK
+
+
+def cmd_new_adapter(args: argparse.Namespace) -> int:
+    from conformance.adapter_kit import write_skeleton
+
+    try:
+        path, class_name = write_skeleton(args.name, args.out)
+    except (ValueError, FileExistsError) as exc:
+        raise UsageError(str(exc)) from None
+    print(f"wrote {path}: fill in the TODOs, then: conformance run --adapter {path}:{class_name}")
+    return EXIT_OK
+
+
+def cmd_annotations(args: argparse.Namespace) -> int:
+    from conformance.annotations import annotations, load_results
+
+    try:
+        document = load_results(args.results)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    for line in annotations(document, args.limit):
+        print(line)
     return EXIT_OK
 
 
@@ -382,12 +478,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "diff": cmd_diff,
         "validate": cmd_validate,
         "fuzz": cmd_fuzz,
+        "cases": cmd_cases,
+        "new-adapter": cmd_new_adapter,
+        "annotations": cmd_annotations,
     }[args.command]
     try:
         return handler(args)
     except CaseFileError as exc:
         print(f"conformance: error: {exc}", file=sys.stderr)
-    except (AdapterLoadError, ExpressionError, UsageError) as exc:
+    except (AdapterLoadError, ExpressionError, UsageError, library.LibraryNotFound) as exc:
         print(f"conformance: error: {exc}", file=sys.stderr)
     return EXIT_USAGE
 

@@ -189,18 +189,19 @@ def write_finding(finding: Finding, out: Path, seed_value: int) -> tuple[Path, P
     slug = finding.signature.slug
     fields = case_fields(finding.case)
     fields["tags"] = ["found", finding.signature.framework, finding.signature.check, finding.signature.kind]
+    case_path = out / f"{slug}.yaml"
+    document = {"cases": [{"id": slug, **fields}]}
+    # the run's own selector: --adapter SPEC for a plugin adapter, --framework NAME for a built-in
+    finding.result.rerun = finding.result.rerun.replace("<generated>", str(case_path)).replace(
+        "--case 'fuzz'", f"--case '{slug}'"
+    )
     header = (
         f"# Found by `conformance fuzz --seed {seed_value}` against {finding.signature.framework} "
         f"{finding.version} ({finding.signature.check}, {finding.signature.kind}); shrunk to a minimal "
         "case.\n"
         f"# Observed: {' '.join(finding.result.message.split())[:400]}\n"
-        f"# Re-run: conformance run {out / (slug + '.yaml')} --framework {finding.signature.framework}\n"
+        f"# Re-run: {finding.result.rerun}\n"
         f"# Standalone reproducer: {out / (slug + '.py')}\n"
-    )
-    case_path = out / f"{slug}.yaml"
-    document = {"cases": [{"id": slug, **fields}]}
-    finding.result.rerun = finding.result.rerun.replace("<generated>", str(case_path)).replace(
-        "--case 'fuzz'", f"--case '{slug}'"
     )
     case_path.write_text(header + yaml.safe_dump(document, sort_keys=False, default_flow_style=None))
     script_path = out / f"{slug}.py"

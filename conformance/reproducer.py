@@ -15,7 +15,8 @@ import textwrap
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from conformance.cases import Case
+from conformance.adapters import split_variant
+from conformance.cases import Case, case_fields
 from conformance.results import Result
 
 REFERENCE = '''
@@ -260,21 +261,50 @@ def _mlx_gradients(name: str, ndim: int) -> str:
 
 
 def _generic(case: Case, result: Result) -> str:
-    """No template for this adapter: run the case through it with the harness (not standalone)."""
+    """No template for this adapter: run the case through it with the harness. The case is embedded
+    as its fields, and so is the source of an adapter given as a file, so the script needs no path
+    of the machine that ran it (only the harness and what the adapter itself imports)."""
     tokens = shlex.split(result.rerun) if result.rerun else []
-    path = str(Path(tokens[2] if len(tokens) > 2 else case.file).resolve())
     spec = tokens[-1] if len(tokens) > 1 and tokens[-2] in ("--framework", "--adapter") else result.framework
-    return textwrap.dedent(f"""
+    target, _, attr = split_variant(spec)[0].rpartition(":")
+    fields = case_fields(case)
+    if target.endswith(".py") and Path(target).is_file():
+        source = Path(target).read_text(encoding="utf-8")
+        quote = "'" * 3
+        raw = quote not in source and not source.endswith("\\")
+        literal = f"r{quote}{source}{quote}" if raw else repr(source)
+        load = (
+            f"# The adapter {Path(target).name} as it was when this ran, loaded as the harness loads it. What\n"
+            "# it imports (your layer) is found from the directory you run this script in.\n"
+            "sys.path.append(os.getcwd())\n"
+            f"ADAPTER_SOURCE = {literal}\n"
+            f"adapter_file = Path(tempfile.mkdtemp()) / {Path(target).name!r}\n"
+            "adapter_file.write_text(ADAPTER_SOURCE)\n"
+            f'adapter = load_adapter(f"{{adapter_file}}:{attr}")\n'
+        )
+    else:
+        load = f"adapter = load_adapter({spec!r})\n"
+    return (
+        textwrap.dedent(f"""
         # No standalone template for {result.framework!r}: this runs the case through its adapter with the
         # conformance harness (pip install conformance), which calls the framework exactly as its users do.
+        import os
+        import sys
+        import tempfile
+        from pathlib import Path
+
         from conformance.adapters import load_adapter
-        from conformance.cases import load_case_file
+        from conformance.cases import make_case
         from conformance.checks import run_checks
 
-        case = next(c for c in load_case_file({path!r}) if c.id == {case.id!r})
-        for r in run_checks(case, load_adapter({spec!r})):
+        case = make_case({fields!r}, {case.id!r})
+        """)
+        + load
+        + textwrap.dedent("""
+        for r in run_checks(case, adapter):
             print(r.check, r.status, r.message)
         """)
+    )
 
 
 #: results that get a script on every run: those that fail the gate (an xpass has nothing to show)

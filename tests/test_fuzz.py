@@ -3,6 +3,7 @@ reproduces it (and passes on torch) and as a reproducer script; a correct adapte
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -49,9 +50,27 @@ def test_found_cases_reproduce_the_bug_and_pass_on_torch(planted) -> None:
 def test_reproducer_scripts_run_and_show_the_divergence(planted) -> None:
     work, _ = planted
     script = next((work / "found").glob("bug-kernel-not-flipped-forward-*.py"))
-    proc = subprocess.run([sys.executable, script], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    text = script.read_text()
+    assert str(ROOT) not in text and str(work) not in text, (
+        "a plugin adapter's reproducer names machine paths"
+    )
+    elsewhere = work / "elsewhere"  # standalone: the adapter's source is embedded, not loaded from its path
+    elsewhere.mkdir()
+    moved = elsewhere / script.name
+    moved.write_text(text)
+    proc = subprocess.run([sys.executable, moved], capture_output=True, text=True, cwd=elsewhere, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "forward fail" in proc.stdout
+
+
+def test_rerun_line_of_a_plugin_finding_names_its_adapter(planted) -> None:
+    work, _ = planted
+    path = next((work / "found").glob("bug-kernel-not-flipped-forward-*.yaml"))
+    line = next(x for x in path.read_text().splitlines() if x.startswith("# Re-run: "))
+    command = shlex.split(line.removeprefix("# Re-run: "))
+    assert command[:2] == ["conformance", "run"] and "--adapter" in command, line
+    proc = run_cli(*command[1:], "--report-dir", "r3", "-q", cwd=work)
+    assert proc.returncode == 1, f"{line} does not reproduce:\n{proc.stdout}{proc.stderr}"
 
 
 def test_findings_are_minimal(planted) -> None:

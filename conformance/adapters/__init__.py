@@ -186,6 +186,10 @@ def _import_target(spec: str) -> object:
             path = Path(target)
             if not path.is_file():
                 raise AdapterLoadError(f"adapter file {target!r} does not exist")
+            # its sibling modules (the layer under test) import as they do beside it in its project,
+            # also from an installed `conformance` script, whose sys.path lacks the working directory
+            if str(path.resolve().parent) not in sys.path:
+                sys.path.append(str(path.resolve().parent))
             module_name = f"_conformance_adapter_{abs(hash(str(path.resolve())))}"
             module_spec = importlib.util.spec_from_file_location(module_name, path)
             assert module_spec and module_spec.loader
