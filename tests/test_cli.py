@@ -144,7 +144,7 @@ def test_crashing_and_hanging_adapter_leaves_every_other_result(tmp_path: Path) 
         "--framework",
         "torch",
         "--timeout",
-        "10",
+        "30",  # the hang costs this long; shorter, a loaded machine's first torch call can exceed it
         "--report-dir",
         tmp_path / "r",
         "-q",
