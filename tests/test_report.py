@@ -163,6 +163,24 @@ def test_results_json_is_strict_and_round_trips(tmp_path: Path) -> None:
     assert loaded["frameworks"] == {"torch": "2.13.0", "mlx": "0.32.4"}
 
 
+def test_results_json_stores_each_case_once_validates_and_reads_version_1(tmp_path: Path) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema_path = Path(__file__).parents[1] / "conformance" / "schema" / "results.schema.json"
+    results = sample_results()
+    doc = document(results)
+    path = write_reports(doc, tmp_path)["json"]
+    on_disk = json.loads(path.read_text())
+    jsonschema.validate(on_disk, json.loads(schema_path.read_text()))
+    assert on_disk["schema"] == "conformance.results/2"
+    assert len(on_disk["cases"]) == len({(r.file, r.case) for r in results})
+    assert all("params" not in record for record in on_disk["results"])
+    assert results_of(load_document(path)) == results
+
+    version_1 = tmp_path / "v1.json"  # full records, as earlier releases wrote them
+    version_1.write_text(json.dumps({**doc, "schema": "conformance.results/1"}))
+    assert results_of(load_document(version_1)) == results
+
+
 def test_load_document_rejects_what_is_not_a_results_document(tmp_path: Path) -> None:
     cases = {
         "hello.json": ('{"hello": 1}', "no 'results' list"),

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.reports.html import render_html
-from conformance.reports.jsondoc import load_document, to_json
+from conformance.reports.jsondoc import load_document, pack, to_json
 from conformance.reports.junit import render_junit
 from conformance.reports.markdown import render_markdown
 from conformance.reports.summary import render_summary
@@ -38,7 +38,7 @@ def write_reports(document: dict[str, Any], report_dir: str | Path) -> dict[str,
         "summary": directory / "summary.md",
         "junit": directory / "results.junit.xml",
     }
-    paths["json"].write_text(to_json(document, indent=1) + "\n", encoding="utf-8")
+    paths["json"].write_text(to_json(pack(document)) + "\n", encoding="utf-8")
     paths["markdown"].write_text(render_markdown(document), encoding="utf-8")
     paths["html"].write_text(render_html(document), encoding="utf-8")
     paths["summary"].write_text(render_summary(document), encoding="utf-8")

@@ -1,4 +1,10 @@
-"""results.json: strict JSON out (no NaN/Infinity tokens), a checked document in."""
+"""results.json: strict JSON out (no NaN/Infinity tokens), a checked document in.
+
+On disk (schema ``conformance.results/2``, described by ``conformance/schema/results.schema.json``)
+a case's parameters are stored once, in ``cases``, not in each of its records, and a record leaves
+out the fields that hold their defaults; :func:`load_document` gives back the in-memory form, one
+full record per result, and reads ``conformance.results/1`` files (full records) as well.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-from conformance.results import STATUSES
+from conformance.results import STATUSES, Result
+
+SCHEMA = "conformance.results/2"
+#: record fields that belong to the case, stored once per case in ``cases``
+CASE_FIELDS = ("family", "expect", "rules", "params", "tags", "expected_shape", "expected_dtype")
+_DEFAULTS = Result(case="", file="", framework="", check="", status="pass").to_dict()
 
 #: result fields that may hold inf/nan, written to JSON as these strings and read back as floats
 FLOAT_FIELDS = (
@@ -46,6 +57,40 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def case_key(record: dict[str, Any]) -> str:
+    return f"{record['file']}::{record['case']}"
+
+
+def pack(document: dict[str, Any]) -> dict[str, Any]:
+    """The on-disk form of an in-memory document: case fields once per case, defaults left out."""
+    cases: dict[str, dict[str, Any]] = {}
+    records = []
+    for record in document.get("results", []):
+        key = case_key(record)
+        if key not in cases:
+            cases[key] = {name: record[name] for name in CASE_FIELDS if name in record}
+        records.append(
+            {
+                name: value
+                for name, value in record.items()
+                if name not in CASE_FIELDS
+                and (name in REQUIRED_RESULT_FIELDS or value != _DEFAULTS.get(name))
+            }
+        )
+    return {**document, "schema": SCHEMA, "cases": cases, "results": records}
+
+
+def unpack(document: dict[str, Any]) -> dict[str, Any]:
+    """The in-memory form of a packed document (full records); a version-1 document is already it."""
+    cases = document.pop("cases", None)
+    if cases is None:
+        return document
+    document["results"] = [
+        {**_DEFAULTS, **cases.get(case_key(record), {}), **record} for record in document["results"]
+    ]
+    return document
+
+
 def load_document(path: str | Path) -> dict[str, Any]:
     """Read a results.json written by :func:`write_reports`; ValueError naming the file otherwise."""
     try:
@@ -57,6 +102,7 @@ def load_document(path: str | Path) -> dict[str, Any]:
     problem = _document_problem(document)
     if problem:
         raise ValueError(f"{path}: not a results document: {problem}")
+    unpack(document)
     for record in document["results"]:
         for name in FLOAT_FIELDS:
             if record.get(name) in NON_FINITE:
@@ -77,6 +123,8 @@ def _document_problem(document: Any) -> str | None:
     results = document.get("results")
     if not isinstance(results, list):
         return "no 'results' list"
+    if not isinstance(document.get("cases", {}), dict):
+        return "'cases' is not an object"
     if not isinstance(document.get("frameworks", {}), dict):
         return "'frameworks' is not an object"
     for index, record in enumerate(results):
