@@ -20,6 +20,7 @@ import yaml
 
 from conformance import spec
 from conformance.dtypes import ITEMSIZE
+from conformance.layouts import LAYOUTS
 
 VALUE_DISTRIBUTIONS = ("normal", "uniform", "integers")
 EXPECTATIONS = ("ok", "error")
@@ -41,6 +42,7 @@ CASE_FIELDS = (
     "groups",
     "bias",
     "dtype",
+    "layout",
     "expect",
     "matrix",
     "seed",
@@ -63,6 +65,7 @@ ID_ABBREVIATIONS = {
     "input_shape": "in",
     "seed": "seed",
     "values": "",
+    "layout": "",
 }
 
 
@@ -110,6 +113,12 @@ class Case:
     tags: tuple[str, ...] = ()
     tolerance: Tolerance = field(default_factory=Tolerance)
     violations: tuple[spec.Violation, ...] = ()
+    #: memory layout of the generated input and weight (:data:`conformance.layouts.LAYOUTS`)
+    layout: str = "contiguous"
+
+    @property
+    def batched(self) -> bool:
+        return spec.is_batched(self.input_shape, self.params.ndim)
 
     @property
     def op(self) -> str:
@@ -143,6 +152,8 @@ class Case:
         }
         if p.output_size is not None:
             record["output_size"] = list(p.output_size)
+        if self.layout != "contiguous":
+            record["layout"] = self.layout
         return record
 
 
@@ -383,6 +394,7 @@ def _build_case(path: str, raw: dict, case_id: str, family: str, line: int | Non
     if not isinstance(bias, bool):
         raise check.fail("bias", f"must be true or false, got {bias!r}")
     dtype = check.choice("dtype", raw.get("dtype", "float32"), spec.DTYPES)
+    layout = check.choice("layout", raw.get("layout", "contiguous"), LAYOUTS)
     expect = check.choice("expect", raw.get("expect", "ok"), EXPECTATIONS)
     values = check.choice("values", raw.get("values", "normal"), VALUE_DISTRIBUTIONS)
     seed = check.int_field("seed", raw["seed"], minimum=0) if "seed" in raw else zlib.crc32(case_id.encode())
@@ -423,6 +435,7 @@ def _build_case(path: str, raw: dict, case_id: str, family: str, line: int | Non
         tags=tuple(tags),
         tolerance=tolerance,
         violations=tuple(broken),
+        layout=layout,
     )
     _check_sizes(check, case)
     return case
