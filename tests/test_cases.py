@@ -577,3 +577,15 @@ def test_new_dimensions_of_the_space_load(tmp_path: Path) -> None:
     assert record["padding"] == [[2, 1], 0], record
     assert cases["sized"].params_record()["output_size"] == [8, 7], cases["sized"].params_record()
     assert cases["same"].params_record()["padding"] == "same", cases["same"].params_record()
+
+
+def test_readme_case_format_example_loads(tmp_path: Path) -> None:
+    """The README's case-file example is valid and means what its comments say."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Case format", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    cases = {c.id: c for c in load_case_file(write(tmp_path, example))}
+    assert cases["asymmetric"].params.padding_pairs == ((2, 1), (0, 0)), cases["asymmetric"].params
+    assert cases["keras-same"].expected_shape == (2, 8, 12, 12), cases["keras-same"].expected_shape
+    assert cases["sized"].params.output_padding == (1, 1), cases["sized"].params
+    assert cases["one-image"].expected_shape == (8, 8, 8) and cases["one-image"].layout == "channels_last"

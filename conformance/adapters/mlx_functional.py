@@ -71,11 +71,19 @@ class MlxFunctional(Adapter):
 
     def inexpressible(self, case: Case) -> str | None:
         p = case.params
-        if not p.is_symmetric and p.symmetric_padding is None and min(min(general_padding(p))) < 0:
-            return (
-                f"(lo, hi) = {list(p.padding_pairs)} has no (padding, output_padding) form for "
-                f"{self.api}, and mlx.core.conv_general would need negative padding {general_padding(p)}"
-            )
+        if not p.is_symmetric and p.symmetric_padding is None:
+            if min(min(general_padding(p))) < 0:
+                return (
+                    f"(lo, hi) = {list(p.padding_pairs)} has no (padding, output_padding) form for "
+                    f"{self.api}, and mlx.core.conv_general would need negative padding {general_padding(p)}"
+                )
+            if min(min(pair) for pair in p.padding_pairs) < 0:
+                # conv_general sees ordinary padding: nothing there for MLX to reject
+                return (
+                    f"(lo, hi) = {list(p.padding_pairs)} has a negative entry and no (padding, "
+                    f"output_padding) form; through mlx.core.conv_general it is the valid padding "
+                    f"{general_padding(p)}, so MLX cannot be asked to reject it"
+                )
         return super().inexpressible(case)
 
     @staticmethod
