@@ -79,7 +79,23 @@ def _parser() -> argparse.ArgumentParser:
         metavar="LIST",
         help=f"comma-separated checks to run (default: all of {','.join(CHECKS)})",
     )
+    run.add_argument(
+        "--reproducers",
+        choices=("failing", "divergent"),
+        default="failing",
+        help="write standalone reproducer scripts for failing results (default) or for known divergences too",
+    )
     run.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+    repro = sub.add_parser(
+        "repro", help="run the selected cases and write a standalone reproducer for each divergence"
+    )
+    repro.add_argument("paths", nargs="*", default=["cases"], help="case files or directories")
+    repro.add_argument("--case", action="append", default=[], metavar="GLOB", help="case ids matching")
+    repro.add_argument("-k", dest="keyword", default=None, metavar="EXPR", help="keyword expression")
+    repro.add_argument("--framework", action="append", default=[], metavar="NAME")
+    repro.add_argument("--adapter", action="append", default=[], metavar="SPEC")
+    repro.add_argument("--out", default="reports", metavar="DIR", help="scripts go to DIR/reproducers/")
 
     report = sub.add_parser("report", help="render reports from one or more results.json files, merged")
     report.add_argument("results", nargs="+", help="results.json files (e.g. one per environment)")
@@ -166,7 +182,7 @@ def _checks(arg: str | None) -> list[str] | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from conformance.report import write_reports
+    from conformance.reports import write_reports
 
     checks = _checks(args.check)
     known = _known_divergences(args.known_divergences)
@@ -189,7 +205,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     warnings = applied.warnings
     shutil.rmtree(Path(args.report_dir) / "reproducers", ignore_errors=True)
     reproducer.write_all(
-        outcome.results, {(c.file, c.id): c for c in cases}, outcome.frameworks, args.report_dir
+        outcome.results,
+        {(c.file, c.id): c for c in cases},
+        outcome.frameworks,
+        args.report_dir,
+        reproducer.DIVERGENT_REPRODUCED if args.reproducers == "divergent" else reproducer.FAILING_REPRODUCED,
     )
     command = "conformance " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     document = make_document(
@@ -214,8 +234,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_FAILED if any(r.status in FAILING for r in outcome.results) else EXIT_OK
 
 
+def cmd_repro(args: argparse.Namespace) -> int:
+    specs = _adapter_specs(args.framework, args.adapter)
+    cases = filter_cases(select(load_cases(args.paths), args.case), args.keyword)
+    if not cases:
+        raise UsageError("no case matches the given paths, --case and -k")
+    outcome = runner.Runner(runner.describe(specs), 1).run(cases)
+    by_key = {(c.file, c.id): c for c in cases}
+    written = reproducer.write_all(
+        outcome.results, by_key, outcome.frameworks, args.out, reproducer.DIVERGENT_REPRODUCED
+    )
+    for r in outcome.results:
+        if r.reproducer:
+            print(f"{r.framework} {r.case} {r.check} {r.status}: {Path(args.out) / r.reproducer}")
+    if not written and not any(r.reproducer for r in outcome.results):
+        print(f"no divergence in {len(cases)} case(s): nothing to reproduce", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    from conformance.report import load_document, write_reports
+    from conformance.reports import load_document, write_reports
 
     documents = []
     for path in args.results:
@@ -283,7 +321,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"run": cmd_run, "report": cmd_report, "validate": cmd_validate, "fuzz": cmd_fuzz}[args.command]
+    handler = {
+        "run": cmd_run,
+        "repro": cmd_repro,
+        "report": cmd_report,
+        "validate": cmd_validate,
+        "fuzz": cmd_fuzz,
+    }[args.command]
     try:
         return handler(args)
     except CaseFileError as exc:

@@ -49,12 +49,25 @@ class Result:
         return (self.file, self.case, self.framework, self.check)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # Not dataclasses.asdict: its recursive deep copy was most of a results document's cost.
+        # The record's fields hold only JSON values; the lists and dicts are copied one level deep.
+        return {name: _copy(getattr(self, name)) for name in _FIELDS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Result:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**{k: v for k, v in data.items() if k in _FIELD_SET})
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(Result))
+_FIELD_SET = frozenset(_FIELDS)
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, list):
+        return list(value)
+    if isinstance(value, dict):
+        return {k: list(v) if isinstance(v, list) else v for k, v in value.items()}
+    return value
 
 
 # --- results.json documents ---------------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.report import load_document, render_html, render_markdown, write_reports
+from conformance.reports import load_document, render_html, render_markdown, write_reports
 from conformance.results import STATUSES, Result, make_document, merge_documents, results_of
 
 FILE = "cases/conv_transpose2d.yaml"

@@ -1,0 +1,417 @@
+"""Computed views of a results document, in one place: every renderer (Markdown, summary, HTML,
+JUnit, pictures) shows these and computes nothing of its own, so the formats cannot disagree.
+
+Everything comes from the document alone, so ``conformance report`` can re-render (and merge)
+results written elsewhere.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conformance.checks import CHECKS as CHECK_ORDER
+from conformance.results import DIVERGENT, FAILING, STATUSES, Result
+from conformance.spec import RULES
+
+TITLE = "Transposed-convolution conformance"
+#: statuses listed as divergences: everything but a pass or a declared limit
+LISTED = tuple(s for s in STATUSES if s not in ("pass", "unsupported"))
+#: order within a framework's divergences: what breaks the gate first, the known ones last
+LISTING_ORDER = {s: i for i, s in enumerate(("crash", "timeout", "error", "fail", "xpass", "xfail"))}
+ICONS = {
+    "pass": "✅",
+    "fail": "❌",
+    "error": "❌",
+    "crash": "💥",
+    "timeout": "⏱️",
+    "xfail": "⚠️",
+    "xpass": "❌",
+    "unsupported": "—",
+}
+MD_MESSAGE_CHARS = 200
+HTML_MESSAGE_CHARS = 300
+_SAFE_LINK = re.compile(r"https?://[^\s<>\"'`|()\[\]]+", re.IGNORECASE)
+
+
+# --- the facts every format shows ---------------------------------------------------------------
+
+
+@dataclass
+class Family:
+    """A case as written, before matrix expansion, and its results on each framework."""
+
+    file: str
+    name: str
+    checks: list[str] = field(default_factory=list)
+    counts: dict[str, Counter] = field(default_factory=dict)  # framework -> status -> count
+
+    @property
+    def label(self) -> str:
+        return f"{Path(self.file).name}::{self.name}"
+
+    @property
+    def diverges(self) -> bool:
+        return any(c[s] for c in self.counts.values() for s in LISTED)
+
+
+def frameworks_of(document: dict[str, Any], results: Iterable[Result]) -> list[str]:
+    """The document's frameworks in their order, then any that only the results name."""
+    names = list(document.get("frameworks") or {})
+    for r in results:
+        if r.framework not in names:
+            names.append(r.framework)
+    return names
+
+
+def families_of(results: Iterable[Result]) -> list[Family]:
+    families: dict[tuple[str, str], Family] = {}
+    for r in results:
+        family = families.setdefault((r.file, r.family or r.case), Family(r.file, r.family or r.case))
+        if r.check not in family.checks:
+            family.checks.append(r.check)
+        family.counts.setdefault(r.framework, Counter())[r.status] += 1
+    return list(families.values())
+
+
+def verdict(results: list[Result], interrupted: bool) -> tuple[str, str]:
+    """("PASS" or "FAIL", one line saying why)."""
+    counts = Counter(r.status for r in results)
+    failing = [(s, counts[s]) for s in STATUSES if s in FAILING and counts[s]]
+    parts = []
+    if failing:
+        total = sum(n for _, n in failing)
+        plural = "s" * (total != 1)
+        parts.append(f"{total} failing result{plural} ({counts_text(failing)}) of {len(results)}")
+    else:
+        parts.append(f"{counts['pass']} of {len(results)} results pass" if results else "no results")
+    if counts["xfail"]:
+        parts.append(f"{counts['xfail']} known divergence{'s' * (counts['xfail'] != 1)} (xfail)")
+    if counts["unsupported"]:
+        parts.append(f"{counts['unsupported']} unsupported")
+    if interrupted:
+        parts.append("the run was interrupted, so some cases never ran")
+    # an interrupted run fails the gate (the CLI exits 1) even if what did run passed
+    return ("FAIL" if failing or interrupted else "PASS"), "; ".join(parts)
+
+
+def counts_text(pairs: Iterable[tuple[str, int]]) -> str:
+    return ", ".join(f"{n} {s}" for s, n in pairs)
+
+
+def divergent(results: Iterable[Result]) -> dict[str, list[Result]]:
+    """framework -> its non-pass, non-unsupported results, gate failures first."""
+    grouped: dict[str, list[Result]] = {}
+    for r in results:
+        if r.status in LISTED:
+            grouped.setdefault(r.framework, []).append(r)
+    for listed in grouped.values():
+        listed.sort(key=lambda r: (LISTING_ORDER.get(r.status, 99), r.file, r.case, r.check))
+    return grouped
+
+
+#: a parity-matrix cell's mark by kind; emoji read well on GitHub, but many systems lack an emoji
+#: font, so the HTML uses plain symbols on coloured cells
+MD_MARKS = {"ok": "✅", "bad": "❌", "known": "⚠️", "na": "—", "none": ""}
+HTML_MARKS = {"ok": "✓", "bad": "✗", "known": "⚠", "na": "—", "none": ""}
+
+
+def matrix_cell(counts: Counter | None) -> tuple[str, str]:
+    """(kind, text) of one family x framework cell; kind is ok, bad, known, na (all unsupported) or
+    none (no result), and the text is ``12/12`` or ``3 fail, 1 xfail / 12`` (a mark goes before it)."""
+    total = sum(counts.values()) if counts else 0
+    if not counts or total == 0:
+        return "none", "·"
+    unsupported = counts["unsupported"]
+    if unsupported == total:
+        return "na", "unsupported"
+    problems = [(s, counts[s]) for s in LISTED if counts[s]]
+    if not problems:
+        kind, text = "ok", f"{counts['pass']}/{total}"
+    else:
+        kind = "bad" if any(s in FAILING for s, _ in problems) else "known"
+        text = f"{counts_text(problems)} / {total}"
+    if unsupported:
+        text += f" · {unsupported} unsupported"
+    return kind, text
+
+
+def check_matrix(frameworks: list[str], results: Iterable[Result]) -> tuple[list[str], list[list[tuple]]]:
+    """Forward, each gradient and error parity side by side: rows are frameworks, columns checks,
+    cells ``matrix_cell`` over every case of that framework and check."""
+    counts: dict[tuple[str, str], Counter] = {}
+    checks: list[str] = []
+    for r in results:
+        counts.setdefault((r.framework, r.check), Counter())[r.status] += 1
+        if r.check not in checks:
+            checks.append(r.check)
+    order = {c: i for i, c in enumerate(CHECK_ORDER)}
+    checks.sort(key=lambda c: order.get(c, len(order)))
+    rows = [[name, *(matrix_cell(counts.get((name, c))) for c in checks)] for name in frameworks]
+    return checks, rows
+
+
+def _behaviour(r: Result) -> str:
+    """What a framework did with an invalid configuration, in a few words."""
+    if r.status == "unsupported":
+        return "unsupported"
+    if r.status == "timeout" or "timed out" in r.message or "timeout" in r.message:
+        return "hangs"
+    if r.message.startswith("worker process"):
+        why = r.message.split(" while ")[0].removeprefix("worker process ")
+        return f"crashes ({why})"
+    if r.exception:
+        return f"raises {r.exception}"
+    if r.actual_shape is not None:
+        return "returns a result"
+    return r.status
+
+
+def error_parity_matrix(frameworks: list[str], results: Iterable[Result]) -> list[dict[str, Any]]:
+    """Rule x framework: how each framework treats configurations that break each validity rule.
+
+    A cell lists each behaviour with its count, e.g. ``raises RuntimeError ×3; returns shape (2, 4, 8) ×1``,
+    and an example message per behaviour. A case that breaks several rules counts for each.
+    """
+    cells: dict[tuple[str, str], dict[str, list[Result]]] = {}
+    rules: list[str] = []
+    for r in results:
+        if r.check != "error_parity":
+            continue
+        for rule in r.rules or ["(unknown rule)"]:
+            if rule not in rules:
+                rules.append(rule)
+            cells.setdefault((rule, r.framework), {}).setdefault(_behaviour(r), []).append(r)
+    order = {rule: i for i, rule in enumerate(RULES)}
+    rules.sort(key=lambda rule: order.get(rule, len(order)))
+    rows = []
+    for rule in rules:
+        row = {"rule": rule, "text": RULES[rule].text if rule in RULES else "", "cells": []}
+        for name in frameworks:
+            behaviours = cells.get((rule, name), {})
+            statuses = Counter(r.status for rs in behaviours.values() for r in rs)
+            kind = matrix_cell(statuses)[0] if behaviours else "none"
+            parts = [
+                f"{what} ×{len(rs)}" for what, rs in sorted(behaviours.items(), key=lambda kv: -len(kv[1]))
+            ]
+            examples = [f"{what}: {rs[0].case}: {rs[0].message}" for what, rs in behaviours.items()]
+            returned = behaviours.get("returns a result")
+            if returned and returned[0].actual_shape is not None:
+                parts = [
+                    p + f" (e.g. {tuple(returned[0].actual_shape)})" if p.startswith("returns") else p
+                    for p in parts
+                ]
+            row["cells"].append({"kind": kind, "text": "; ".join(parts) or "·", "examples": examples})
+        rows.append(row)
+    return rows
+
+
+#: parameter families compared across frameworks: name -> predicate over a result's params
+def _pairs(p: dict[str, Any]) -> list[tuple[int, int]]:
+    """Explicit (lo, hi) per axis of a params record; [] for string padding (resolved inside)."""
+    padding = p["padding"]
+    if isinstance(padding, str):
+        return []
+    return [(v[0], v[1]) if isinstance(v, list) else (v, v) for v in padding]
+
+
+def _extent_exceeded(p: dict[str, Any]) -> bool:
+    return any(max(pair) > d * (k - 1) for pair, d, k in zip(_pairs(p), p["dilation"], p["kernel_size"]))
+
+
+def _unbatched(p: dict[str, Any]) -> bool:
+    return len(p["input_shape"]) == int(p["op"][-2]) + 1
+
+
+PARAMETER_FAMILIES: dict[str, Callable[[dict[str, Any]], bool]] = {
+    "1-d": lambda p: p["op"] == "conv_transpose1d",
+    "2-d": lambda p: p["op"] == "conv_transpose2d",
+    "3-d": lambda p: p["op"] == "conv_transpose3d",
+    "groups > 1": lambda p: p["groups"] > 1,
+    "dilation > 1": lambda p: any(d > 1 for d in p["dilation"]),
+    "stride > 1": lambda p: any(s > 1 for s in p["stride"]),
+    "output_padding > 0": lambda p: any(op > 0 for op in p["output_padding"]),
+    "output_padding >= stride": lambda p: any(0 < s <= op for op, s in zip(p["output_padding"], p["stride"])),
+    "padding > dilation·(k−1)": _extent_exceeded,
+    "no bias": lambda p: not p["bias"],
+    "float16": lambda p: p["dtype"] == "float16",
+    "bfloat16": lambda p: p["dtype"] == "bfloat16",
+    "float64": lambda p: p["dtype"] == "float64",
+    # the dimensions beyond PyTorch's functional arguments (README, "Reference semantics")
+    "asymmetric padding": lambda p: any(lo != hi for lo, hi in _pairs(p)),
+    "padding same / valid": lambda p: p["padding"] in ("same", "valid"),
+    "padding same_upper / same_lower": lambda p: p["padding"] in ("same_upper", "same_lower"),
+    "output_size": lambda p: "output_size" in p,
+    "unbatched input": _unbatched,
+    "empty batch (N = 0)": lambda p: not _unbatched(p) and p["input_shape"][0] == 0,
+    "channels_last layout": lambda p: p.get("layout") == "channels_last",
+    "strided layout": lambda p: p.get("layout") == "strided",
+}
+
+
+def _reason(r: Result) -> str:
+    """A short name for why a result diverges: its known-divergence reason, else its message."""
+    text = (r.divergence or {}).get("reason") or r.message
+    text = text.split(": ", 1)[1] if text.startswith(("mlx", "torch", "megengine", "lucid", "jax")) else text
+    return shorten(" ".join(text.split()), 90)
+
+
+def comparison_by_family(frameworks: list[str], results: Iterable[Result]) -> list[dict[str, Any]]:
+    """Per parameter family (valid configurations only), which frameworks diverge and why.
+
+    A cell counts divergent results (fail, error, crash, timeout, xfail) over the results that ran
+    (unsupported excluded) and names the most frequent reasons; every number comes from results.
+    """
+    valid = [r for r in results if r.check != "error_parity" and r.params]
+    rows = []
+    for family, member in PARAMETER_FAMILIES.items():
+        row = {"family": family, "cells": []}
+        selected = [r for r in valid if member(r.params)]
+        for name in frameworks:
+            mine = [r for r in selected if r.framework == name]
+            ran = [r for r in mine if r.status != "unsupported"]
+            bad = [r for r in ran if r.status in DIVERGENT]
+            reasons = Counter(_reason(r) for r in bad).most_common(2)
+            if not mine:
+                kind, text = "none", "·"
+            elif not ran:  # why it cannot express them: the adapters' declared reasons
+                kind, text = "na", "unsupported"
+                reasons = Counter(shorten(r.message, 120) for r in mine).most_common(2)
+            elif not bad:
+                kind, text = "ok", f"0/{len(ran)}"
+            else:
+                kind = "bad" if any(r.status in FAILING for r in bad) else "known"
+                text = f"{len(bad)}/{len(ran)} diverge"
+            if ran and len(ran) < len(mine):
+                text += f" · {len(mine) - len(ran)} unsupported"
+            row["cells"].append(
+                {"kind": kind, "text": text, "reasons": [f"{n}× {why}" for why, n in reasons]}
+            )
+        rows.append(row)
+    return rows
+
+
+def marked(cell: tuple[str, str], marks: dict[str, str]) -> str:
+    kind, text = cell
+    return f"{marks[kind]} {text}".strip()
+
+
+def _axes(values: Any, joined: bool = False) -> str:
+    if not isinstance(values, (list, tuple)):
+        return str(values)
+    if any(isinstance(v, (list, tuple)) for v in values):  # (lo, hi) padding pairs: "1,0x2"
+        return "x".join(",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v) for v in values)
+    if not joined and values and all(v == values[0] for v in values):
+        return str(values[0])
+    return "x".join(str(v) for v in values)
+
+
+def params_text(params: dict[str, Any]) -> str:
+    """``conv_transpose2d in=1x4x8x8 co=8 k=3x3 s=2 p=1 op=1 d=1 g=1 bias float32``."""
+    if not params:
+        return ""
+    parts = [str(params.get("op", "?"))]
+    if "input_shape" in params:
+        parts.append(f"in={_axes(params['input_shape'], joined=True)}")
+    for key, short in (
+        ("out_channels", "co"),
+        ("kernel_size", "k"),
+        ("stride", "s"),
+        ("padding", "p"),
+        ("output_padding", "op"),
+        ("output_size", "os"),
+        ("dilation", "d"),
+        ("groups", "g"),
+        ("layout", "layout"),
+    ):
+        if key in params:
+            parts.append(f"{short}={_axes(params[key], joined=key == 'kernel_size')}")
+    if "bias" in params:
+        parts.append("bias" if params["bias"] else "no-bias")
+    if "dtype" in params:
+        parts.append(str(params["dtype"]))
+    return " ".join(parts)
+
+
+def fmt_number(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, float):
+        return str(value)
+    if math.isnan(value) or math.isinf(value):
+        return str(value)
+    return f"{value:.3g}"
+
+
+def shape_diff_text(r: Result) -> str:
+    """Expected vs actual shape/dtype where they differ, else ""."""
+    parts = []
+    if r.expected_shape is None and r.actual_shape is not None:
+        parts.append(f"expected an error, got shape {list(r.actual_shape)}")
+    elif r.actual_shape is not None and list(r.actual_shape) != list(r.expected_shape or []):
+        parts.append(f"shape expected {list(r.expected_shape or [])}, got {list(r.actual_shape)}")
+    if r.actual_dtype and r.expected_dtype and r.actual_dtype != r.expected_dtype:
+        parts.append(f"dtype expected {r.expected_dtype}, got {r.actual_dtype}")
+    return "; ".join(parts)
+
+
+def numeric_diff_text(r: Result) -> str:
+    parts = [
+        f"{name} {fmt_number(getattr(r, name))}"
+        for name in ("max_abs_err", "max_rel_err", "max_err_over_bound")
+        if getattr(r, name) is not None
+    ]
+    if r.mismatched is not None and r.elements is not None:
+        parts.append(f"mismatched {r.mismatched}/{r.elements}")
+    if r.worst_index is not None and r.mismatched:
+        worst = f"worst_index {list(r.worst_index)}"
+        if r.tolerance_at_worst is not None:
+            worst += f" (tolerance_at_worst {fmt_number(r.tolerance_at_worst)})"
+        parts.append(worst)
+    return ", ".join(parts)
+
+
+def safe_link(link: Any) -> str | None:
+    """The link when it is a plain http(s) URL that is safe to make clickable, else None."""
+    return link if isinstance(link, str) and _SAFE_LINK.fullmatch(link) else None
+
+
+def shorten(text: str, limit: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _environment_row(index: int, run: dict[str, Any]) -> dict[str, str]:
+    env = run.get("environment") or {}
+    frameworks = run.get("frameworks") or {}
+    return {
+        "run": str(index),
+        "python": str(env.get("python", "")),
+        "platform": str(env.get("platform", "")),
+        "machine": str(env.get("machine", "")),
+        "conformance": str(env.get("conformance", "")),
+        "numpy": str(env.get("numpy", "")),
+        "frameworks": ", ".join(f"{n} {v}" for n, v in frameworks.items()),
+        "command": str(run.get("command") or ""),
+        "interrupted": "yes" if run.get("interrupted") else "",
+    }
+
+
+def environment_rows(document: dict[str, Any]) -> list[dict[str, str]]:
+    runs = document.get("runs") or [
+        {"environment": document.get("environment") or {}, "frameworks": document.get("frameworks") or {}}
+    ]
+    return [_environment_row(i, run) for i, run in enumerate(runs, 1)]
+
+
+def summary_rows(frameworks: list[str], results: list[Result]) -> list[list[Any]]:
+    """One row per framework: name, a count per status, total (recounted, not trusted)."""
+    counts = {name: Counter() for name in frameworks}
+    for r in results:
+        counts.setdefault(r.framework, Counter())[r.status] += 1
+    return [[name, *(c[s] for s in STATUSES), sum(c.values())] for name, c in counts.items()]
