@@ -11,7 +11,7 @@ from hypothesis import assume, example, find, given, settings
 from hypothesis import strategies as st
 
 from conformance import oracle, spec
-from tests.helpers.hypothesis_helpers import ConvConfig, conv_configs, minimal_invalid
+from tests.helpers.hypothesis_helpers import ConvConfig, asymmetric_configs, conv_configs, minimal_invalid
 from tests.helpers.reference_loops import conv_transpose_loops
 
 # --- assertion helpers ----------------------------------------------------------------------------
@@ -388,22 +388,6 @@ def test_vjp_rejects_a_cotangent_of_the_wrong_shape() -> None:
 # --- the wider parameter space: asymmetric and string padding, output_size, unbatched, N = 0 -------
 
 
-@st.composite
-def asymmetric_configs(draw: st.DrawFn) -> ConvConfig:
-    """A valid configuration whose padding is redrawn as (lo, hi) pairs, lo != hi on some axis."""
-    base = draw(conv_configs(max_size=600, max_work=6000))
-    pairs = []
-    for length, k, s, d, op in zip(
-        base.input_shape[2:], base.kernel_size, base.stride, base.dilation, base.output_padding
-    ):
-        full = (length - 1) * s + d * (k - 1) + 1 + op
-        lo = draw(st.integers(0, full - 1))
-        hi = draw(st.integers(0, full - 1 - lo))  # at least one output element
-        pairs.append((lo, hi))
-    assume(any(lo != hi for lo, hi in pairs))
-    return replace(base, padding=tuple(pairs))
-
-
 def torch_form(config: ConvConfig) -> ConvConfig | None:
     """The same configuration in torch's symmetric form, via spec.ConvParams.symmetric_padding."""
     form = config.params().symmetric_padding
@@ -537,69 +521,3 @@ def test_unbatched_and_empty_batch_match_torch(shape: tuple[int, ...]) -> None:
         np.testing.assert_allclose(
             mine, theirs.numpy(), rtol=1e-12, atol=1e-12, err_msg=f"{name} of input shape {shape}"
         )
-
-
-@pytest.mark.parametrize("mode", ["same", "valid"])
-@pytest.mark.parametrize(
-    ("kernel", "stride", "dilation"), [(3, 2, 1), (4, 2, 1), (2, 3, 1), (1, 2, 1), (3, 1, 2), (5, 3, 1)]
-)
-def test_string_padding_matches_jax_float64(mode: str, kernel: int, stride: int, dilation: int) -> None:
-    """'same' / 'valid' are jax.lax.conv_transpose's (the TensorFlow convention), in float64."""
-    jax = pytest.importorskip("jax")
-    jax.config.update("jax_enable_x64", True)
-    rng = np.random.default_rng(kernel * 100 + stride * 10 + dilation)
-    x = rng.standard_normal((2, 3, 5, 4))
-    w = rng.standard_normal((3, 2, kernel, kernel))  # torch layout (C_in, C_out, *K)
-    got = oracle.conv_transpose(x, w, None, stride, mode, 0, 1, dilation)
-    # transpose_kernel=True: the gradient of a forward convolution whose kernel (O=C_in, I=C_out)
-    # is this weight, which is torch's transposed convolution.
-    want = jax.lax.conv_transpose(
-        x,
-        w,
-        (stride, stride),
-        mode.upper(),
-        rhs_dilation=(dilation, dilation),
-        dimension_numbers=("NCHW", "OIHW", "NCHW"),
-        transpose_kernel=True,
-    )
-    assert got.shape == want.shape, (
-        f"{mode}, k={kernel}, s={stride}, d={dilation}: {got.shape} vs {want.shape}"
-    )
-    np.testing.assert_allclose(
-        got, np.asarray(want), rtol=1e-12, atol=1e-12, err_msg=f"{mode}, k={kernel}, s={stride}, d={dilation}"
-    )
-
-
-@settings(max_examples=60, deadline=None)
-@given(asymmetric_configs())
-def test_asymmetric_padding_matches_jax_float64(config: ConvConfig) -> None:
-    """Explicit (lo, hi) crops as JAX users write them: conv_general_dilated on the zero-inserted input
-    padded by (d·(k−1) − lo, d·(k−1) − hi + op) with the flipped kernel."""
-    jax = pytest.importorskip("jax")
-    jax.config.update("jax_enable_x64", True)
-    x, w, b = config.arrays()
-    got = oracle.conv_transpose(x, w, b, **config.kwargs())
-    g = config.groups
-    cin_g, cout_g = config.in_channels // g, config.out_channels // g
-    oi = w.reshape(g, cin_g, cout_g, *config.kernel_size).swapaxes(1, 2)
-    oi = oi.reshape(g * cout_g, cin_g, *config.kernel_size)
-    rhs = np.flip(oi, axis=tuple(range(2, oi.ndim)))
-    spatial = "DHW"[-config.ndim :]
-    want = jax.lax.conv_general_dilated(
-        x,
-        rhs,
-        (1,) * config.ndim,
-        [
-            (d * (k - 1) - lo, d * (k - 1) - hi + op)
-            for (lo, hi), k, d, op in zip(
-                config.padding, config.kernel_size, config.dilation, config.output_padding
-            )
-        ],
-        lhs_dilation=config.stride,
-        rhs_dilation=config.dilation,
-        dimension_numbers=(f"NC{spatial}", f"OI{spatial}", f"NC{spatial}"),
-        feature_group_count=g,
-    )
-    if b is not None:
-        want = want + b.reshape(-1, *(1,) * config.ndim)
-    np.testing.assert_allclose(got, np.asarray(want), rtol=1e-10, atol=1e-10, err_msg=f"{config} vs jax")

@@ -406,3 +406,22 @@ def minimal_invalid(rule: str, ndim: int = 1) -> ConvConfig:
         "output_size_reachable": {"output_size": _set_axis((6,) * ndim, last, 7)},
     }
     return replace(base, **changes[rule])
+
+
+# --- the wider space ------------------------------------------------------------------------------
+
+
+@st.composite
+def asymmetric_configs(draw: st.DrawFn) -> ConvConfig:
+    """A valid configuration whose padding is redrawn as (lo, hi) pairs, lo != hi on some axis."""
+    base = draw(conv_configs(max_size=600, max_work=6000))
+    pairs = []
+    for length, k, s, d, op in zip(
+        base.input_shape[2:], base.kernel_size, base.stride, base.dilation, base.output_padding
+    ):
+        full = (length - 1) * s + d * (k - 1) + 1 + op
+        lo = draw(st.integers(0, full - 1))
+        hi = draw(st.integers(0, full - 1 - lo))  # at least one output element
+        pairs.append((lo, hi))
+    assume(any(lo != hi for lo, hi in pairs))
+    return replace(base, padding=tuple(pairs))
