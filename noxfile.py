@@ -64,7 +64,7 @@ ENVIRONMENTS: dict[str, Environment] = {
         "jax,onnxruntime",
         "constraints/jax-onnxruntime-tinygrad.txt",
         ("jax", "onnxruntime"),
-        ("tests/test_adapters_jax_onnxruntime_tinygrad.py",),
+        ("tests/test_adapters_jax_onnxruntime_tinygrad.py", "tests/test_oracle_jax.py"),
         env=(
             ("JAX_COMPILATION_CACHE_DIR", str(CACHE / "jax")),
             # by default JAX caches only programs that took over a second to compile: ours take less

@@ -20,6 +20,7 @@ import yaml
 
 from conformance import spec
 from conformance.dtypes import ITEMSIZE
+from conformance.layouts import LAYOUTS
 
 VALUE_DISTRIBUTIONS = ("normal", "uniform", "integers")
 EXPECTATIONS = ("ok", "error")
@@ -36,10 +37,12 @@ CASE_FIELDS = (
     "stride",
     "padding",
     "output_padding",
+    "output_size",
     "dilation",
     "groups",
     "bias",
     "dtype",
+    "layout",
     "expect",
     "matrix",
     "seed",
@@ -54,6 +57,7 @@ ID_ABBREVIATIONS = {
     "stride": "s",
     "padding": "p",
     "output_padding": "op",
+    "output_size": "os",
     "dilation": "d",
     "groups": "g",
     "kernel_size": "k",
@@ -61,6 +65,7 @@ ID_ABBREVIATIONS = {
     "input_shape": "in",
     "seed": "seed",
     "values": "",
+    "layout": "",
 }
 
 
@@ -108,6 +113,12 @@ class Case:
     tags: tuple[str, ...] = ()
     tolerance: Tolerance = field(default_factory=Tolerance)
     violations: tuple[spec.Violation, ...] = ()
+    #: memory layout of the generated input and weight (:data:`conformance.layouts.LAYOUTS`)
+    layout: str = "contiguous"
+
+    @property
+    def batched(self) -> bool:
+        return spec.is_batched(self.input_shape, self.params.ndim)
 
     @property
     def op(self) -> str:
@@ -126,19 +137,24 @@ class Case:
     def params_record(self) -> dict[str, Any]:
         """The ``params`` object of a result record."""
         p = self.params
-        return {
+        record = {
             "op": p.op,
             "input_shape": list(self.input_shape),
             "out_channels": p.out_channels,
             "kernel_size": list(p.kernel_size),
             "stride": list(p.stride),
-            "padding": list(p.padding),
-            "output_padding": list(p.output_padding),
+            "padding": p.written_padding(),
+            "output_padding": p.written_output_padding(),
             "dilation": list(p.dilation),
             "groups": p.groups,
             "bias": p.bias,
             "dtype": self.dtype,
         }
+        if p.output_size is not None:
+            record["output_size"] = list(p.output_size)
+        if self.layout != "contiguous":
+            record["layout"] = self.layout
+        return record
 
 
 # --- YAML with line numbers and duplicate-key detection -------------------------------------------
@@ -254,6 +270,32 @@ class _FieldChecker:
             raise self.fail(name, f"every value must be >= {minimum}, got {list(values)}")
         return values
 
+    def padding_field(self, value: Any, ndim: int) -> spec.Padding:
+        """An int, a string of :data:`spec.PADDING_MODES`, or ``ndim`` entries each an int or ``[lo, hi]``."""
+        expected = (
+            f"an integer, one of {', '.join(spec.PADDING_MODES)}, or a list of {ndim} entries each an "
+            "integer or a pair [lo, hi] of integers"
+        )
+        if isinstance(value, str):
+            if value not in spec.PADDING_MODES:
+                raise self.fail("padding", f"unknown padding {value!r}: must be {expected}")
+            return value
+        if _is_int(value):
+            return value
+        if not isinstance(value, list):
+            raise self.fail("padding", f"must be {expected}, got {value!r}")
+        if len(value) != ndim:
+            raise self.fail("padding", f"needs {ndim} entries for a {ndim}-d op, got {len(value)}: {value!r}")
+        for index, entry in enumerate(value):
+            if not (
+                _is_int(entry) or (isinstance(entry, list) and len(entry) == 2 and all(map(_is_int, entry)))
+            ):
+                raise self.fail(
+                    "padding",
+                    f"entry #{index + 1} must be an integer or a pair [lo, hi] of integers, got {entry!r}",
+                )
+        return [list(e) if isinstance(e, list) else e for e in value]
+
     def choice(self, name: str, value: Any, options: Sequence[str]) -> str:
         if value not in options:
             raise self.fail(name, f"must be one of {', '.join(options)}; got {value!r}")
@@ -295,7 +337,10 @@ def _expand_matrix(path: str, raw: dict, case_id: str) -> list[tuple[str, dict]]
 def _id_part(name: str, value: Any) -> str:
     if isinstance(value, bool):
         return name if value else f"no{name}"
-    text = "x".join(str(v) for v in value) if isinstance(value, list) else str(value)
+    if isinstance(value, list):  # [[2, 1], 0] -> "2_1x0"
+        text = "x".join("_".join(map(str, v)) if isinstance(v, list) else str(v) for v in value)
+    else:
+        text = str(value)
     return ID_ABBREVIATIONS.get(name, name) + text
 
 
@@ -311,28 +356,45 @@ def _build_case(path: str, raw: dict, case_id: str, family: str, line: int | Non
         if required not in raw:
             raise check.fail(required, "is required")
     shape = raw["input_shape"]
-    # N, C_in >= 1 by format; an empty spatial axis or kernel is a rule (spec) and may be an error case.
+    # C_in >= 1 by format; N = 0 is an empty batch, a rank of spatial + 1 an unbatched input (both
+    # PyTorch's); an empty spatial axis, a kernel of 0 or another rank is a rule (spec) and may be an
+    # error case.
     if (
         not isinstance(shape, list)
         or len(shape) < 2
         or not all(_is_int(v) and v >= 0 for v in shape)
-        or shape[0] < 1
-        or shape[1] < 1
+        or spec.input_channels(shape, ndim) < 1
     ):
         raise check.fail(
-            "input_shape", f"must be a list [N >= 1, C_in >= 1, *spatial >= 0] of integers, got {shape!r}"
+            "input_shape",
+            f"must be a list [N >= 0, C_in >= 1, *spatial] (unbatched: [C_in >= 1, *spatial]) of "
+            f"integers >= 0, got {shape!r}",
         )
     out_channels = check.int_field("out_channels", raw["out_channels"], minimum=1)
     kernel = check.axes_field("kernel_size", raw["kernel_size"], ndim, minimum=0)
     axes = {
         name: check.axes_field(name, raw.get(name, default), ndim)
-        for name, default in (("stride", 1), ("padding", 0), ("output_padding", 0), ("dilation", 1))
+        for name, default in (("stride", 1), ("output_padding", 0), ("dilation", 1))
     }
+    padding = check.padding_field(raw.get("padding", 0), ndim)
+    output_size = None
+    if "output_size" in raw:
+        output_size = check.axes_field("output_size", raw["output_size"], ndim, minimum=0)
+        if isinstance(padding, str):
+            raise check.fail(
+                "output_size", f"cannot be combined with padding: {padding} (both set the length)"
+            )
+    if any(axes["output_padding"]) and (isinstance(padding, str) or output_size is not None):
+        other = f"padding: {padding}" if isinstance(padding, str) else "output_size"
+        raise check.fail(
+            "output_padding", f"cannot be combined with {other}, which determines output_padding itself"
+        )
     groups = check.int_field("groups", raw.get("groups", 1))
     bias = raw.get("bias", True)
     if not isinstance(bias, bool):
         raise check.fail("bias", f"must be true or false, got {bias!r}")
     dtype = check.choice("dtype", raw.get("dtype", "float32"), spec.DTYPES)
+    layout = check.choice("layout", raw.get("layout", "contiguous"), LAYOUTS)
     expect = check.choice("expect", raw.get("expect", "ok"), EXPECTATIONS)
     values = check.choice("values", raw.get("values", "normal"), VALUE_DISTRIBUTIONS)
     seed = check.int_field("seed", raw["seed"], minimum=0) if "seed" in raw else zlib.crc32(case_id.encode())
@@ -341,13 +403,16 @@ def _build_case(path: str, raw: dict, case_id: str, family: str, line: int | Non
         raise check.fail("tags", f"must be a list of strings, got {tags!r}")
     tolerance = _tolerance(check, raw.get("tolerance"))
 
-    params = spec.ConvParams(
-        ndim=ndim,
-        in_channels=shape[1],
+    params = spec.ConvParams.make(
+        ndim,
+        in_channels=spec.input_channels(shape, ndim),
         out_channels=out_channels,
         kernel_size=kernel,
+        padding=padding,
         groups=groups,
         bias=bias,
+        output_size=output_size,
+        input_spatial=(shape[len(shape) - ndim :] + [1] * ndim)[:ndim],
         **axes,
     )
     broken = spec.violations(shape, params)
@@ -370,6 +435,7 @@ def _build_case(path: str, raw: dict, case_id: str, family: str, line: int | Non
         tags=tuple(tags),
         tolerance=tolerance,
         violations=tuple(broken),
+        layout=layout,
     )
     _check_sizes(check, case)
     return case

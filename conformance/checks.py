@@ -68,7 +68,7 @@ class Reference:
 
     def _call(self, fn) -> np.ndarray:
         p, i = self.case.params, self.inputs
-        return fn(i.x, i.weight, i.bias, p.stride, p.padding, p.output_padding, p.groups, p.dilation)
+        return fn(i.x, i.weight, i.bias, p.stride, p.padding_pairs, p.output_padding, p.groups, p.dilation)
 
     @cached_property
     def output(self) -> np.ndarray:
@@ -85,7 +85,15 @@ class Reference:
     def _vjp(self, fn) -> dict[str, np.ndarray | None]:
         p, i = self.case.params, self.inputs
         grads = fn(
-            i.x, i.weight, i.bias, self.cotangent, p.stride, p.padding, p.output_padding, p.groups, p.dilation
+            i.x,
+            i.weight,
+            i.bias,
+            self.cotangent,
+            p.stride,
+            p.padding_pairs,
+            p.output_padding,
+            p.groups,
+            p.dilation,
         )
         return dict(zip(GRADIENTS, grads))
 

@@ -2,6 +2,8 @@
 
 Values are drawn in float64 and rounded once to the case's dtype; the oracle then computes on
 exactly those rounded values, so input quantisation never counts against an implementation.
+x and weight get the case's memory layout (:func:`conformance.layouts.with_layout`): the values
+(and so the oracle's result) are the layout's business of no one but the adapter.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import numpy as np
 
 from conformance.cases import Case
 from conformance.dtypes import numpy_dtype
+from conformance.layouts import with_layout
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,8 @@ def make_inputs(case: Case) -> Inputs:
     dtype = numpy_dtype(case.dtype)
     x = _draw(rng, case.input_shape, case.values).astype(dtype)
     weight = _draw(rng, case.params.weight_shape(), case.values).astype(dtype)
+    x = with_layout(x, case.layout, channel_axis=1 if case.batched else 0)
+    weight = with_layout(weight, case.layout)
     bias = _draw(rng, (case.params.out_channels,), case.values).astype(dtype) if case.params.bias else None
     return Inputs(x, weight, bias)
 

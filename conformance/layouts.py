@@ -7,11 +7,46 @@ Grouped OI (JAX ``conv_general_dilated``, ordinary grouped convolutions): ``(C_o
 For a configuration that breaks a divisibility rule no value-preserving conversion exists; the
 ``*_shape`` helpers then give the shape a user of that framework would pass, so an adapter can
 still ask the framework to judge the configuration.
+
+Memory layouts of the generated arrays (a case's ``layout``): the same shape and values in
+canonical order, with other strides. ``contiguous`` (row-major), ``channels_last`` (the channel
+axis, axis 1 of data and weight, innermost in memory: PyTorch's ``torch.channels_last`` /
+``channels_last_3d`` memory formats, and MLX's native order), ``strided`` (a view of every second
+element of a buffer twice as long on the last axis: a sliced tensor, no contiguous order at all).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+LAYOUTS: tuple[str, ...] = ("contiguous", "channels_last", "strided")
+
+
+def with_layout(array: np.ndarray, layout: str, channel_axis: int = 1) -> np.ndarray:
+    """``array``'s values with ``layout``'s strides (over a buffer of its own).
+
+    ``channel_axis``: the axis that ``channels_last`` puts innermost (0 for an unbatched input).
+    """
+    if layout == "contiguous" or array.ndim < 2:
+        return np.ascontiguousarray(array)
+    if layout == "channels_last":
+        moved = np.ascontiguousarray(np.moveaxis(array, channel_axis, -1))
+        return np.moveaxis(moved, -1, channel_axis)
+    if layout == "strided":
+        buffer = np.zeros((*array.shape[:-1], 2 * array.shape[-1]), dtype=array.dtype)
+        view = buffer[..., ::2]
+        view[...] = array
+        return view
+    raise ValueError(f"unknown layout {layout!r} (known: {', '.join(LAYOUTS)})")
+
+
+def layout_of(array: np.ndarray, channel_axis: int = 1) -> str:
+    """Which of :data:`LAYOUTS` ``array``'s strides are (``strided`` for any other non-contiguous one)."""
+    if array.flags.c_contiguous:
+        return "contiguous"
+    if array.ndim >= 2 and np.moveaxis(array, channel_axis, -1).flags.c_contiguous:
+        return "channels_last"
+    return "strided"
 
 
 def channels_first_to_last(x: np.ndarray) -> np.ndarray:

@@ -2,9 +2,11 @@
 
 Same argument order and layouts as ``torch.nn.functional.conv_transpose{1,2,3}d``. The kernel is
 the scatter form of the definition: every input element, times every kernel tap, lands at output
-position ``i·stride + k·dilation - padding``. One matmul per kernel tap computes all products for
+position ``i·stride + k·dilation - lo``. One matmul per kernel tap computes all products for
 that tap at once, and a strided slice adds them into a zero-extended "full" output, which is then
-cropped by ``padding`` (and extended by ``output_padding``) exactly as the output-length formula says.
+cropped by ``lo`` at the start and ``hi`` at the end of each axis (``padding`` gives ``(lo, hi)``
+pairs or symmetric ints) and extended by ``output_padding``, exactly as the output-length formula
+says. An unbatched input ``(C_in, *L)`` is computed as a batch of one.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from conformance.spec import ConvParams, output_shape
+from conformance.spec import ConvParams, Padding, output_shape
 
 IntOrTuple = int | Sequence[int]
 
@@ -25,7 +27,7 @@ def params_for(
     x_shape: Sequence[int],
     weight_shape: Sequence[int],
     stride: IntOrTuple = 1,
-    padding: IntOrTuple = 0,
+    padding: Padding = 0,
     output_padding: IntOrTuple = 0,
     groups: int = 1,
     dilation: IntOrTuple = 1,
@@ -37,8 +39,11 @@ def params_for(
         raise ValueError(
             f"weight must have rank 3, 4 or 5 (C_in, C_out/groups, *kernel), got {len(weight_shape)}"
         )
-    if len(x_shape) >= 2 and x_shape[1] != weight_shape[0]:
-        raise ValueError(f"input has C_in={x_shape[1]} channels but weight.shape[0]={weight_shape[0]}")
+    channel_axis = 0 if len(x_shape) == ndim + 1 else 1
+    if len(x_shape) > channel_axis and x_shape[channel_axis] != weight_shape[0]:
+        raise ValueError(
+            f"input has C_in={x_shape[channel_axis]} channels but weight.shape[0]={weight_shape[0]}"
+        )
     return ConvParams.make(
         ndim,
         in_channels=weight_shape[0],
@@ -91,7 +96,7 @@ def _layout(x: np.ndarray, weight: np.ndarray, p: ConvParams, out_shape: tuple[i
         xg=x.reshape(n, g, cin_g, math.prod(spatial)),  # explicit sizes: N may be 0
         wg=weight.reshape(g, cin_g, cout_g, *p.kernel_size).swapaxes(1, 2),
         full=(n, g, cout_g, *full_len),
-        crop=tuple(slice(pad, pad + size) for pad, size in zip(p.padding, out_shape[2:])),
+        crop=tuple(slice(lo, lo + size) for lo, size in zip(p.padding, out_shape[2:])),
         windows=windows,
     )
 
@@ -101,7 +106,7 @@ def conv_transpose(
     weight: np.ndarray,
     bias: np.ndarray | None = None,
     stride: IntOrTuple = 1,
-    padding: IntOrTuple = 0,
+    padding: Padding = 0,
     output_padding: IntOrTuple = 0,
     groups: int = 1,
     dilation: IntOrTuple = 1,
@@ -113,6 +118,9 @@ def conv_transpose(
     x = np.asarray(x, dtype=np.float64)
     weight = np.asarray(weight, dtype=np.float64)
     p = params_for(x.shape, weight.shape, stride, padding, output_padding, groups, dilation, bias is not None)
+    output_shape(x.shape, p)  # validity, batched or not
+    if x.ndim == p.ndim + 1:
+        return conv_transpose(x[None], weight, bias, stride, padding, output_padding, groups, dilation)[0]
     out_shape = output_shape(x.shape, p)
     if bias is not None:
         bias = np.asarray(bias, dtype=np.float64)
@@ -134,7 +142,7 @@ def magnitude_bound(
     weight: np.ndarray,
     bias: np.ndarray | None = None,
     stride: IntOrTuple = 1,
-    padding: IntOrTuple = 0,
+    padding: Padding = 0,
     output_padding: IntOrTuple = 0,
     groups: int = 1,
     dilation: IntOrTuple = 1,
@@ -162,7 +170,7 @@ def conv_transpose_vjp(
     bias: np.ndarray | None,
     grad_out: np.ndarray,
     stride: IntOrTuple = 1,
-    padding: IntOrTuple = 0,
+    padding: Padding = 0,
     output_padding: IntOrTuple = 0,
     groups: int = 1,
     dilation: IntOrTuple = 1,
@@ -179,6 +187,13 @@ def conv_transpose_vjp(
     grad_out = np.asarray(grad_out, dtype=np.float64)
     p = params_for(x.shape, weight.shape, stride, padding, output_padding, groups, dilation, bias is not None)
     out_shape = output_shape(x.shape, p)
+    if grad_out.shape != out_shape:
+        raise ValueError(f"grad_out must have the output's shape {out_shape}, got {grad_out.shape}")
+    if x.ndim == p.ndim + 1:
+        gx, gw, gb = conv_transpose_vjp(
+            x[None], weight, bias, grad_out[None], stride, padding, output_padding, groups, dilation
+        )
+        return gx[0], gw, gb
     if grad_out.shape != out_shape:
         raise ValueError(f"grad_out must have the output's shape {out_shape}, got {grad_out.shape}")
 
@@ -207,7 +222,7 @@ def vjp_magnitude_bound(
     bias: np.ndarray | None,
     grad_out: np.ndarray,
     stride: IntOrTuple = 1,
-    padding: IntOrTuple = 0,
+    padding: Padding = 0,
     output_padding: IntOrTuple = 0,
     groups: int = 1,
     dilation: IntOrTuple = 1,

@@ -21,12 +21,15 @@ from conformance.results import Result
 
 REFERENCE = '''
 def reference(x, w, b, stride, padding, output_padding, groups, dilation):
-    """PyTorch's conv_transpose semantics in plain NumPy (float64): x (N, C_in, *L), w (C_in, C_out/g, *K)."""
+    """PyTorch's conv_transpose semantics in plain NumPy (float64): x (N, C_in, *L) or unbatched (C_in, *L),
+    w (C_in, C_out/g, *K); padding: (lo, hi) per axis, cropped from the start and the end of the full output."""
+    if x.ndim == w.ndim - 1:
+        return reference(x[None], w, b, stride, padding, output_padding, groups, dilation)[0]
     n, cin, *size = x.shape
     cout_g, kernel = w.shape[1], w.shape[2:]
     full_len = [(l - 1) * s + d * (k - 1) + 1 + op
                 for l, k, s, d, op in zip(size, kernel, stride, dilation, output_padding)]
-    out_len = [f - 2 * p for f, p in zip(full_len, padding)]
+    out_len = [f - lo - hi for f, (lo, hi) in zip(full_len, padding)]
     full = np.zeros((n, groups, cout_g, *full_len))
     xg = x.reshape(n, groups, cin // groups, -1)
     wg = w.reshape(groups, cin // groups, cout_g, *kernel)
@@ -34,18 +37,21 @@ def reference(x, w, b, stride, padding, output_padding, groups, dilation):
         contrib = np.einsum("ngip,gio->ngop", xg, wg[(..., *tap)]).reshape(n, groups, cout_g, *size)
         window = tuple(slice(d * t, d * t + s * (l - 1) + 1, s) for t, l, s, d in zip(tap, size, stride, dilation))
         full[(..., *window)] += contrib
-    out = full[(..., *[slice(p, p + o) for p, o in zip(padding, out_len)])].reshape(n, -1, *out_len)
+    out = full[(..., *[slice(lo, lo + o) for (lo, _), o in zip(padding, out_len)])].reshape(n, -1, *out_len)
     return out if b is None else out + b.reshape(1, -1, *[1] * len(size))
 
 
 def reference_vjp(x, w, b, g_out, stride, padding, output_padding, groups, dilation):
     """(grad_x, grad_w, grad_b) of reference() for the output cotangent g_out."""
+    if x.ndim == w.ndim - 1:
+        gx, gw, gb = reference_vjp(x[None], w, b, g_out[None], stride, padding, output_padding, groups, dilation)
+        return gx[0], gw, gb
     n, cin, *size = x.shape
     cout_g, kernel = w.shape[1], w.shape[2:]
     full_len = [(l - 1) * s + d * (k - 1) + 1 + op
                 for l, k, s, d, op in zip(size, kernel, stride, dilation, output_padding)]
     full = np.zeros((n, groups, cout_g, *full_len))
-    full[(..., *[slice(p, p + o) for p, o in zip(padding, g_out.shape[2:])])] = g_out.reshape(
+    full[(..., *[slice(lo, lo + o) for (lo, _), o in zip(padding, g_out.shape[2:])])] = g_out.reshape(
         n, groups, cout_g, *g_out.shape[2:])
     xg = x.reshape(n, groups, cin // groups, -1)
     wg = w.reshape(groups, cin // groups, cout_g, *kernel)
@@ -65,19 +71,39 @@ def reference_vjp(x, w, b, g_out, stride, padding, output_padding, groups, dilat
 TORCH_SETUP = """
 import torch
 dtype = getattr(torch, DTYPE)
-xt, wt = torch.from_numpy(x).to(dtype), torch.from_numpy(w).to(dtype)
+MEMORY_FORMATS = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
+def as_layout(t, channel_axis=1):
+    \"\"\"LAYOUT's strides: a channels_last memory format (channel axis innermost), or a sliced view.\"\"\"
+    if LAYOUT == "channels_last":
+        if t.dim() in MEMORY_FORMATS and channel_axis == 1:
+            return t.contiguous(memory_format=MEMORY_FORMATS[t.dim()])
+        return t.movedim(channel_axis, -1).contiguous().movedim(-1, channel_axis)
+    if LAYOUT == "strided":
+        big = t.new_zeros(*t.shape[:-1], 2 * t.shape[-1])
+        big[..., ::2] = t
+        return big[..., ::2]
+    return t
+
+
+xt = as_layout(torch.from_numpy(x).to(dtype), 1 if x.ndim == w.ndim else 0)
+wt = as_layout(torch.from_numpy(w).to(dtype))
 bt = None if b is None else torch.from_numpy(b).to(dtype)
 used = [t.double().numpy() if t is not None else None for t in (xt, wt, bt)]
 """
 TORCH_CALL = {
-    "torch": "torch.nn.functional.{op}(xt, wt, bt, stride=stride, padding=padding, "
-    "output_padding=output_padding, groups=groups, dilation=dilation)",
+    "torch": "torch.nn.functional.{op}(xt, wt, bt, stride=stride, padding=TORCH_PADDING, "
+    "output_padding=TORCH_OUTPUT_PADDING, groups=groups, dilation=dilation)",
     "torch.nn": "layer(xt)",
+    "torch.nn-sized": "layer(xt, output_size=OUTPUT_SIZE)",
 }
 TORCH_LAYER = """
-layer = torch.nn.ConvTranspose{ndim}d(IN_CHANNELS, OUT_CHANNELS, w.shape[2:], stride=stride, padding=padding,
-                                   output_padding=output_padding, groups=groups, bias=b is not None,
+layer = torch.nn.ConvTranspose{ndim}d(IN_CHANNELS, OUT_CHANNELS, w.shape[2:], stride=stride, padding=TORCH_PADDING,
+                                   output_padding=TORCH_OUTPUT_PADDING, groups=groups, bias=b is not None,
                                    dilation=dilation).to(dtype)
+if LAYOUT == "channels_last" and wt.dim() in MEMORY_FORMATS:
+    layer = layer.to(memory_format=MEMORY_FORMATS[wt.dim()])
 layer.load_state_dict({{"weight": wt, **({{"bias": bt}} if bt is not None else {{}})}})
 """
 MLX_SETUP = """
@@ -106,14 +132,17 @@ def arg(v):
     return v[0] if len(v) == 1 else v  # conv_transpose1d / ConvTranspose1d take plain ints
 """
 MLX_CALL = {
-    "mlx": "mx.conv_transpose{ndim}d(xm_, wm_, stride=arg(stride), padding=arg(padding), dilation=arg(dilation), "
-    "output_padding=arg(output_padding), groups=groups) + (0 if bm_ is None else bm_)",
+    "mlx": "mx.conv_transpose{ndim}d(xm_, wm_, stride=arg(stride), padding=arg(TORCH_PADDING), "
+    "dilation=arg(dilation), output_padding=arg(TORCH_OUTPUT_PADDING), groups=groups) + (0 if bm_ is None else bm_)",
+    # (lo, hi) padding with no symmetric form: the correlation of the zero-inserted input, flipped kernel
+    "mlx-general": "mx.conv_general(xm_, wm_, stride=1, padding=GENERAL_PADDING, kernel_dilation=dilation, "
+    "input_dilation=stride, groups=groups, flip=True) + (0 if bm_ is None else bm_)",
     "mlx.nn": "layer(xm_)",
 }
 MLX_LAYER = """
 layer = nn.ConvTranspose{ndim}d(IN_CHANNELS, OUT_CHANNELS, arg(list(w.shape[2:])), stride=arg(stride),
-                              padding=arg(padding), dilation=arg(dilation), output_padding=arg(output_padding),
-                              bias=b is not None)
+                              padding=arg(TORCH_PADDING), dilation=arg(dilation),
+                              output_padding=arg(TORCH_OUTPUT_PADDING), bias=b is not None)
 layer.load_weights([("weight", wm)] + ([("bias", bm)] if bm is not None else []))
 """
 
@@ -125,22 +154,46 @@ def _header(case: Case, result: Result, version: str) -> str:
         Check: {result.check}. Observed: {result.message[:300]}
         Configuration: {case.op} input_shape={list(case.input_shape)} out_channels={case.params.out_channels}
           kernel_size={list(case.params.kernel_size)} stride={list(case.params.stride)}
-          padding={list(case.params.padding)} output_padding={list(case.params.output_padding)}
-          dilation={list(case.params.dilation)} groups={case.params.groups} bias={case.params.bias}
+          padding={case.params.written_padding()!r} output_padding={case.params.written_output_padding()}
+          {_extras(case)}dilation={list(case.params.dilation)} groups={case.params.groups} bias={case.params.bias}
           dtype={case.dtype}{" (invalid: " + ", ".join(v.rule for v in case.violations) + ")" if case.violations else ""}
         Needs only NumPy and the framework. Run: python this_file.py
         """
         ''')
 
 
+def _extras(case: Case) -> str:
+    p, parts = case.params, []
+    if p.output_size is not None:
+        parts.append(f"output_size={list(p.output_size)}")
+    if case.layout != "contiguous":
+        parts.append(f"layout={case.layout}")
+    return " ".join(parts) + ("\n          " if parts else "")
+
+
 def _inputs(case: Case) -> str:
     p = case.params
     bias = f"rng.standard_normal({p.out_channels}).astype(np.float32)" if p.bias else "None"
+    form = p.symmetric_padding
+    if p.output_size is not None:  # torch.nn's forward derives output_padding from output_size
+        form = (p.padding, (0,) * p.ndim)
+    torch_padding, torch_output_padding = (list(v) for v in form) if form else (None, None)
+    general = [
+        [d * (k - 1) - lo, d * (k - 1) - hi + op]
+        for (lo, hi), k, d, op in zip(p.padding_pairs, p.kernel_size, p.dilation, p.output_padding)
+    ]
     return textwrap.dedent(f"""
         DTYPE = {case.dtype!r}
+        LAYOUT = {case.layout!r}  # memory layout of x and w: contiguous, channels_last or strided
         IN_CHANNELS, OUT_CHANNELS = {p.in_channels}, {p.out_channels}
-        stride, padding = {list(p.stride)}, {list(p.padding)}
+        # (lo, hi) per axis, cropped from the start and the end of the full output, and the
+        # output_padding added at the end ({"written as padding=" + repr(p.written_padding()) if not p.is_symmetric or p.padding_mode else "symmetric"}{", output_size=" + str(list(p.output_size)) if p.output_size else ""})
+        stride, padding = {list(p.stride)}, {[list(pair) for pair in p.padding_pairs]}
         output_padding, dilation, groups = {list(p.output_padding)}, {list(p.dilation)}, {p.groups}
+        # the same in PyTorch's (padding, output_padding) form (None: there is none)
+        TORCH_PADDING, TORCH_OUTPUT_PADDING = {torch_padding}, {torch_output_padding}
+        OUTPUT_SIZE = {None if p.output_size is None else list(p.output_size)}
+        GENERAL_PADDING = ({[g[0] for g in general]}, {[g[1] for g in general]})  # mlx.core.conv_general's
         rng = np.random.default_rng({case.seed})
         x = rng.standard_normal({tuple(case.input_shape)}).astype(np.float32)
         w = rng.standard_normal({tuple(p.weight_shape())}).astype(np.float32)
@@ -177,11 +230,12 @@ def script(case: Case, result: Result, version: str = "") -> str:
     ndim, op = case.params.ndim, case.op
     name = result.framework
     parts = [_header(case, result, version), "import numpy as np\n", REFERENCE, _inputs(case)]
-    if name in TORCH_CALL:
+    if name in ("torch", "torch.nn"):
         parts.append(TORCH_SETUP)
         if name == "torch.nn":
             parts.append(TORCH_LAYER.format(ndim=ndim))
-        call = TORCH_CALL[name].format(op=op)
+        sized = name == "torch.nn" and case.params.output_size is not None
+        call = TORCH_CALL["torch.nn-sized" if sized else name].format(op=op)
         if case.expect == "error":
             parts.append(_compare_error(call))
         elif result.check == "forward":
@@ -192,13 +246,13 @@ def script(case: Case, result: Result, version: str = "") -> str:
         parts.append(MLX_SETUP)
         if name == "mlx.nn":
             parts.append(MLX_LAYER.format(ndim=ndim))
-        call = MLX_CALL[name].format(ndim=ndim).replace("xm_", "xm").replace("wm_", "wm").replace("bm_", "bm")
+        call = _mlx_call(case, name).replace("xm_", "xm").replace("wm_", "wm").replace("bm_", "bm")
         if case.expect == "error":
             parts.append(_compare_error(call))
         elif result.check == "forward":
             parts.append(_compare_forward(call, "np.moveaxis(to_np({expr}), -1, 1)"))
         else:
-            parts.append(_mlx_gradients(name, ndim))
+            parts.append(_mlx_gradients(case, name))
     else:
         parts.append(_generic(case, result))
     return "".join(parts)
@@ -227,8 +281,13 @@ def _torch_gradients(call: str) -> str:
         """)
 
 
-def _mlx_gradients(name: str, ndim: int) -> str:
-    call = MLX_CALL[name].format(ndim=ndim)
+def _mlx_call(case: Case, name: str) -> str:
+    general = name == "mlx" and case.params.symmetric_padding is None
+    return MLX_CALL["mlx-general" if general else name].format(ndim=case.params.ndim)
+
+
+def _mlx_gradients(case: Case, name: str) -> str:
+    call = _mlx_call(case, name)
     update = '    layer.update({"weight": wm_, **({"bias": bm_} if bm_ is not None else {})})\n'
     return (
         textwrap.dedent("""

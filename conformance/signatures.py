@@ -54,7 +54,7 @@ def region(params: Mapping[str, Any], rules: Sequence[str] = ()) -> frozenset[st
     from the simplest configuration; for an invalid one, the rules it breaks."""
     if not params:
         return frozenset(f"breaks-{rule}" for rule in rules)
-    ndim = len(params["input_shape"]) - 2
+    ndim = int(params["op"][-2]) if "op" in params else len(params["input_shape"]) - 2
     found = {f"{ndim}d"} if ndim > 1 else set()  # 1-d is the simplest region, not a feature
     if rules:
         return frozenset(found | {f"breaks-{rule}" for rule in rules})
@@ -62,17 +62,27 @@ def region(params: Mapping[str, Any], rules: Sequence[str] = ()) -> frozenset[st
     output_padding, kernel = params["output_padding"], params["kernel_size"]
     groups = params["groups"]
     extent = [d * (k - 1) for d, k in zip(dilation, kernel)]
+    # padding as a case writes it: ints, [lo, hi] pairs, or a string (same, valid, ...)
+    mode = padding if isinstance(padding, str) else None
+    pairs = [] if mode else [tuple(p) if isinstance(p, list) else (p, p) for p in padding]
+    unbatched = len(params["input_shape"]) == ndim + 1
     checks = {
         "groups": groups > 1,
         "cout-per-group-gt-1": groups > 1 and params["out_channels"] // groups > 1,
         "stride": any(s > 1 for s in stride),
         "dilation": any(d > 1 for d in dilation),
-        "padding": any(pad > 0 for pad in padding),
-        "padding-beyond-extent": any(pad > e for pad, e in zip(padding, extent)),
+        "padding": any(max(pair) > 0 for pair in pairs),
+        "padding-beyond-extent": any(max(pair) > e for pair, e in zip(pairs, extent)),
+        "padding-asymmetric": any(lo != hi for lo, hi in pairs),
+        f"padding-{mode}": mode is not None,
+        "output-size": "output_size" in params,
+        "unbatched": unbatched,
+        "empty-batch": not unbatched and params["input_shape"][0] == 0,
+        f"layout-{params.get('layout')}": params.get("layout", "contiguous") != "contiguous",
         "output-padding": any(op > 0 for op in output_padding),
         "output-padding-ge-stride": any(op >= s for op, s in zip(output_padding, stride) if op > 0),
         "bias": bool(params["bias"]),
-        "batch": params["input_shape"][0] > 1,
+        "batch": not unbatched and params["input_shape"][0] > 1,
     }
     found |= {name for name, present in checks.items() if present}
     if params.get("dtype", "float32") != "float32":

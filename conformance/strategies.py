@@ -109,6 +109,8 @@ def invalid_fields(
             groups=2, input_shape=[fields["input_shape"][0], 2, *fields["input_shape"][2:]], out_channels=3
         ),
         "output_size_positive": lambda: _set_axis(fields, "padding", ndim, axis, 50),
+        # far past the largest reachable length (min + stride - 1 <= 6·4 + 3·3 + 4)
+        "output_size_reachable": lambda: fields.update(output_padding=0, output_size=1000),
     }
     breakers[rule]()
     fields["expect"] = "error"
@@ -122,6 +124,8 @@ def invalid_fields(
             for n in ("kernel_size", "stride", "padding", "output_padding", "dilation")
         ),
         groups=fields["groups"],
+        output_size=fields.get("output_size"),
+        input_spatial=(list(shape[2:]) + [1] * ndim)[:ndim],
     )
     broken = {v.rule for v in spec.violations(shape, params)}
     assume(rule in broken)

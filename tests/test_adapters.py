@@ -12,6 +12,7 @@ from conformance.cases import Case
 from conformance.checks import run_checks
 from conformance.layer_api import constructor_table, describe
 from tests.helpers.pytest_helpers import load_slice
+from tests.helpers.space import assert_expresses_its_declared_space
 
 SLICE = """
 op: conv_transpose2d
@@ -106,3 +107,10 @@ def test_layer_api_introspection_finds_the_documented_initialisation() -> None:
     assert headers == ["parameter", "torch.nn", "mlx.nn"]
     assert table["groups"][1] == "— (absent)"
     assert table["dilation"] == ["#9: 1", "#6: 1"], "positional order differs between the frameworks"
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_each_adapter_expresses_its_declared_part_of_the_space(name: str) -> None:
+    if name not in importable_builtins():
+        pytest.skip(f"{name} is not installed")
+    assert_expresses_its_declared_space(load_adapter(name))

@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 
 from conformance.adapters import Adapter, load_adapter
-from conformance.cases import Case
+from conformance.cases import Case, make_case
 from conformance.checks import CHECKS, run_checks
 from conformance.results import Result
 from tests.helpers.pytest_helpers import load_slice
+from tests.helpers.space import assert_expresses_its_declared_space
 
 VERSION = re.compile(r"^\d+\.\d+(\.\d+)?")
 
@@ -407,3 +408,30 @@ def test_tinygrad_still_returns_uninitialized_memory_for_a_zero_grad_input(tinyg
     )
     counts = [int(line.split()[1]) for line in child.stdout.splitlines() if line.startswith("nonzero:")]
     assert len(counts) == 2 and counts[1] > 0, child.stdout + child.stderr[-2000:]
+
+
+def test_jax_expresses_its_declared_part_of_the_space(jax_adapter: Adapter) -> None:
+    assert_expresses_its_declared_space(jax_adapter)
+
+
+def test_onnxruntime_expresses_its_declared_part_of_the_space(ort_adapter: Adapter) -> None:
+    # same_lower with stride 2, kernel 3 is right in ONNX Runtime; kernel < stride is not (baseline)
+    assert_expresses_its_declared_space(ort_adapter)
+
+
+def test_onnxruntime_still_does_not_extend_same_below_the_stride(ort_adapter: Adapter) -> None:
+    """ONNX: SAME_UPPER/SAME_LOWER give output L·stride; ONNX Runtime 1.31 clamps the total padding
+    at 0, so a kernel shorter than the stride gives (L−1)·stride + kernel (known_divergences.onnxruntime)."""
+    case = make_case(
+        {
+            "op": "conv_transpose1d",
+            "input_shape": [1, 2, 5],
+            "out_channels": 2,
+            "kernel_size": 1,
+            "stride": 3,
+            "padding": "same_lower",
+        },
+        "same-below-stride",
+    )
+    (result,) = run_checks(case, ort_adapter, selected=["forward"])
+    assert result.status == "fail" and result.actual_shape == [1, 2, 13], (result.status, result.message)

@@ -135,6 +135,20 @@ def test_unknown_defaults_key(tmp_path: Path) -> None:
         ("tolerance: {rtol: 1}", "tolerance", "rtol"),
         ("tolerance: {factor: -1}", "tolerance", "non-negative"),
         ("op: conv_transpose4d", "op", "conv_transpose4d"),
+        ("padding: full", "padding", "unknown padding 'full'"),
+        ("padding: SAME", "padding", "same, valid, same_upper, same_lower"),
+        ("padding: [[1, 2, 3], 0]", "padding", "entry #1 must be an integer or a pair [lo, hi]"),
+        ("padding: [[1], 0]", "padding", "entry #1"),
+        ("padding: [[1, 2]]", "padding", "needs 2 entries"),
+        ("padding: [[1, 2.5], 0]", "padding", "entry #1"),
+        ("output_size: [9]", "output_size", "needs 2 values"),
+        ("output_size: [8, 8]\n    padding: same", "output_size", "cannot be combined with padding: same"),
+        ("output_padding: 1\n    padding: valid", "output_padding", "cannot be combined with padding: valid"),
+        (
+            "output_padding: 1\n    output_size: [6, 6]",
+            "output_padding",
+            "cannot be combined with output_size",
+        ),
     ],
 )
 def test_wrong_type(tmp_path: Path, entry: str, field: str, fragment: str) -> None:
@@ -179,7 +193,10 @@ def test_duplicate_yaml_key(tmp_path: Path) -> None:
         ("groups: 0", "groups", "groups_positive"),
         ("groups: 2\n    out_channels: 3", "groups", "out_channels_divisible"),
         ("padding: [0, 3]", "padding", "output_size_positive"),
-        ("input_shape: [1, 2, 4]", "input_shape", "input_rank"),
+        ("input_shape: [1, 2, 4, 4, 4]", "input_shape", "input_rank"),
+        ("input_shape: [2, 4]", "input_shape", "input_rank"),
+        ("output_size: [9, 9]", "output_size", "output_size_reachable"),
+        ("padding: [[1, -1], 0]", "padding", "padding_nonnegative"),
     ],
 )
 def test_ok_case_that_breaks_a_rule(tmp_path: Path, entry: str, field: str, rule: str) -> None:
@@ -530,3 +547,45 @@ def test_yaml_merge_key_override(tmp_path: Path) -> None:
 def test_ok_case_error_names_the_rule_id(tmp_path: Path) -> None:
     path = write(tmp_path, HEADER + "  - id: broken\n    output_padding: 1\n")
     assert_case_error(path, line=8, case="broken", field="output_padding", contains=("output_padding_bound",))
+
+
+def test_new_dimensions_of_the_space_load(tmp_path: Path) -> None:
+    """Asymmetric and string padding, output_size, unbatched and empty-batch inputs as written."""
+    path = write(
+        tmp_path,
+        HEADER
+        + "  - id: pairs\n    padding: [[2, 1], 0]\n    stride: 2\n"
+        + "  - id: same\n    padding: same\n    stride: 2\n"
+        + "  - id: lower\n    padding: same_lower\n    stride: 2\n"
+        + "  - id: sized\n    stride: 2\n    padding: 1\n    output_size: [8, 7]\n"
+        + "  - id: unbatched\n    input_shape: [2, 4, 4]\n"
+        + "  - id: empty\n    input_shape: [0, 2, 4, 4]\n"
+        + "  - id: modes\n    stride: 2\n    matrix:\n      padding: [same, [[1, 0], 2]]\n",
+    )
+    cases = {c.id: c for c in load_case_file(path)}
+    assert cases["pairs"].params.padding_pairs == ((2, 1), (0, 0)), cases["pairs"].params
+    assert cases["pairs"].expected_shape == (1, 2, 6, 9), cases["pairs"].expected_shape
+    assert cases["same"].params.padding_pairs == ((0, 1), (0, 1)), cases["same"].params
+    assert cases["same"].expected_shape == (1, 2, 8, 8), cases["same"].expected_shape
+    assert cases["lower"].params.padding_pairs == ((1, 0), (1, 0)), cases["lower"].params
+    assert cases["sized"].params.output_padding == (1, 0), cases["sized"].params
+    assert cases["sized"].expected_shape == (1, 2, 8, 7), cases["sized"].expected_shape
+    assert cases["unbatched"].expected_shape == (2, 6, 6), cases["unbatched"].expected_shape
+    assert cases["empty"].expected_shape == (0, 2, 6, 6), cases["empty"].expected_shape
+    assert {"modes-psame", "modes-p1_0x2"} <= set(cases), sorted(cases)
+    record = cases["pairs"].params_record()
+    assert record["padding"] == [[2, 1], 0], record
+    assert cases["sized"].params_record()["output_size"] == [8, 7], cases["sized"].params_record()
+    assert cases["same"].params_record()["padding"] == "same", cases["same"].params_record()
+
+
+def test_readme_case_format_example_loads(tmp_path: Path) -> None:
+    """The README's case-file example is valid and means what its comments say."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Case format", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    cases = {c.id: c for c in load_case_file(write(tmp_path, example))}
+    assert cases["asymmetric"].params.padding_pairs == ((2, 1), (0, 0)), cases["asymmetric"].params
+    assert cases["keras-same"].expected_shape == (2, 8, 12, 12), cases["keras-same"].expected_shape
+    assert cases["sized"].params.output_padding == (1, 1), cases["sized"].params
+    assert cases["one-image"].expected_shape == (8, 8, 8) and cases["one-image"].layout == "channels_last"

@@ -100,8 +100,18 @@ def test_correct_adapter_exits_zero(tmp_path: Path) -> None:
             "    kernel_size: 3\n    stride: 1\n    output_padding: 1\n",
             "output_padding",
         ),
+        (
+            "op: conv_transpose2d\ncases:\n  - id: a\n    input_shape: [1, 2, 3, 3]\n    out_channels: 2\n"
+            "    kernel_size: 3\n    padding: [[1, 2, 3], 0]\n",
+            "bad.yaml:7: case 'a': field 'padding': entry #1 must be an integer or a pair [lo, hi]",
+        ),
+        (
+            "op: conv_transpose2d\ncases:\n  - id: a\n    input_shape: [1, 2, 3, 3]\n    out_channels: 2\n"
+            "    kernel_size: 3\n    padding: SAME\n",
+            "bad.yaml:7: case 'a': field 'padding': unknown padding 'SAME'",
+        ),
     ],
-    ids=["syntax", "unknown-key", "ok-case-breaks-rule"],
+    ids=["syntax", "unknown-key", "ok-case-breaks-rule", "bad-pair", "unknown-padding-string"],
 )
 def test_malformed_case_file_exits_2_with_a_clear_message(
     tmp_path: Path, content: str, expected: str

@@ -8,6 +8,10 @@ import numpy as np
 import pytest
 
 from conformance import layouts, oracle
+from conformance.adapters import Adapter
+from conformance.cases import make_case
+from conformance.checks import run_checks
+from conformance.inputs import make_inputs
 
 # (C_in, C_out/g-per-group... expressed as C_out/g) and kernels for 1d, 2d, 3d
 SHAPES = [(12, 1, (3,)), (12, 3, (2, 3)), (6, 2, (2, 1, 3)), (4, 5, (1,)), (1, 2, (2, 2))]
@@ -206,3 +210,125 @@ def test_grouped_oi_is_the_ordinary_conv_weight(groups: int, cout_g: int, kw: di
     np.testing.assert_allclose(
         got, want, rtol=1e-12, atol=1e-12, err_msg=f"grouped OI, groups={groups}, {kw}"
     )
+
+
+# --- memory layouts of the generated arrays -----------------------------------------------------
+
+MEMORY_SHAPES = [(2, 3, 5), (2, 3, 4, 5), (1, 2, 3, 4, 2)]
+
+
+@pytest.mark.parametrize("shape", MEMORY_SHAPES, ids=str)
+@pytest.mark.parametrize("layout", layouts.LAYOUTS)
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_with_layout_keeps_values_and_sets_strides(shape: tuple[int, ...], layout: str, dtype: str) -> None:
+    from conformance.dtypes import numpy_dtype
+
+    a = np.random.default_rng(0).standard_normal(shape).astype(numpy_dtype(dtype))
+    b = layouts.with_layout(a, layout)
+    assert_array_equal(b, a, f"with_layout(shape={shape}, {layout!r})")
+    assert layouts.layout_of(b) == layout, f"with_layout(shape={shape}, {layout!r}): strides {b.strides}"
+    if layout == "channels_last":
+        assert b.strides[1] == b.itemsize, f"channels_last: channel stride {b.strides[1]}, not one element"
+    if layout == "strided":
+        assert b.strides[-1] == 2 * b.itemsize and not b.flags.c_contiguous and not b.flags.f_contiguous
+
+
+def test_unbatched_channels_last_moves_axis_0() -> None:
+    a = np.arange(24.0).reshape(2, 3, 4)
+    b = layouts.with_layout(a, "channels_last", channel_axis=0)
+    assert_array_equal(b, a, "with_layout(unbatched, channels_last)")
+    assert b.strides[0] == b.itemsize, f"unbatched channels_last: strides {b.strides}"
+
+
+class _Recording(Adapter):
+    """Computes with the oracle and notes the strides it was handed."""
+
+    name = "recording"
+    framework_modules = ("conformance",)
+    seen: list
+
+    def __init__(self) -> None:
+        self.seen = []
+
+    def forward(self, x, weight, bias, params):
+        self.seen.append((x.strides, weight.strides))
+        return oracle.conv_transpose(
+            x,
+            weight,
+            bias,
+            params.stride,
+            params.padding_pairs,
+            params.output_padding,
+            params.groups,
+            params.dilation,
+        ).astype(x.dtype)
+
+
+class _ReadsMemoryAsRowMajor(_Recording):
+    """A planted bug: treats the buffer under a non-contiguous array as row-major."""
+
+    name = "reads-row-major"
+
+    def forward(self, x, weight, bias, params):
+        def row_major(a):  # the first a.size elements of a's memory, in row-major order
+            strides = np.empty(a.shape, a.dtype).strides
+            return np.lib.stride_tricks.as_strided(a, a.shape, strides, writeable=False).copy()
+
+        return super().forward(row_major(x), row_major(weight), bias, params)
+
+
+@pytest.mark.parametrize("layout", layouts.LAYOUTS)
+@pytest.mark.parametrize("op", ["conv_transpose1d", "conv_transpose2d", "conv_transpose3d"])
+def test_adapters_receive_exactly_the_case_layout(layout: str, op: str) -> None:
+    ndim = int(op[-2])
+    case = make_case(
+        {
+            "op": op,
+            "input_shape": [2, 4, *(3,) * ndim],
+            "out_channels": 4,
+            "kernel_size": 2,
+            "groups": 2,
+            "layout": layout,
+        },
+        f"layout-{layout}",
+    )
+    expected = make_inputs(case)
+    adapter = _Recording()
+    results = run_checks(case, adapter, selected=["forward", "repeatability"])
+    assert [r.status for r in results] == ["pass", "pass"], [r.message for r in results]
+    assert adapter.seen == [(expected.x.strides, expected.weight.strides)] * 2, (
+        f"{op}, layout {layout}: the adapter saw strides {adapter.seen}, the case's are "
+        f"{(expected.x.strides, expected.weight.strides)}"
+    )
+    assert layouts.layout_of(expected.x) == layout and layouts.layout_of(expected.weight) == layout
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "strided"])
+def test_a_layout_bug_is_caught(layout: str) -> None:
+    fields = {"op": "conv_transpose2d", "input_shape": [2, 3, 4, 3], "out_channels": 2, "kernel_size": 2}
+    ok = run_checks(make_case(fields, "contiguous"), _ReadsMemoryAsRowMajor(), selected=["forward"])
+    assert ok[0].status == "pass", f"the planted adapter should pass contiguous input: {ok[0].message}"
+    bad = run_checks(
+        make_case({**fields, "layout": layout}, layout), _ReadsMemoryAsRowMajor(), selected=["forward"]
+    )
+    assert bad[0].status == "fail", f"reading {layout} memory as row-major went unnoticed: {bad[0].status}"
+
+
+@pytest.mark.parametrize(("ndim", "fmt"), [(2, "channels_last"), (3, "channels_last_3d")])
+def test_torch_gets_tensors_of_the_layout(ndim: int, fmt: str) -> None:
+    torch = pytest.importorskip("torch")
+    from conformance.adapters.torch_functional import to_torch
+    from conformance.adapters.torch_nn import TorchLayer
+    from conformance.spec import ConvParams
+
+    x = layouts.with_layout(np.ones((2, 3, *(4,) * ndim), np.float32), "channels_last")
+    w = layouts.with_layout(np.ones((3, 2, *(2,) * ndim), np.float32), "channels_last")
+    memory_format = getattr(torch, fmt)
+    assert to_torch(x).is_contiguous(memory_format=memory_format), (
+        f"to_torch lost {fmt}: {to_torch(x).stride()}"
+    )
+    layer = TorchLayer.build(w, None, ConvParams.make(ndim, 3, 2, 2))
+    assert layer.weight.is_contiguous(memory_format=memory_format), f"layer weight is not {fmt}"
+    strided = layouts.with_layout(np.ones((2, 3, 4, 5), np.float32), "strided")
+    t = to_torch(strided)
+    assert not t.is_contiguous() and t.stride() == tuple(s // 4 for s in strided.strides), t.stride()

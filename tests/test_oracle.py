@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import ml_dtypes
 import numpy as np
 import pytest
-from hypothesis import example, find, given, settings
+from hypothesis import assume, example, find, given, settings
+from hypothesis import strategies as st
 
 from conformance import oracle, spec
-from tests.helpers.hypothesis_helpers import ConvConfig, conv_configs, minimal_invalid
+from tests.helpers.hypothesis_helpers import ConvConfig, asymmetric_configs, conv_configs, minimal_invalid
 from tests.helpers.reference_loops import conv_transpose_loops
 
 # --- assertion helpers ----------------------------------------------------------------------------
@@ -161,7 +164,8 @@ def test_groups_every_cell(groups: int, cout_per_group: int) -> None:
 # --- invalid arguments ------------------------------------------------------------------------------
 
 # C_out is weight.shape[1] * groups in the functional signature, so it is always divisible.
-ORACLE_RULES = [r for r in spec.RULES if r != "out_channels_divisible"]
+# the oracle takes C_out from the weight and output_padding resolved (output_size is the spec's)
+ORACLE_RULES = [r for r in spec.RULES if r not in ("out_channels_divisible", "output_size_reachable")]
 
 
 @pytest.mark.parametrize("ndim", [1, 2])
@@ -379,3 +383,141 @@ def test_vjp_rejects_a_cotangent_of_the_wrong_shape() -> None:
     x, w = np.ones((1, 2, 4)), np.ones((2, 3, 3))
     with pytest.raises(ValueError, match="grad_out must have the output's shape"):
         oracle.conv_transpose_vjp(x, w, None, np.ones((1, 3, 5)))
+
+
+# --- the wider parameter space: asymmetric and string padding, output_size, unbatched, N = 0 -------
+
+
+def torch_form(config: ConvConfig) -> ConvConfig | None:
+    """The same configuration in torch's symmetric form, via spec.ConvParams.symmetric_padding."""
+    form = config.params().symmetric_padding
+    return None if form is None else replace(config, padding=form[0], output_padding=form[1])
+
+
+@settings(max_examples=120, deadline=None)
+@given(asymmetric_configs())
+@example(config((1, 2, 5), 3, 3, stride=2, padding=((2, 0),)))  # lo > hi
+@example(config((1, 2, 4, 3), 2, (3, 2), stride=(2, 1), padding=((0, 2), (1, 0))))  # lo < hi, mixed
+def test_asymmetric_padding_matches_loops(config: ConvConfig) -> None:
+    got = assert_matches_loops(config)
+    assert got.shape == spec.output_shape(config.input_shape, config.params()), (
+        f"oracle.conv_transpose({config}): shape {got.shape} is not spec.output_shape's"
+    )
+
+
+@st.composite
+def torch_expressible_asymmetric_configs(draw: st.DrawFn) -> ConvConfig:
+    """(lo, hi) pairs with lo − hi + op in [0, max(stride, dilation)): torch has a form for them."""
+    base = draw(conv_configs(max_size=600, max_work=6000))
+    pairs = []
+    for length, k, s, d, op in zip(
+        base.input_shape[2:], base.kernel_size, base.stride, base.dilation, base.output_padding
+    ):
+        full = (length - 1) * s + d * (k - 1) + 1 + op
+        torch_op = draw(st.integers(0, max(s, d) - 1))
+        lo = draw(st.integers(max(torch_op - op, 0), max(torch_op - op, 0) + 3))
+        hi = lo - torch_op + op
+        assume(full - lo - hi >= 1)
+        pairs.append((lo, hi))
+    assume(any(lo != hi for lo, hi in pairs))
+    return replace(base, padding=tuple(pairs))
+
+
+@settings(max_examples=80, deadline=None)
+@given(torch_expressible_asymmetric_configs())
+def test_asymmetric_padding_matches_torch_where_torch_expresses_it(config: ConvConfig) -> None:
+    """(lo, hi) with op is torch's padding lo, output_padding lo - hi + op when that is valid."""
+    torch_config = torch_form(config)
+    assert torch_config is not None, f"spec.ConvParams.symmetric_padding found no torch form for {config}"
+    x, w, b = config.arrays()
+    np.testing.assert_allclose(
+        oracle.conv_transpose(x, w, b, **config.kwargs()),
+        oracle.conv_transpose(x, w, b, **torch_config.kwargs()),
+        rtol=0,
+        atol=0,
+        err_msg=f"oracle: {config} differs from its torch form {torch_config}",
+    )
+    assert_matches_torch(torch_config)
+
+
+@pytest.mark.parametrize(
+    ("mode", "kernel", "stride", "dilation", "pairs", "extra"),
+    [
+        ("same", 3, 1, 1, (1, 1), 0),
+        ("same", 3, 2, 1, (0, 1), 0),  # keras-team/keras#22876's region: the extra crop at the end
+        ("same", 4, 2, 1, (1, 1), 0),
+        ("same", 5, 3, 1, (1, 1), 0),
+        ("same", 4, 3, 1, (0, 1), 0),
+        ("same", 1, 2, 1, (0, 0), 1),  # kernel below stride: extended at the end to L·s
+        ("same", 3, 2, 2, (1, 2), 0),  # dilated extent 5
+        ("same_upper", 3, 2, 1, (0, 1), 0),
+        ("same_lower", 3, 2, 1, (1, 0), 0),
+        ("same_lower", 6, 1, 1, (3, 2), 0),
+        ("same_upper", 6, 1, 1, (2, 3), 0),
+        ("valid", 3, 2, 1, (0, 0), 0),
+        ("valid", 2, 3, 1, (0, 0), 1),  # L·s + max(k - s, 0): one more than (L-1)·s + k
+    ],
+)
+def test_padding_modes_resolve(mode: str, kernel: int, stride: int, dilation: int, pairs, extra) -> None:
+    got = spec.resolve_padding_mode(mode, (kernel,), (stride,), (dilation,))
+    assert got == ((pairs,), (extra,)), (
+        f"spec.resolve_padding_mode({mode!r}, k={kernel}, s={stride}, d={dilation}) gave {got}, "
+        f"expected {((pairs,), (extra,))}"
+    )
+    length = 5
+    p = spec.ConvParams.make(1, 1, 1, kernel, stride, mode, dilation=dilation)
+    (out,) = spec.output_spatial((length,), p)
+    e = dilation * (kernel - 1) + 1
+    want = length * stride + (max(e - stride, 0) if mode == "valid" else 0)
+    assert out == want, f"padding {mode!r}, k={kernel}, s={stride}, d={dilation}: length {out}, want {want}"
+
+
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+@pytest.mark.parametrize("where", ["low", "high"])
+def test_output_size_matches_torch_layer(ndim: int, where: str) -> None:
+    """output_size at both ends of its reachable range gives torch.nn's forward(output_size) result."""
+    torch = pytest.importorskip("torch")
+    base = config((2, 2, *(3,) * ndim), 4, 3, stride=3, padding=1, groups=2)
+    low = spec.output_spatial(base.input_shape[2:], base.params())
+    size = low if where == "low" else tuple(v + 2 for v in low)
+    sized = replace(base, output_size=size)
+    assert spec.violations(sized.input_shape, sized.params()) == [], f"{sized} should be reachable"
+    x, w, b = sized.arrays()
+    p = sized.params()
+    got = oracle.conv_transpose(x, w, b, p.stride, p.padding_pairs, p.output_padding, p.groups, p.dilation)
+    layer = getattr(torch.nn, f"ConvTranspose{ndim}d")(2, 4, 3, stride=3, padding=1, groups=2).double()
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(w))
+        layer.bias.copy_(torch.from_numpy(b))
+        want = layer(torch.from_numpy(x), output_size=list(size)).numpy()
+    assert got.shape == want.shape, f"output_size={size}: oracle {got.shape}, torch {want.shape}"
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=f"output_size={size}")
+
+
+@pytest.mark.parametrize(
+    "shape", [(2, 5), (2, 4, 3), (2, 3, 2, 3), (0, 2, 5), (0, 2, 4, 3), (0, 2, 2, 2, 3)], ids=str
+)
+def test_unbatched_and_empty_batch_match_torch(shape: tuple[int, ...]) -> None:
+    """Forward and VJP of unbatched (C_in, *L) and empty-batch inputs against torch float64."""
+    torch = pytest.importorskip("torch")
+    batched = len(shape) in (4, 5) or shape[0] == 0
+    ndim = len(shape) - (2 if batched else 1)
+    cin = shape[1] if batched else shape[0]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((cin, 3, *(2,) * ndim))
+    b = rng.standard_normal(3)
+    kwargs = {"stride": 2, "padding": 1, "output_padding": 1, "groups": 1, "dilation": 1}
+    got = oracle.conv_transpose(x, w, b, **kwargs)
+    leaves = [torch.from_numpy(a).requires_grad_() for a in (x, w, b)]
+    out = getattr(torch.nn.functional, f"conv_transpose{ndim}d")(*leaves, **kwargs)
+    assert got.shape == tuple(out.shape), f"shape {shape}: oracle {got.shape}, torch {tuple(out.shape)}"
+    np.testing.assert_allclose(got, out.detach().numpy(), rtol=1e-12, atol=1e-12, err_msg=f"{shape}")
+    g = rng.standard_normal(got.shape)
+    want = torch.autograd.grad(out, leaves, torch.from_numpy(g))
+    for name, mine, theirs in zip(
+        ("grad_x", "grad_w", "grad_b"), oracle.conv_transpose_vjp(x, w, b, g, **kwargs), want
+    ):
+        np.testing.assert_allclose(
+            mine, theirs.numpy(), rtol=1e-12, atol=1e-12, err_msg=f"{name} of input shape {shape}"
+        )

@@ -33,13 +33,33 @@ def assert_violations(config: ConvConfig, expected_rules: list[str]) -> list[spe
     return found
 
 
-def assert_torch_accepts(config: ConvConfig) -> None:
-    __tracebackhide__ = True
+def torch_call(config: ConvConfig):
+    """torch's output for ``config``: the functional API, or the layer's forward(output_size=...)."""
     torch = pytest.importorskip("torch")
     x, w, b = (None if a is None else torch.from_numpy(a) for a in config.arrays(seed=0))
-    fn = getattr(torch.nn.functional, config.op)
+    if config.output_size is None:
+        return getattr(torch.nn.functional, config.op)(x, w, b, **config.kwargs())
+    layer = getattr(torch.nn, f"ConvTranspose{config.ndim}d")(
+        config.in_channels,
+        config.out_channels,
+        config.kernel_size,
+        stride=config.stride,
+        padding=config.padding,
+        groups=config.groups,
+        bias=config.bias,
+        dilation=config.dilation,
+    ).double()
+    with torch.no_grad():
+        layer.weight.copy_(w)
+        if b is not None:
+            layer.bias.copy_(b)
+        return layer(x, output_size=list(config.output_size))
+
+
+def assert_torch_accepts(config: ConvConfig) -> None:
+    __tracebackhide__ = True
     try:
-        out = fn(x, w, b, **config.kwargs())
+        out = torch_call(config)
     except (RuntimeError, ValueError) as exc:
         pytest.fail(f"torch.nn.functional.{config.op} rejected valid {config}: {exc}")
     expected = spec.output_shape(config.input_shape, config.params())
@@ -51,11 +71,8 @@ def assert_torch_accepts(config: ConvConfig) -> None:
 
 def assert_torch_rejects(config: ConvConfig, rule: str) -> None:
     __tracebackhide__ = True
-    torch = pytest.importorskip("torch")
-    x, w, b = (None if a is None else torch.from_numpy(a) for a in config.arrays(seed=0))
-    fn = getattr(torch.nn.functional, config.op)
     try:
-        out = fn(x, w, b, **config.kwargs())
+        out = torch_call(config)
     except (RuntimeError, ValueError):
         return
     pytest.fail(

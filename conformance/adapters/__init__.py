@@ -86,6 +86,11 @@ class Adapter:
     Subclasses set ``name`` and implement :meth:`forward`. Capability limits are declared, not
     discovered by failing: list them in ``unsupported_dtypes`` / ``unsupported_ndims`` (value: the
     reason) or override :meth:`unsupported`; such cases are reported as ``unsupported``.
+
+    What the API can express beyond PyTorch's functional parameters is declared the same way (the
+    ``takes_*`` attributes; :meth:`inexpressible` turns them into reasons): a case the framework's
+    users cannot write is ``unsupported`` with the reason, never a divergence. By default an adapter
+    takes symmetric padding only, no string padding, no ``output_size``, batched inputs only.
     """
 
     name: str = ""
@@ -104,6 +109,19 @@ class Adapter:
     #: adapter's own code) is an adapter error, never error parity. Empty: the modules of
     #: ``distribution``; failing that, everything outside the adapter's own module.
     framework_modules: ClassVar[tuple[str, ...]] = ()
+    #: the API takes per-axis (lo, hi) padding pairs (``params.padding_pairs``)
+    takes_padding_pairs: bool = False
+    #: the API takes PyTorch's (padding, output_padding) only, and the adapter passes
+    #: ``params.symmetric_padding``: asymmetric pairs run where that form exists
+    folds_asymmetric_padding: bool = False
+    #: string paddings (:data:`conformance.spec.PADDING_MODES`) the API takes as written
+    padding_modes: ClassVar[frozenset[str]] = frozenset()
+    #: the API takes output_size (``params.output_size``) itself
+    takes_output_size: bool = False
+    #: the API takes unbatched ``(C_in, *spatial)`` inputs
+    takes_unbatched: bool = False
+    #: the API's name in the reasons :meth:`inexpressible` gives (default: ``name``)
+    api: str = ""
 
     def configure_variant(self) -> None:
         """Apply ``self.variant``'s run-time settings; called once in the worker, before any case."""
@@ -143,6 +161,28 @@ class Adapter:
                 "C_out is inferred as weight.shape[1] * groups in this API, so a C_out not divisible by "
                 "groups cannot be expressed"
             )
+        return self.inexpressible(case)
+
+    def inexpressible(self, case: Case) -> str | None:
+        """Why the framework's users cannot write ``case`` with this API, or None: string padding,
+        output_size, asymmetric padding and unbatched inputs against the ``takes_*`` declarations."""
+        p, api = case.params, self.api or self.name
+        if p.padding_mode is not None and p.padding_mode not in self.padding_modes:
+            takes = ", ".join(sorted(self.padding_modes)) or "none"
+            return f"{api} takes no padding={p.padding_mode!r} (string paddings it takes: {takes})"
+        if p.output_size is not None and not self.takes_output_size:
+            return f"{api} takes no output_size"
+        if not p.is_symmetric and p.padding_mode is None and not self.takes_padding_pairs:
+            if not self.folds_asymmetric_padding:
+                return f"{api} takes symmetric padding only: (lo, hi) = {list(p.padding_pairs)} is not"
+            if p.symmetric_padding is None:
+                return (
+                    f"{api} takes symmetric padding only, and (lo, hi) = {list(p.padding_pairs)} with "
+                    f"output_padding {list(p.output_padding)} has no (padding, output_padding) form "
+                    "(lo - hi + output_padding must lie in [0, max(stride, dilation)))"
+                )
+        if not case.batched and not self.takes_unbatched:
+            return f"{api} takes batched inputs (N, C_in, *spatial) only; this case is unbatched"
         return None
 
     def forward(

@@ -4,6 +4,10 @@ JAX has no grouped transposed-convolution function (``jax.lax.conv_transpose`` t
 JAX users write it as the adjoint of a strided convolution: zero-insert the input by the stride
 (``lhs_dilation``), pad each axis by ``(d·(k−1)−p, d·(k−1)−p+output_padding)`` (negative: crop) and
 correlate with the spatially flipped kernel in grouped OI layout ``(C_out, C_in/groups, *K)``.
+Asymmetric ``(lo, hi)`` padding is the same call with ``(d·(k−1)−lo, d·(k−1)−hi+output_padding)``.
+String padding ``same`` / ``valid`` goes to ``jax.lax.conv_transpose(padding="SAME" | "VALID",
+transpose_kernel=True)`` as JAX users write it (the torch weight is then the forward convolution's
+OI kernel); that function takes no groups. JAX has no unbatched inputs and no output_size.
 JAX checks shapes, not PyTorch's validity rules: whatever it accepts is reported as accepted.
 """
 
@@ -19,6 +23,7 @@ import jax.numpy as jnp  # noqa: E402  (after the x64 switch, as JAX documents)
 
 from conformance import layouts  # noqa: E402
 from conformance.adapters import Adapter  # noqa: E402
+from conformance.cases import Case  # noqa: E402
 from conformance.spec import ConvParams  # noqa: E402
 
 
@@ -46,8 +51,10 @@ def torch_grad_weight(grad: np.ndarray, params: ConvParams) -> np.ndarray:
 def conv_transpose(x: jax.Array, rhs: jax.Array, bias: jax.Array | None, params: ConvParams) -> jax.Array:
     """The transposed convolution on JAX arrays; ``rhs`` as made by :func:`jax_weight`."""
     padding = [
-        (d * (k - 1) - p, d * (k - 1) - p + op)
-        for k, d, p, op in zip(params.kernel_size, params.dilation, params.padding, params.output_padding)
+        (d * (k - 1) - lo, d * (k - 1) - hi + op)
+        for k, d, (lo, hi), op in zip(
+            params.kernel_size, params.dilation, params.padding_pairs, params.output_padding
+        )
     ]
     spatial = "DHW"[-params.ndim :]
     out = jax.lax.conv_general_dilated(
@@ -60,29 +67,60 @@ def conv_transpose(x: jax.Array, rhs: jax.Array, bias: jax.Array | None, params:
         dimension_numbers=(f"NC{spatial}", f"OI{spatial}", f"NC{spatial}"),
         feature_group_count=params.groups,
     )
-    if bias is None:
-        return out
-    return out + bias.reshape(-1, *(1,) * params.ndim)
+    return _add_bias(out, bias, params)
+
+
+def _add_bias(out: jax.Array, bias: jax.Array | None, params: ConvParams) -> jax.Array:
+    return out if bias is None else out + bias.reshape(-1, *(1,) * params.ndim)
+
+
+def conv_transpose_string(
+    x: jax.Array, weight: jax.Array, bias: jax.Array | None, params: ConvParams
+) -> jax.Array:
+    """``padding: same | valid`` through ``jax.lax.conv_transpose``; ``weight`` in torch's layout."""
+    spatial = "DHW"[-params.ndim :]
+    out = jax.lax.conv_transpose(
+        x,
+        weight,
+        params.stride,
+        params.padding_mode.upper(),
+        rhs_dilation=params.dilation,
+        dimension_numbers=(f"NC{spatial}", f"OI{spatial}", f"NC{spatial}"),
+        transpose_kernel=True,
+    )
+    return _add_bias(out, bias, params)
 
 
 class JaxLax(Adapter):
     name = "jax"
+    api = "jax.lax.conv_general_dilated / conv_transpose"
     distribution = "jax"
     expresses_out_channels = True  # the kernel's O axis is C_out
+    takes_padding_pairs = True
+    padding_modes = frozenset({"same", "valid"})
 
     def version(self) -> str:
         return jax.__version__
 
+    def inexpressible(self, case: Case) -> str | None:
+        if case.params.padding_mode is not None and case.params.groups != 1:
+            return "jax.lax.conv_transpose (the function that takes padding='SAME' / 'VALID') takes no groups"
+        return super().inexpressible(case)
+
+    @staticmethod
+    def _primals(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams) -> list:
+        w = weight if params.padding_mode is not None else jax_weight(weight, params)
+        return [jnp.asarray(a) for a in (x, w, bias) if a is not None]
+
+    @staticmethod
+    def _fn(params: ConvParams, has_bias: bool):
+        call = conv_transpose_string if params.padding_mode is not None else conv_transpose
+        return lambda *args: call(args[0], args[1], args[2] if has_bias else None, params)
+
     def forward(
         self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams
     ) -> np.ndarray:
-        out = conv_transpose(
-            jnp.asarray(x),
-            jnp.asarray(jax_weight(weight, params)),
-            None if bias is None else jnp.asarray(bias),
-            params,
-        )
-        return np.asarray(out)
+        return np.asarray(self._fn(params, bias is not None)(*self._primals(x, weight, bias, params)))
 
     def vjp(
         self,
@@ -92,14 +130,8 @@ class JaxLax(Adapter):
         params: ConvParams,
         grad_out: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        primals = [jnp.asarray(x), jnp.asarray(jax_weight(weight, params))]
-        if bias is not None:
-            primals.append(jnp.asarray(bias))
-
-        def fn(*args: jax.Array) -> jax.Array:
-            return conv_transpose(args[0], args[1], args[2] if bias is not None else None, params)
-
-        _, pullback = jax.vjp(fn, *primals)
+        _, pullback = jax.vjp(self._fn(params, bias is not None), *self._primals(x, weight, bias, params))
         grads = [np.asarray(g) for g in pullback(jnp.asarray(grad_out))]
         grad_bias = grads[2] if bias is not None else None
-        return grads[0], torch_grad_weight(grads[1], params), grad_bias
+        grad_weight = grads[1] if params.padding_mode is not None else torch_grad_weight(grads[1], params)
+        return grads[0], grad_weight, grad_bias

@@ -1,4 +1,12 @@
-"""MLX's ``mlx.core.conv_transpose{1,2,3}d``: channels-last, weight ``(C_out, *K, C_in/groups)``."""
+"""MLX's ``mlx.core.conv_transpose{1,2,3}d``: channels-last, weight ``(C_out, *K, C_in/groups)``.
+
+MLX is channels-last natively: whatever the canonical array's strides, the adapter hands MLX the
+channels-last array an MLX user holds. Asymmetric padding with a (padding, output_padding) form goes
+to ``conv_transpose*d``; other pairs go where MLX users write them, ``mlx.core.conv_general`` (the
+transposed convolution as a correlation of the zero-inserted input, ``input_dilation = stride``,
+padded by ``(d·(k−1) − lo, d·(k−1) − hi + output_padding)``, kernel flipped), as far as those pads
+are >= 0. MLX has no unbatched inputs, string padding or output_size.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,7 @@ import numpy as np
 
 from conformance import layouts
 from conformance.adapters import Adapter
+from conformance.cases import Case
 from conformance.dtypes import dtype_name
 from conformance.spec import ConvParams
 
@@ -39,13 +48,43 @@ def mlx_weight(weight: np.ndarray, params: ConvParams) -> np.ndarray:
     return np.resize(weight, shape)
 
 
+def general_padding(params: ConvParams) -> tuple[list[int], list[int]]:
+    """``conv_general``'s (low, high) input padding for the transposed convolution of ``params``."""
+    low, high = [], []
+    for (lo, hi), k, d, op in zip(
+        params.padding_pairs, params.kernel_size, params.dilation, params.output_padding
+    ):
+        low.append(d * (k - 1) - lo)
+        high.append(d * (k - 1) - hi + op)
+    return low, high
+
+
 class MlxFunctional(Adapter):
     name = "mlx"
+    api = "mlx.core.conv_transpose*d"
     distribution = "mlx"
     expresses_out_channels = True  # the weight's first axis is C_out
+    takes_padding_pairs = True  # through conv_general where there is no symmetric form
 
     def version(self) -> str:
         return mx.__version__
+
+    def inexpressible(self, case: Case) -> str | None:
+        p = case.params
+        if not p.is_symmetric and p.symmetric_padding is None:
+            if min(min(general_padding(p))) < 0:
+                return (
+                    f"(lo, hi) = {list(p.padding_pairs)} has no (padding, output_padding) form for "
+                    f"{self.api}, and mlx.core.conv_general would need negative padding {general_padding(p)}"
+                )
+            if min(min(pair) for pair in p.padding_pairs) < 0:
+                # conv_general sees ordinary padding: nothing there for MLX to reject
+                return (
+                    f"(lo, hi) = {list(p.padding_pairs)} has a negative entry and no (padding, "
+                    f"output_padding) form; through mlx.core.conv_general it is the valid padding "
+                    f"{general_padding(p)}, so MLX cannot be asked to reject it"
+                )
+        return super().inexpressible(case)
 
     @staticmethod
     def _call(x: mx.array, weight: mx.array, bias: mx.array | None, params: ConvParams) -> mx.array:
@@ -53,15 +92,28 @@ class MlxFunctional(Adapter):
         def arg(values: tuple[int, ...]) -> int | tuple[int, ...]:
             return values[0] if params.ndim == 1 else values
 
-        out = FUNCTIONS[params.ndim](
-            x,
-            weight,
-            stride=arg(params.stride),
-            padding=arg(params.padding),
-            dilation=arg(params.dilation),
-            output_padding=arg(params.output_padding),
-            groups=params.groups,
-        )
+        form = params.symmetric_padding
+        if form is None:
+            out = mx.conv_general(
+                x,
+                weight,
+                stride=1,
+                padding=general_padding(params),
+                kernel_dilation=list(params.dilation),
+                input_dilation=list(params.stride),
+                groups=params.groups,
+                flip=True,
+            )
+        else:
+            out = FUNCTIONS[params.ndim](
+                x,
+                weight,
+                stride=arg(params.stride),
+                padding=arg(form[0]),
+                dilation=arg(params.dilation),
+                output_padding=arg(form[1]),
+                groups=params.groups,
+            )
         # bias is added by the caller, as mlx.nn.ConvTranspose does
         return out if bias is None else out + bias
 

@@ -18,8 +18,10 @@ LAYERS = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 
 class MlxLayer(Adapter):
     name = "mlx.nn"
+    api = "mlx.nn.ConvTranspose*d"
     distribution = "mlx"
     expresses_out_channels = True
+    folds_asymmetric_padding = True  # the constructor's (padding, output_padding)
 
     def version(self) -> str:
         return mx.__version__
@@ -35,14 +37,15 @@ class MlxLayer(Adapter):
         def arg(values: tuple[int, ...]) -> int | tuple[int, ...]:
             return values[0] if params.ndim == 1 else values
 
+        padding, output_padding = params.symmetric_padding or (params.padding, params.output_padding)
         layer = LAYERS[params.ndim](
             params.in_channels,
             params.out_channels,
             arg(params.kernel_size),
             stride=arg(params.stride),
-            padding=arg(params.padding),
+            padding=arg(padding),
             dilation=arg(params.dilation),
-            output_padding=arg(params.output_padding),
+            output_padding=arg(output_padding),
             bias=bias is not None,
         )
         weights = [("weight", to_mlx(layouts.torch_weight_to_channels_last(weight, 1)))]

@@ -2,8 +2,13 @@
 
 The model looks like an exported one: the weight ``(C_in, C_out/group, *K)``, torch's layout, and the
 bias are initializers, the data is the graph input. Attributes: ``strides``, ``pads`` (begin values
-for every axis, then end values), ``dilations``, ``group``, ``output_padding``, ``kernel_shape``.
-ONNX Runtime has no training API in this package, so the gradient checks are unsupported.
+for every axis, then end values: asymmetric padding as written), ``dilations``, ``group``,
+``output_padding``, ``kernel_shape``; ``padding: same_upper | same_lower`` become ``auto_pad``
+SAME_UPPER / SAME_LOWER (no pads). ONNX requires a batch axis (no unbatched inputs). ``output_shape``
+is not torch's ``output_size``: ONNX derives the pads from it (spec: the odd element at the beginning
+unless SAME_UPPER), where torch keeps the padding and adds output_padding at the end, so output_size
+cases are not expressible. ONNX Runtime has no training API in this package, so the gradient checks
+are unsupported.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from conformance.adapters import Adapter
+from conformance.cases import Case
 from conformance.spec import ConvParams
 
 #: ConvTranspose's current definition (changed last in opset 22). onnx 1.23 stamps models with IR 14,
@@ -43,16 +49,22 @@ def conv_transpose_model(
     initializers = [numpy_helper.from_array(weight, "W")]
     if bias is not None:
         initializers.append(numpy_helper.from_array(bias, "B"))
+    if params.padding_mode is not None:
+        padding = {"auto_pad": params.padding_mode.upper()}
+        output_padding = params.written_output_padding()  # the mode's own extension is ONNX's to make
+    else:
+        padding = {"pads": [lo for lo, _ in params.padding_pairs] + [hi for _, hi in params.padding_pairs]}
+        output_padding = list(params.output_padding)
     node = helper.make_node(
         "ConvTranspose",
         ["X", "W"] + (["B"] if bias is not None else []),
         ["Y"],
         kernel_shape=list(params.kernel_size),
         strides=list(params.stride),
-        pads=list(params.padding) * 2,
         dilations=list(params.dilation),
-        output_padding=list(params.output_padding),
+        output_padding=output_padding,
         group=params.groups,
+        **padding,
     )
     graph = helper.make_graph(
         [node],
@@ -69,7 +81,10 @@ def conv_transpose_model(
 
 class OnnxRuntime(Adapter):
     name = "onnxruntime"
+    api = "ONNX ConvTranspose"
     distribution = "onnxruntime"
+    takes_padding_pairs = True
+    padding_modes = frozenset({"same_upper", "same_lower"})
     unsupported_dtypes: ClassVar[dict[str, str]] = {
         "float64": NOT_IMPLEMENTED.format("float64"),
         "bfloat16": NOT_IMPLEMENTED.format("bfloat16"),
@@ -77,6 +92,15 @@ class OnnxRuntime(Adapter):
 
     def version(self) -> str:
         return ort.__version__
+
+    def inexpressible(self, case: Case) -> str | None:
+        if case.params.output_size is not None:
+            return (
+                "ONNX ConvTranspose's output_shape derives the pads from the total (spec: the odd element "
+                "at the beginning unless auto_pad is SAME_UPPER); torch's output_size keeps the padding and "
+                "adds output_padding at the end, so it has no ONNX spelling"
+            )
+        return super().inexpressible(case)
 
     def forward(
         self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams

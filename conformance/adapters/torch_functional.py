@@ -1,4 +1,10 @@
-"""PyTorch's ``torch.nn.functional.conv_transpose{1,2,3}d``: the reference API, channels-first."""
+"""PyTorch's ``torch.nn.functional.conv_transpose{1,2,3}d``: the reference API, channels-first.
+
+Arrays are handed over with their strides, as torch code holds them: a channels-last array becomes
+the tensor ``x.contiguous(memory_format=torch.channels_last)`` gives (same sizes and strides), a
+strided one a sliced view. Asymmetric padding runs where it has PyTorch's (padding,
+output_padding) form; unbatched inputs go in as they are.
+"""
 
 from __future__ import annotations
 
@@ -43,9 +49,10 @@ def build_facts() -> dict[str, object]:
 
 
 def to_torch(a: np.ndarray) -> torch.Tensor:
+    """A tensor over ``a``'s memory with ``a``'s strides (torch.from_numpy keeps them)."""
     if a.dtype == ml_dtypes.bfloat16:  # no NumPy bfloat16 in torch: reinterpret the bits
-        return torch.from_numpy(np.ascontiguousarray(a).view(np.int16)).view(torch.bfloat16)
-    return torch.from_numpy(np.ascontiguousarray(a))
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
 
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:
@@ -71,6 +78,9 @@ class TorchAdapter(Adapter):
 
 class TorchFunctional(TorchAdapter):
     name = "torch"
+    api = "torch.nn.functional.conv_transpose*d"
+    folds_asymmetric_padding = True
+    takes_unbatched = True
 
     def version(self) -> str:
         return torch.__version__
@@ -79,13 +89,14 @@ class TorchFunctional(TorchAdapter):
     def _call(
         x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, params: ConvParams
     ) -> torch.Tensor:
+        padding, output_padding = params.symmetric_padding or (params.padding, params.output_padding)
         return FUNCTIONS[params.ndim](
             x,
             weight,
             bias,
             stride=params.stride,
-            padding=params.padding,
-            output_padding=params.output_padding,
+            padding=padding,
+            output_padding=output_padding,
             groups=params.groups,
             dilation=params.dilation,
         )

@@ -1,33 +1,64 @@
-"""``torch.nn.ConvTranspose{1,2,3}d``: the layer, built from the case and loaded via ``load_state_dict``."""
+"""``torch.nn.ConvTranspose{1,2,3}d``: the layer, built from the case and loaded via ``load_state_dict``.
+
+``output_size`` goes to ``forward``, as the layer's users pass it. A channels-last weight makes the
+layer ``layer.to(memory_format=torch.channels_last)`` (``channels_last_3d`` for 3-d); a strided
+weight is copied into the layer's own parameter, as ``load_state_dict`` does (a layer owns its
+parameters' memory); the input goes in with its strides.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from conformance import layouts
 from conformance.adapters.torch_functional import TorchAdapter, to_numpy, to_torch
+from conformance.cases import Case
 from conformance.layer_api import LayerIntrospection
 from conformance.spec import ConvParams
 
 LAYERS = {1: torch.nn.ConvTranspose1d, 2: torch.nn.ConvTranspose2d, 3: torch.nn.ConvTranspose3d}
+MEMORY_FORMATS = {4: torch.channels_last, 5: torch.channels_last_3d}
 
 
 class TorchLayer(TorchAdapter):
     name = "torch.nn"
+    api = "torch.nn.ConvTranspose*d"
     expresses_out_channels = True  # the constructor takes out_channels and checks it against groups
+    folds_asymmetric_padding = True
+    takes_output_size = True
+    takes_unbatched = True
 
     def version(self) -> str:
         return torch.__version__
 
+    def inexpressible(self, case: Case) -> str | None:
+        p = case.params
+        if p.output_size is not None and not p.is_symmetric:
+            return (
+                f"{self.api} takes output_size with symmetric padding only (its reachable range is "
+                f"computed from 2·padding): (lo, hi) = {list(p.padding_pairs)}"
+            )
+        return super().inexpressible(case)
+
+    def _call(self, layer: torch.nn.Module, x: torch.Tensor, params: ConvParams) -> torch.Tensor:
+        if params.output_size is None:
+            return layer(x)
+        return layer(x, output_size=list(params.output_size))
+
     @staticmethod
     def build(weight: np.ndarray, bias: np.ndarray | None, params: ConvParams) -> torch.nn.Module:
+        if params.output_size is not None:  # forward() derives output_padding from it
+            padding, output_padding = params.padding, (0,) * params.ndim
+        else:
+            padding, output_padding = params.symmetric_padding or (params.padding, params.output_padding)
         layer = LAYERS[params.ndim](
             params.in_channels,
             params.out_channels,
             params.kernel_size,
             stride=params.stride,
-            padding=params.padding,
-            output_padding=params.output_padding,
+            padding=padding,
+            output_padding=output_padding,
             groups=params.groups,
             bias=bias is not None,
             dilation=params.dilation,
@@ -36,7 +67,9 @@ class TorchLayer(TorchAdapter):
         if bias is not None:
             state["bias"] = to_torch(bias)
         layer = layer.to(state["weight"].dtype)
-        layer.load_state_dict(state)  # strict: shapes must match the layer's own parameters
+        if layouts.layout_of(weight) == "channels_last" and weight.ndim in MEMORY_FORMATS:
+            layer = layer.to(memory_format=MEMORY_FORMATS[weight.ndim])
+        layer.load_state_dict(state)  # strict: shapes must match; copies keep the layer's strides
         return layer
 
     def forward(
@@ -44,7 +77,7 @@ class TorchLayer(TorchAdapter):
     ) -> np.ndarray:
         layer = self.build(weight, bias, params)
         with torch.no_grad():
-            return to_numpy(layer(to_torch(x)))
+            return to_numpy(self._call(layer, to_torch(x), params))
 
     def vjp(
         self,
@@ -56,7 +89,7 @@ class TorchLayer(TorchAdapter):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         layer = self.build(weight, bias, params)
         tx = to_torch(x).requires_grad_()
-        layer(tx).backward(to_torch(grad_out))
+        self._call(layer, tx, params).backward(to_torch(grad_out))
         grad_bias = to_numpy(layer.bias.grad) if bias is not None else None
         return to_numpy(tx.grad), to_numpy(layer.weight.grad), grad_bias
 

@@ -215,8 +215,20 @@ def error_parity_matrix(frameworks: list[str], results: Iterable[Result]) -> lis
 
 
 #: parameter families compared across frameworks: name -> predicate over a result's params
+def _pairs(p: dict[str, Any]) -> list[tuple[int, int]]:
+    """Explicit (lo, hi) per axis of a params record; [] for string padding (resolved inside)."""
+    padding = p["padding"]
+    if isinstance(padding, str):
+        return []
+    return [(v[0], v[1]) if isinstance(v, list) else (v, v) for v in padding]
+
+
 def _extent_exceeded(p: dict[str, Any]) -> bool:
-    return any(pad > d * (k - 1) for pad, d, k in zip(p["padding"], p["dilation"], p["kernel_size"]))
+    return any(max(pair) > d * (k - 1) for pair, d, k in zip(_pairs(p), p["dilation"], p["kernel_size"]))
+
+
+def _unbatched(p: dict[str, Any]) -> bool:
+    return len(p["input_shape"]) == int(p["op"][-2]) + 1
 
 
 PARAMETER_FAMILIES: dict[str, Callable[[dict[str, Any]], bool]] = {
@@ -233,6 +245,15 @@ PARAMETER_FAMILIES: dict[str, Callable[[dict[str, Any]], bool]] = {
     "float16": lambda p: p["dtype"] == "float16",
     "bfloat16": lambda p: p["dtype"] == "bfloat16",
     "float64": lambda p: p["dtype"] == "float64",
+    # the dimensions beyond PyTorch's functional arguments (README, "Reference semantics")
+    "asymmetric padding": lambda p: any(lo != hi for lo, hi in _pairs(p)),
+    "padding same / valid": lambda p: p["padding"] in ("same", "valid"),
+    "padding same_upper / same_lower": lambda p: p["padding"] in ("same_upper", "same_lower"),
+    "output_size": lambda p: "output_size" in p,
+    "unbatched input": _unbatched,
+    "empty batch (N = 0)": lambda p: not _unbatched(p) and p["input_shape"][0] == 0,
+    "channels_last layout": lambda p: p.get("layout") == "channels_last",
+    "strided layout": lambda p: p.get("layout") == "strided",
 }
 
 
@@ -261,13 +282,16 @@ def comparison_by_family(frameworks: list[str], results: Iterable[Result]) -> li
             reasons = Counter(_reason(r) for r in bad).most_common(2)
             if not mine:
                 kind, text = "none", "·"
-            elif not ran:
+            elif not ran:  # why it cannot express them: the adapters' declared reasons
                 kind, text = "na", "unsupported"
+                reasons = Counter(shorten(r.message, 120) for r in mine).most_common(2)
             elif not bad:
                 kind, text = "ok", f"0/{len(ran)}"
             else:
                 kind = "bad" if any(r.status in FAILING for r in bad) else "known"
                 text = f"{len(bad)}/{len(ran)} diverge"
+            if ran and len(ran) < len(mine):
+                text += f" · {len(mine) - len(ran)} unsupported"
             row["cells"].append(
                 {"kind": kind, "text": text, "reasons": [f"{n}× {why}" for why, n in reasons]}
             )
@@ -283,6 +307,8 @@ def marked(cell: tuple[str, str], marks: dict[str, str]) -> str:
 def _axes(values: Any, joined: bool = False) -> str:
     if not isinstance(values, (list, tuple)):
         return str(values)
+    if any(isinstance(v, (list, tuple)) for v in values):  # (lo, hi) padding pairs: "1,0x2"
+        return "x".join(",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v) for v in values)
     if not joined and values and all(v == values[0] for v in values):
         return str(values[0])
     return "x".join(str(v) for v in values)
@@ -301,8 +327,10 @@ def params_text(params: dict[str, Any]) -> str:
         ("stride", "s"),
         ("padding", "p"),
         ("output_padding", "op"),
+        ("output_size", "os"),
         ("dilation", "d"),
         ("groups", "g"),
+        ("layout", "layout"),
     ):
         if key in params:
             parts.append(f"{short}={_axes(params[key], joined=key == 'kernel_size')}")

@@ -9,6 +9,7 @@ that people really write, and the library must catch every one of them.
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 
@@ -19,6 +20,7 @@ from conformance.spec import ConvParams, violations
 class DirectNumpy(Adapter):
     name = "numpy-direct"
     expresses_out_channels = False
+    takes_padding_pairs = True  # (lo, hi): pad the zero-inserted input by d·(k−1) − lo and d·(k−1) − hi
     framework_modules = (__name__,)  # the implementation under test lives in this module
 
     # Bug switches: each subclass flips one.
@@ -47,8 +49,8 @@ class DirectNumpy(Adapter):
         dilation = params.dilation if self.use_dilation else (1,) * params.ndim
         out_pad = params.output_padding if self.use_output_padding else (0,) * params.ndim
         pads = [
-            (d * (k - 1) - p, d * (k - 1) - (p if self.symmetric_padding else 0) + op)
-            for k, d, p, op in zip(params.kernel_size, dilation, params.padding, out_pad)
+            (d * (k - 1) - lo, d * (k - 1) - (hi if self.symmetric_padding else 0) + op)
+            for k, d, (lo, hi), op in zip(params.kernel_size, dilation, params.padding_pairs, out_pad)
         ]
         return dilation, pads
 
@@ -86,14 +88,14 @@ class DirectNumpy(Adapter):
         z = self._expand(x.astype(acc), params)
         wg = self._grouped_weight(weight.astype(acc), g)
         out_spatial = [size - d * (k - 1) for size, d, k in zip(z.shape[2:], dilation, kernel)]
-        zg = z.reshape(z.shape[0], g, -1, *z.shape[2:])
+        zg = z.reshape(z.shape[0], g, z.shape[1] // g, *z.shape[2:])  # explicit sizes: N may be 0
         out = np.zeros((z.shape[0], g, wg.shape[2], *out_spatial), acc)
         for tap in self._taps(kernel):
             window = zg[
                 (..., *[slice(t * d, t * d + size) for t, d, size in zip(tap, dilation, out_spatial)])
             ]
             out += np.einsum("ngi...,gio->ngo...", window, wg[(..., *tap)]).astype(acc)
-        out = out.reshape(z.shape[0], -1, *out_spatial)
+        out = out.reshape(z.shape[0], g * wg.shape[2], *out_spatial)
         if bias is not None and self.use_bias:
             out = out + bias.astype(acc).reshape(1, -1, *([1] * params.ndim))
         return out.astype(x.dtype)
@@ -121,7 +123,7 @@ class DirectNumpy(Adapter):
                     index[axis + 2] = slice(go.shape[axis + 2] - op, None)
                     go_x[tuple(index)] = 0
         z = self._expand(x.astype(acc), params)
-        zg = z.reshape(n, g, -1, *z.shape[2:])
+        zg = z.reshape(n, g, z.shape[1] // g, *z.shape[2:])
         wg = self._grouped_weight(weight.astype(acc), g)
         gog = go.reshape(n, g, wg.shape[2], *go.shape[2:])
         gog_x = go_x.reshape(gog.shape)
@@ -131,8 +133,11 @@ class DirectNumpy(Adapter):
         for tap in self._taps(kernel):
             window = (..., *[slice(t * d, t * d + size) for t, d, size in zip(tap, dilation, out_spatial)])
             grad_zg[window] += np.einsum("ngo...,gio->ngi...", gog_x, wg[(..., *tap)])
-            flat = zg[window].reshape(n, g, zg.shape[2], -1)
-            grad_wg[(..., *tap)] = np.einsum("ngip,ngop->gio", flat, gog.reshape(n, g, gog.shape[2], -1))
+            positions = math.prod(out_spatial)
+            flat = zg[window].reshape(n, g, zg.shape[2], positions)
+            grad_wg[(..., *tap)] = np.einsum(
+                "ngip,ngop->gio", flat, gog.reshape(n, g, gog.shape[2], positions)
+            )
         if self.grad_weight_group_shift:  # the bug: group j's gradient lands in another group's block
             grad_wg = np.roll(grad_wg, self.grad_weight_group_shift, axis=0)
         # undo: flip, grouping; crop the padding back off; take the strided (non-inserted) entries

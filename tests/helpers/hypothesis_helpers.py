@@ -36,6 +36,8 @@ class ConvConfig:
     dilation: tuple[int, ...]
     groups: int = 1
     bias: bool = True
+    #: ``torch.nn.ConvTranspose*d.forward``'s output_size; output_padding is then 0 as written
+    output_size: tuple[int, ...] | None = None
 
     @property
     def op(self) -> str:
@@ -73,8 +75,8 @@ class ConvConfig:
         return multiply_adds(self.input_shape, self.weight_shape, self.groups, self.out_spatial)
 
     def params(self) -> spec.ConvParams:
-        return spec.ConvParams(
-            ndim=self.ndim,
+        return spec.ConvParams.make(
+            self.ndim,
             in_channels=self.in_channels,
             out_channels=self.out_channels,
             kernel_size=self.kernel_size,
@@ -84,6 +86,8 @@ class ConvConfig:
             dilation=self.dilation,
             groups=self.groups,
             bias=self.bias,
+            output_size=self.output_size,
+            input_spatial=self.input_shape[2:],
         )
 
     def kwargs(self) -> dict[str, Any]:
@@ -312,6 +316,22 @@ def _breaks_kernel_size_positive(draw: st.DrawFn, base: ConvConfig) -> ConvConfi
     )
 
 
+@st.composite
+def _breaks_output_size_reachable(draw: st.DrawFn, base: ConvConfig) -> ConvConfig:
+    axis = draw(st.integers(0, base.ndim - 1))
+    low = tuple(
+        output_length_loops(length, k, s, p, 0, d)
+        for length, k, s, p, d in zip(
+            base.input_shape[2:], base.kernel_size, base.stride, base.padding, base.dilation
+        )
+    )
+    assume(min(low) >= 1)
+    # one axis past either end of [low, low + stride - 1]
+    size = draw(st.sampled_from([low[axis] - 1, low[axis] + base.stride[axis]]))
+    assume(size >= 0)
+    return replace(base, output_padding=(0,) * base.ndim, output_size=_set_axis(low, axis, size))
+
+
 INVALID_STRATEGIES = {
     "input_rank": _breaks_input_rank,
     "input_spatial_nonempty": _breaks_input_spatial_nonempty,
@@ -325,6 +345,7 @@ INVALID_STRATEGIES = {
     "in_channels_divisible": _breaks_in_channels_divisible,
     "out_channels_divisible": _breaks_out_channels_divisible,
     "output_size_positive": _breaks_output_size_positive,
+    "output_size_reachable": _breaks_output_size_reachable,
 }
 #: rules whose violation torch.nn.functional cannot express (C_out is weight.shape[1] * groups there)
 NOT_EXPRESSIBLE_IN_TORCH_FUNCTIONAL = frozenset({"out_channels_divisible"})
@@ -381,5 +402,26 @@ def minimal_invalid(rule: str, ndim: int = 1) -> ConvConfig:
         "out_channels_divisible": {"out_channels": 3, "groups": 2},
         # (4-1)·1 + 1·(3-1) + 1 - 2·3 = 0 output elements
         "output_size_positive": {"padding": _set_axis(base.padding, last, 3)},
+        # reachable: exactly (4-1)·1 + 1·(3-1) + 1 = 6 (stride 1 leaves no room)
+        "output_size_reachable": {"output_size": _set_axis((6,) * ndim, last, 7)},
     }
     return replace(base, **changes[rule])
+
+
+# --- the wider space ------------------------------------------------------------------------------
+
+
+@st.composite
+def asymmetric_configs(draw: st.DrawFn) -> ConvConfig:
+    """A valid configuration whose padding is redrawn as (lo, hi) pairs, lo != hi on some axis."""
+    base = draw(conv_configs(max_size=600, max_work=6000))
+    pairs = []
+    for length, k, s, d, op in zip(
+        base.input_shape[2:], base.kernel_size, base.stride, base.dilation, base.output_padding
+    ):
+        full = (length - 1) * s + d * (k - 1) + 1 + op
+        lo = draw(st.integers(0, full - 1))
+        hi = draw(st.integers(0, full - 1 - lo))  # at least one output element
+        pairs.append((lo, hi))
+    assume(any(lo != hi for lo, hi in pairs))
+    return replace(base, padding=tuple(pairs))

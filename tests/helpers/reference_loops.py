@@ -31,16 +31,31 @@ def _axes(value: IntOrTuple, ndim: int) -> tuple[int, ...]:
     return values
 
 
+def _pair(value: int | Sequence[int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def _padding_pairs(value: object, ndim: int) -> list[tuple[int, int]]:
+    """An int, or per axis an int or a pair ``(lo, hi)``."""
+    if isinstance(value, int):
+        return [(value, value)] * ndim
+    pairs = [_pair(v) for v in value]  # type: ignore[union-attr]
+    assert len(pairs) == ndim, f"expected {ndim} padding entries, got {pairs}"
+    return pairs
+
+
 def output_length_loops(
-    length: int, kernel: int, stride: int, padding: int, output_padding: int, dilation: int
+    length: int, kernel: int, stride: int, padding: int | Sequence[int], output_padding: int, dilation: int
 ) -> int:
     """The largest reachable position plus one, cropped by padding, extended by output_padding.
 
-    Input position ``length − 1`` with tap ``kernel − 1`` lands at ``(length−1)·s − p + (kernel−1)·d``;
-    the output ends ``padding`` before that full extent and ``output_padding`` after it.
+    Input position ``length − 1`` with tap ``kernel − 1`` lands at ``(length−1)·s − lo + (kernel−1)·d``;
+    the output starts ``lo`` after position 0 of the full extent and ends ``hi`` before its end,
+    then ``output_padding`` after it. An int padding is ``lo = hi``.
     """
+    lo, hi = _pair(padding)
     last = (length - 1) * stride + (kernel - 1) * dilation  # last position of the uncropped output
-    return last + 1 - 2 * padding + output_padding
+    return last + 1 - lo - hi + output_padding
 
 
 def conv_transpose_loops(
@@ -48,7 +63,7 @@ def conv_transpose_loops(
     weight: np.ndarray,
     bias: np.ndarray | None = None,
     stride: IntOrTuple = 1,
-    padding: IntOrTuple = 0,
+    padding: object = 0,
     output_padding: IntOrTuple = 0,
     groups: int = 1,
     dilation: IntOrTuple = 1,
@@ -57,13 +72,15 @@ def conv_transpose_loops(
     x = np.asarray(x, dtype=np.float64)
     weight = np.asarray(weight, dtype=np.float64)
     ndim = weight.ndim - 2
-    s, p, op, d = (_axes(v, ndim) for v in (stride, padding, output_padding, dilation))
+    s, op, d = (_axes(v, ndim) for v in (stride, output_padding, dilation))
+    pairs = _padding_pairs(padding, ndim)
+    p = [lo for lo, _ in pairs]
     n_batch, c_in, *in_len = x.shape
     assert weight.shape[0] == c_in and c_in % groups == 0, (x.shape, weight.shape, groups)
     cout_g = weight.shape[1]
     kernel = weight.shape[2:]
     c_out, cin_g = cout_g * groups, c_in // groups
-    out_len = [output_length_loops(*a) for a in zip(in_len, kernel, s, p, op, d, strict=True)]
+    out_len = [output_length_loops(*a) for a in zip(in_len, kernel, s, pairs, op, d, strict=True)]
     assert all(v >= 1 for v in out_len), out_len
     out = np.zeros((n_batch, c_out, *out_len), dtype=np.float64)
     taps = list(itertools.product(*(range(k) for k in kernel)))
