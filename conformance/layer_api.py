@@ -42,6 +42,8 @@ class LayerIntrospection:
     #: the forward method to inspect for extras beyond the input
     forward_name: str = "forward"
     notes: list[str] = field(default_factory=list)
+    #: ndim -> the framework's functional form, where it has one (its signature is compared too)
+    functions: dict[int, Callable] = field(default_factory=dict)
 
 
 def _signature(fn: Callable) -> list[dict[str, str]]:

@@ -40,6 +40,8 @@ BUILTINS: dict[str, str] = {
     "megengine.module": "conformance.adapters.megengine_module:MegEngineModule",
     "lucid": "conformance.adapters.lucid_functional:LucidFunctional",
     "lucid.nn": "conformance.adapters.lucid_nn:LucidLayer",
+    "paddle": "conformance.adapters.paddle_functional:PaddleFunctional",
+    "paddle.nn": "conformance.adapters.paddle_nn:PaddleLayer",
 }
 #: the package each built-in needs, checked without importing it
 BUILTIN_PACKAGES = {
@@ -54,6 +56,8 @@ BUILTIN_PACKAGES = {
     "megengine.module": "megengine",
     "lucid": "lucid",
     "lucid.nn": "lucid",
+    "paddle": "paddle",
+    "paddle.nn": "paddle",
 }
 
 

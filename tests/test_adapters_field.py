@@ -1,0 +1,199 @@
+"""The PaddlePaddle, TensorFlow, Keras and OpenVINO adapters: each passes a slice of configurations its
+framework gets right, declares what its API cannot express as unsupported (with the reason), reports
+a real version and its build facts, and every divergence recorded in
+cases/known_divergences.{paddle,tensorflow,keras,openvino}.yaml still happens.
+
+They run in the ``field`` environment (constraints/field.txt); each test skips where its framework
+is not installed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conformance.adapters import load_adapter
+from conformance.cases import Case
+from conformance.checks import CHECKS, run_checks
+from tests.helpers.pytest_helpers import load_slice
+
+PACKAGES = {
+    "paddle": "paddle",
+    "paddle.nn": "paddle",
+    "tensorflow": "tensorflow",
+    "keras": "keras",
+    "openvino": "openvino",
+    "openvino[f32]": "openvino",
+}
+
+
+def needs(name: str) -> None:
+    pytest.importorskip(PACKAGES[name])
+
+
+def results_by_case(cases: list[Case], name: str) -> dict[str, dict[str, object]]:
+    """case id -> check -> Result, for one adapter."""
+    adapter = load_adapter(name)
+    found: dict[str, dict[str, object]] = {}
+    for case in cases:
+        for result in run_checks(case, adapter):
+            found.setdefault(case.id, {})[result.check] = result
+    return found
+
+
+# --- configurations each framework gets right -----------------------------------------------------
+
+# PaddlePaddle: 1-d to 3-d, float32 and float64, groups, dilation, output_padding < stride;
+# float16/bfloat16 have no CPU kernel (unsupported).
+PADDLE_SLICE = """
+op: conv_transpose2d
+defaults: {input_shape: [2, 4, 5, 6], out_channels: 6, kernel_size: [3, 2], padding: [1, 0]}
+cases:
+  - id: sweep
+    matrix:
+      stride: [1, 2, [2, 3]]
+      groups: [1, 2]
+      dtype: [float32, float64]
+  - id: dilated-output-padding
+    stride: [2, 3]
+    dilation: [2, 1]
+    output_padding: [1, 2]
+    matrix:
+      bias: [true, false]
+  - id: one-d
+    op: conv_transpose1d
+    input_shape: [2, 4, 7]
+    kernel_size: 4
+    padding: 1
+    stride: 3
+    output_padding: 2
+    groups: 2
+  - id: three-d
+    op: conv_transpose3d
+    input_shape: [1, 4, 3, 2, 3]
+    kernel_size: 2
+    padding: [1, 0, 0]
+    stride: [2, 1, 2]
+    output_padding: [1, 0, 1]
+    groups: 2
+  - id: rejects-groups-not-dividing
+    input_shape: [1, 3, 4, 4]
+    groups: 2
+    expect: error
+  - id: rejects-output-padding-too-large
+    stride: 2
+    output_padding: 2
+    expect: error
+  - id: float16-unsupported
+    dtype: float16
+  - id: bfloat16-unsupported
+    dtype: bfloat16
+"""
+
+SLICES = {
+    "paddle": PADDLE_SLICE,
+    "paddle.nn": PADDLE_SLICE,
+}
+
+
+@pytest.mark.parametrize("name", sorted(SLICES))
+def test_adapter_passes_configurations_its_framework_gets_right(name: str, tmp_path: Path) -> None:
+    needs(name)
+    checks_seen = set()
+    for case_id, results in results_by_case(load_slice(tmp_path, SLICES[name]), name).items():
+        for check, result in results.items():
+            checks_seen.add(check)
+            if case_id.endswith("-unsupported"):
+                assert result.status == "unsupported" and result.message, f"{name} {case_id} [{check}]"
+                continue
+            assert result.status == "pass", f"{name} {case_id} [{check}]: {result.message}"
+    gradients = {"grad_input", "grad_weight", "grad_bias"}
+    assert checks_seen == ({*CHECKS} if load_adapter(name).has_vjp else {*CHECKS} - gradients)
+
+
+@pytest.mark.parametrize("name", sorted(SLICES))
+def test_adapter_reports_its_version_and_build_facts(name: str) -> None:
+    needs(name)
+    adapter = load_adapter(name)
+    version = adapter.version()
+    assert version and version != "unknown" and version[0].isdigit()
+    facts = adapter.build_facts()
+    assert facts and all(value not in (None, "") for value in facts.values()), f"{name}: {facts}"
+
+
+def test_paddle_bfloat16_round_trip_reads_the_bits_as_bfloat16() -> None:
+    """``.numpy()`` of a Paddle bfloat16 tensor gives uint16 bits; the adapter must hand back bfloat16."""
+    needs("paddle")
+    import ml_dtypes
+
+    from conformance.adapters.paddle_functional import to_numpy, to_paddle
+
+    a = np.array([1.5, -2.25, 3.0e-3, 65280.0], dtype=ml_dtypes.bfloat16)
+    t = to_paddle(a)
+    assert str(t.dtype).endswith("bfloat16")
+    back = to_numpy(t)
+    assert back.dtype == ml_dtypes.bfloat16 and np.array_equal(back.view(np.uint16), a.view(np.uint16))
+
+
+# --- every recorded divergence still happens ------------------------------------------------------
+
+# (adapters, check, expected status, text the message contains, case fields)
+DIVERGENCES: dict[str, tuple[list[str], str, str, str, str]] = {
+    "paddle-op-ge-stride-below-dilation-2d": (
+        ["paddle", "paddle.nn"],
+        "forward",
+        "error",
+        "Output_height and padding(padding_up, padding_down) are inconsistent",
+        "{input_shape: [1, 2, 4, 4], out_channels: 2, kernel_size: 2, dilation: 3, output_padding: [1, 0]}",
+    ),
+    "paddle-op-ge-stride-below-dilation-3d": (
+        ["paddle", "paddle.nn"],
+        "grad_weight",
+        "error",
+        "are mismatching",
+        "{op: conv_transpose3d, input_shape: [1, 2, 3, 3, 3], out_channels: 2, kernel_size: 3, dilation: 2, "
+        "output_padding: 1}",
+    ),
+    "paddle-1d-output-padding-checked-against-stride-only": (
+        ["paddle", "paddle.nn"],
+        "forward",
+        "error",
+        "The size of output_padding should not be greater than stride",
+        "{op: conv_transpose1d, input_shape: [1, 2, 5], out_channels: 2, kernel_size: 2, dilation: 3, "
+        "output_padding: 2}",
+    ),
+    "paddle-accepts-dilation-zero": (
+        ["paddle", "paddle.nn"],
+        "error_parity",
+        "fail",
+        "instead of raising",
+        "{input_shape: [1, 2, 4, 4], out_channels: 2, kernel_size: 3, dilation: [1, 0], expect: error}",
+    ),
+    "paddle-accepts-output-length-zero": (
+        ["paddle", "paddle.nn"],
+        "error_parity",
+        "fail",
+        "instead of raising",
+        "{op: conv_transpose1d, input_shape: [1, 2, 4], out_channels: 2, kernel_size: 3, padding: 3, "
+        "expect: error}",
+    ),
+    "paddle-nn-accepts-cout-not-divisible-without-bias": (
+        ["paddle.nn"],
+        "error_parity",
+        "fail",
+        "instead of raising",
+        "{input_shape: [1, 4, 3, 3], out_channels: 3, kernel_size: 2, groups: 2, bias: false, expect: error}",
+    ),
+}
+
+
+@pytest.mark.parametrize("divergence", sorted(DIVERGENCES))
+def test_recorded_divergence_still_happens(divergence: str, tmp_path: Path) -> None:
+    names, check, status, text, case = DIVERGENCES[divergence]
+    needs(names[0])
+    cases = load_slice(tmp_path, f"op: conv_transpose2d\ncases:\n  - {{id: it, {case[1:]}\n")
+    for name in names:
+        result = results_by_case(cases, name)["it"][check]
+        assert result.status == status and text in result.message, f"{name}: {result.status} {result.message}"
