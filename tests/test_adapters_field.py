@@ -17,12 +17,14 @@ import pytest
 from conformance.adapters import load_adapter
 from conformance.cases import Case
 from conformance.checks import CHECKS, run_checks
+from conformance.runner import run
 from tests.helpers.pytest_helpers import load_slice
 
 PACKAGES = {
     "paddle": "paddle",
     "paddle.nn": "paddle",
     "tensorflow": "tensorflow",
+    "tensorflow[eigen]": "tensorflow",
     "keras": "keras",
     "openvino": "openvino",
     "openvino[f32]": "openvino",
@@ -92,9 +94,74 @@ cases:
     dtype: bfloat16
 """
 
+# TensorFlow: explicit padding in 2-d only (1-d and 3-d with padding 0, 'VALID'), no groups; dilation
+# only on the oneDNN path with padding 0 and not in float64 (TensorFlow's own kernels cannot dilate).
+TENSORFLOW_SLICE = """
+op: conv_transpose2d
+defaults: {input_shape: [2, 4, 5, 6], out_channels: 3, kernel_size: [3, 2], padding: [1, 0]}
+cases:
+  - id: sweep
+    matrix:
+      stride: [1, 2, [2, 3]]
+      dtype: [float32, float64, float16, bfloat16]
+  - id: output-padding
+    stride: [2, 3]
+    output_padding: [1, 2]
+    matrix:
+      bias: [true, false]
+  - id: one-d-valid
+    op: conv_transpose1d
+    input_shape: [2, 4, 7]
+    kernel_size: 4
+    padding: 0
+    stride: 3
+    output_padding: 2
+  - id: three-d-valid
+    op: conv_transpose3d
+    input_shape: [1, 4, 3, 2, 3]
+    kernel_size: 2
+    padding: 0
+    stride: [2, 1, 2]
+    output_padding: [1, 0, 1]
+  - id: rejects-output-padding-too-large
+    stride: 2
+    output_padding: 2
+    expect: error
+  - id: groups-unsupported
+    groups: 2
+    out_channels: 4
+  - id: one-d-padding-unsupported
+    op: conv_transpose1d
+    input_shape: [2, 4, 7]
+    kernel_size: 3
+    padding: 1
+  - id: dilation-explicit-padding-unsupported
+    dilation: 2
+"""
+TENSORFLOW_ONEDNN_ONLY = """
+  - id: dilated-valid
+    op: conv_transpose1d
+    input_shape: [2, 4, 7]
+    kernel_size: 3
+    padding: 0
+    stride: 2
+    dilation: 3
+    output_padding: 1
+"""
+TENSORFLOW_EIGEN_ONLY = """
+  - id: dilated-valid-unsupported
+    op: conv_transpose1d
+    input_shape: [2, 4, 7]
+    kernel_size: 3
+    padding: 0
+    dilation: 3
+"""
+
 SLICES = {
     "paddle": PADDLE_SLICE,
     "paddle.nn": PADDLE_SLICE,
+    "tensorflow": TENSORFLOW_SLICE + TENSORFLOW_ONEDNN_ONLY,
+    "tensorflow[eigen]": TENSORFLOW_SLICE + TENSORFLOW_EIGEN_ONLY,
 }
 
 
@@ -186,6 +253,28 @@ DIVERGENCES: dict[str, tuple[list[str], str, str, str, str]] = {
         "instead of raising",
         "{input_shape: [1, 4, 3, 3], out_channels: 3, kernel_size: 2, groups: 2, bias: false, expect: error}",
     ),
+    "tensorflow-onednn-op-ge-stride-below-dilation": (
+        ["tensorflow"],
+        "forward",
+        "error",
+        "could not create a primitive descriptor for the convolution forward propagation primitive",
+        "{op: conv_transpose1d, input_shape: [1, 2, 5], out_channels: 2, kernel_size: 3, padding: 0, "
+        "dilation: 2, output_padding: 1}",
+    ),
+    "tensorflow-accepts-empty-spatial-input": (
+        ["tensorflow", "tensorflow[eigen]"],
+        "error_parity",
+        "fail",
+        "instead of raising",
+        "{op: conv_transpose1d, input_shape: [1, 2, 0], out_channels: 2, kernel_size: 3, expect: error}",
+    ),
+    "tensorflow-onednn-accepts-kernel-zero": (
+        ["tensorflow"],
+        "error_parity",
+        "fail",
+        "instead of raising",
+        "{op: conv_transpose1d, input_shape: [1, 2, 5], out_channels: 2, kernel_size: 0, expect: error}",
+    ),
 }
 
 
@@ -197,3 +286,23 @@ def test_recorded_divergence_still_happens(divergence: str, tmp_path: Path) -> N
     for name in names:
         result = results_by_case(cases, name)["it"][check]
         assert result.status == status and text in result.message, f"{name}: {result.status} {result.message}"
+
+
+def test_tensorflow_negative_stride_kills_the_process_on_the_onednn_path(tmp_path: Path) -> None:
+    """SIGABRT in oneDNN's shape code: only the runner's worker process can observe it; TensorFlow's
+    own kernels raise instead."""
+    needs("tensorflow")
+    cases = load_slice(
+        tmp_path,
+        """
+        op: conv_transpose1d
+        cases:
+          - {id: stride-negative, input_shape: [1, 2, 5], out_channels: 2, kernel_size: 3, stride: -1,
+             padding: 0, expect: error}
+        """,
+    )
+    outcome = run(cases, ["tensorflow", "tensorflow[eigen]"], workers=1, timeout=120)
+    by_framework = {r.framework: r for r in outcome.results}
+    crash, raised = by_framework["tensorflow"], by_framework["tensorflow[eigen]"]
+    assert crash.status == "crash" and "SIGABRT" in crash.message, crash.message
+    assert raised.status == "pass" and "strides should be larger than 0" in raised.message, raised.message

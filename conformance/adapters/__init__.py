@@ -42,6 +42,7 @@ BUILTINS: dict[str, str] = {
     "lucid.nn": "conformance.adapters.lucid_nn:LucidLayer",
     "paddle": "conformance.adapters.paddle_functional:PaddleFunctional",
     "paddle.nn": "conformance.adapters.paddle_nn:PaddleLayer",
+    "tensorflow": "conformance.adapters.tensorflow_nn:TensorFlowNN",
 }
 #: the package each built-in needs, checked without importing it
 BUILTIN_PACKAGES = {
@@ -58,6 +59,7 @@ BUILTIN_PACKAGES = {
     "lucid.nn": "lucid",
     "paddle": "paddle",
     "paddle.nn": "paddle",
+    "tensorflow": "tensorflow",
 }
 
 
