@@ -20,6 +20,11 @@ from conformance.checks import CHECKS, run_checks
 from conformance.runner import run
 from tests.helpers.pytest_helpers import load_slice
 
+# Keras 3.15's TensorFlow backend converts tensors with np.array(x), which numpy 2 warns about.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy:DeprecationWarning"
+)
+
 PACKAGES = {
     "paddle": "paddle",
     "paddle.nn": "paddle",
@@ -157,11 +162,56 @@ TENSORFLOW_EIGEN_ONLY = """
     dilation: 3
 """
 
+# Keras: 'valid' (padding 0) and 'same' (padding dilation·(kernel−1)/2) without output_padding, or
+# 'valid' with it; strides > 1 with dilation > 1, groups and other paddings are unsupported.
+KERAS_SLICE = """
+op: conv_transpose2d
+defaults: {input_shape: [2, 4, 5, 6], out_channels: 3, kernel_size: 3, padding: 1}
+cases:
+  - id: same
+    matrix:
+      stride: [1, 2, [2, 3]]
+      dtype: [float32, float64, float16, bfloat16]
+  - id: valid-output-padding
+    padding: 0
+    stride: [2, 3]
+    output_padding: [1, 2]
+    matrix:
+      bias: [true, false]
+  - id: same-dilated
+    op: conv_transpose1d
+    input_shape: [2, 4, 7]
+    padding: 2
+    dilation: 2
+  - id: three-d-valid
+    op: conv_transpose3d
+    input_shape: [1, 4, 3, 2, 3]
+    kernel_size: 2
+    padding: 0
+    stride: [2, 1, 2]
+    output_padding: [1, 0, 1]
+  - id: rejects-output-padding-too-large
+    padding: 0
+    stride: 2
+    output_padding: 2
+    expect: error
+  - id: groups-unsupported
+    groups: 2
+    out_channels: 4
+  - id: padding-neither-valid-nor-same-unsupported
+    padding: 2
+  - id: strided-dilation-unsupported
+    padding: 2
+    stride: 2
+    dilation: 2
+"""
+
 SLICES = {
     "paddle": PADDLE_SLICE,
     "paddle.nn": PADDLE_SLICE,
     "tensorflow": TENSORFLOW_SLICE + TENSORFLOW_ONEDNN_ONLY,
     "tensorflow[eigen]": TENSORFLOW_SLICE + TENSORFLOW_EIGEN_ONLY,
+    "keras": KERAS_SLICE,
 }
 
 
@@ -274,6 +324,30 @@ DIVERGENCES: dict[str, tuple[list[str], str, str, str, str]] = {
         "fail",
         "instead of raising",
         "{op: conv_transpose1d, input_shape: [1, 2, 5], out_channels: 2, kernel_size: 0, expect: error}",
+    ),
+    "keras-same-with-output-padding-shifts-values": (
+        ["keras"],
+        "forward",
+        "fail",
+        "elements outside tolerance",
+        "{input_shape: [1, 2, 3, 3], out_channels: 2, kernel_size: 3, stride: 2, padding: 1, "
+        "output_padding: 1}",
+    ),
+    "keras-op-ge-stride-below-dilation": (
+        ["keras"],
+        "forward",
+        "error",
+        "`output_padding` must be strictly less than `strides`",
+        "{op: conv_transpose1d, input_shape: [1, 2, 5], out_channels: 2, kernel_size: 3, padding: 0, "
+        "dilation: 2, output_padding: 1}",
+    ),
+    "keras-accepts-empty-spatial-input": (
+        ["keras"],
+        "error_parity",
+        "fail",
+        "instead of raising",
+        "{op: conv_transpose1d, input_shape: [1, 2, 0], out_channels: 2, kernel_size: 3, padding: 0, "
+        "expect: error}",
     ),
 }
 

@@ -43,6 +43,7 @@ BUILTINS: dict[str, str] = {
     "paddle": "conformance.adapters.paddle_functional:PaddleFunctional",
     "paddle.nn": "conformance.adapters.paddle_nn:PaddleLayer",
     "tensorflow": "conformance.adapters.tensorflow_nn:TensorFlowNN",
+    "keras": "conformance.adapters.keras_layers:KerasLayer",
 }
 #: the package each built-in needs, checked without importing it
 BUILTIN_PACKAGES = {
@@ -60,6 +61,7 @@ BUILTIN_PACKAGES = {
     "paddle": "paddle",
     "paddle.nn": "paddle",
     "tensorflow": "tensorflow",
+    "keras": "keras",
 }
 
 

@@ -90,13 +90,6 @@ def build_facts() -> dict[str, object]:
     }
 
 
-def unsupported_in_tensorflow(case: Case) -> str | None:
-    """What tf.nn's transposed convolutions cannot express (shared with the Keras adapter's checks)."""
-    if case.params.groups != 1:
-        return NO_GROUPS
-    return None
-
-
 class TensorFlowNN(Adapter):
     name = "tensorflow"
     distribution = "tensorflow-cpu"
@@ -111,8 +104,8 @@ class TensorFlowNN(Adapter):
         return build_facts()
 
     def unsupported(self, case: Case) -> str | None:
-        reason = unsupported_in_tensorflow(case)
         params = case.params
+        reason = NO_GROUPS if params.groups != 1 else None
         if reason is None and params.ndim != 2 and any(params.padding):
             reason = NO_EXPLICIT_PADDING.format(params.ndim)
         if reason is None and any(d > 1 for d in params.dilation):
