@@ -206,12 +206,64 @@ cases:
     dilation: 2
 """
 
+# OpenVINO: forward only (the gradient checks are unsupported); float32, float16, bfloat16, groups,
+# dilation and output_padding below stride or dilation; float64 is computed in float32 (a known
+# divergence), groups < 1 cannot be expressed.
+OPENVINO_SLICE = """
+op: conv_transpose2d
+defaults: {input_shape: [2, 4, 5, 6], out_channels: 6, kernel_size: [3, 2], padding: [1, 0]}
+cases:
+  - id: sweep
+    matrix:
+      stride: [1, 2, [2, 3]]
+      groups: [1, 2]
+      dtype: [float32, float16]
+  - id: sweep-bfloat16-without-bias
+    dtype: bfloat16
+    bias: false
+    matrix:
+      stride: [1, 2, [2, 3]]
+      groups: [1, 2]
+  - id: dilated-output-padding
+    stride: [1, 3]
+    dilation: [2, 1]
+    output_padding: [1, 2]
+    matrix:
+      bias: [true, false]
+  - id: one-d
+    op: conv_transpose1d
+    input_shape: [2, 4, 7]
+    kernel_size: 4
+    padding: 1
+    stride: 3
+    output_padding: 2
+    groups: 4
+    out_channels: 8
+  - id: three-d
+    op: conv_transpose3d
+    input_shape: [1, 4, 3, 2, 3]
+    kernel_size: 2
+    padding: [1, 0, 0]
+    stride: [2, 1, 2]
+    output_padding: [1, 0, 1]
+    groups: 2
+  - id: rejects-groups-not-dividing
+    input_shape: [1, 3, 4, 4]
+    groups: 2
+    expect: error
+  - id: groups-zero-unsupported
+    groups: 0
+    expect: error
+"""
+
 SLICES = {
     "paddle": PADDLE_SLICE,
     "paddle.nn": PADDLE_SLICE,
     "tensorflow": TENSORFLOW_SLICE + TENSORFLOW_ONEDNN_ONLY,
     "tensorflow[eigen]": TENSORFLOW_SLICE + TENSORFLOW_EIGEN_ONLY,
     "keras": KERAS_SLICE,
+    "openvino": OPENVINO_SLICE,
+    "openvino[f32]": OPENVINO_SLICE,
 }
 
 
@@ -219,15 +271,16 @@ SLICES = {
 def test_adapter_passes_configurations_its_framework_gets_right(name: str, tmp_path: Path) -> None:
     needs(name)
     checks_seen = set()
+    gradients = {"grad_input", "grad_weight", "grad_bias"}
+    forward_only = not load_adapter(name).has_vjp
     for case_id, results in results_by_case(load_slice(tmp_path, SLICES[name]), name).items():
         for check, result in results.items():
             checks_seen.add(check)
-            if case_id.endswith("-unsupported"):
+            if case_id.endswith("-unsupported") or (forward_only and check in gradients):
                 assert result.status == "unsupported" and result.message, f"{name} {case_id} [{check}]"
                 continue
             assert result.status == "pass", f"{name} {case_id} [{check}]: {result.message}"
-    gradients = {"grad_input", "grad_weight", "grad_bias"}
-    assert checks_seen == ({*CHECKS} if load_adapter(name).has_vjp else {*CHECKS} - gradients)
+    assert checks_seen == {*CHECKS}
 
 
 @pytest.mark.parametrize("name", sorted(SLICES))
@@ -252,6 +305,14 @@ def test_paddle_bfloat16_round_trip_reads_the_bits_as_bfloat16() -> None:
     assert str(t.dtype).endswith("bfloat16")
     back = to_numpy(t)
     assert back.dtype == ml_dtypes.bfloat16 and np.array_equal(back.view(np.uint16), a.view(np.uint16))
+
+
+def test_openvino_reports_the_precision_it_chose_and_f32_forces_f32() -> None:
+    needs("openvino")
+    default, forced = (load_adapter(name).build_facts() for name in ("openvino", "openvino[f32]"))
+    assert forced["inference_precision"] == "f32", forced
+    assert default["inference_precision"] in ("f32", "bf16", "f16"), default
+    assert {default["deconvolution_precision"], forced["deconvolution_precision"]} <= {"f32", "bf16", "f16"}
 
 
 # --- every recorded divergence still happens ------------------------------------------------------
@@ -347,6 +408,28 @@ DIVERGENCES: dict[str, tuple[list[str], str, str, str, str]] = {
         "fail",
         "instead of raising",
         "{op: conv_transpose1d, input_shape: [1, 2, 0], out_channels: 2, kernel_size: 3, padding: 0, "
+        "expect: error}",
+    ),
+    "openvino-float64-computed-in-float32": (
+        ["openvino", "openvino[f32]"],
+        "forward",
+        "fail",
+        "elements outside tolerance",
+        "{input_shape: [1, 4, 3, 3], out_channels: 2, kernel_size: 3, dtype: float64}",
+    ),
+    "openvino-bfloat16-bias-missing-where-no-kernel-tap-lands": (
+        ["openvino", "openvino[f32]"],
+        "forward",
+        "fail",
+        "elements outside tolerance",
+        "{input_shape: [1, 4, 5, 6], out_channels: 6, kernel_size: 2, stride: 3, dtype: bfloat16}",
+    ),
+    "openvino-accepts-output-padding-at-stride-and-dilation": (
+        ["openvino", "openvino[f32]"],
+        "error_parity",
+        "fail",
+        "instead of raising",
+        "{op: conv_transpose1d, input_shape: [1, 2, 5], out_channels: 2, kernel_size: 3, output_padding: 1, "
         "expect: error}",
     ),
 }

@@ -44,6 +44,7 @@ BUILTINS: dict[str, str] = {
     "paddle.nn": "conformance.adapters.paddle_nn:PaddleLayer",
     "tensorflow": "conformance.adapters.tensorflow_nn:TensorFlowNN",
     "keras": "conformance.adapters.keras_layers:KerasLayer",
+    "openvino": "conformance.adapters.openvino_node:OpenVino",
 }
 #: the package each built-in needs, checked without importing it
 BUILTIN_PACKAGES = {
@@ -62,6 +63,7 @@ BUILTIN_PACKAGES = {
     "paddle.nn": "paddle",
     "tensorflow": "tensorflow",
     "keras": "keras",
+    "openvino": "openvino",
 }
 
 
