@@ -17,6 +17,7 @@ import pytest
 from conformance.adapters import load_adapter
 from conformance.cases import Case
 from conformance.checks import CHECKS, run_checks
+from conformance.layer_api import describe
 from conformance.runner import run
 from tests.helpers.pytest_helpers import load_slice
 
@@ -463,3 +464,25 @@ def test_tensorflow_negative_stride_kills_the_process_on_the_onednn_path(tmp_pat
     crash, raised = by_framework["tensorflow"], by_framework["tensorflow[eigen]"]
     assert crash.status == "crash" and "SIGABRT" in crash.message, crash.message
     assert raised.status == "pass" and "strides should be larger than 0" in raised.message, raised.message
+
+
+# --- layer API ------------------------------------------------------------------------------------
+
+
+def test_paddle_layer_api_names_glorot_init_and_its_per_dimension_argument_orders() -> None:
+    needs("paddle.nn")
+    entry = describe(load_adapter("paddle.nn").layer_api())
+    first = entry["init"][0]  # C_in=64, C_out=8, 3x3: sqrt(6 / ((64 + 8)·9)) = 0.0962
+    assert first["weight_matches"] == "Glorot/Xavier sqrt(6/((C_in+C_out/g)·K))", first
+    assert first["weight_distribution"] == "uniform" and first["bias"] == "all zeros", first
+    assert set(entry["functions"]) == {"1d", "2d", "3d"}
+    assert (
+        "argument order differs between dimensions: Conv1DTranspose, conv1d_transpose, conv3d_transpose take "
+        "…, groups, dilation; Conv2DTranspose, Conv3DTranspose, conv2d_transpose take …, dilation, groups"
+    ) in entry["notes"], entry["notes"]
+
+
+def test_keras_layer_api_names_glorot_uniform() -> None:
+    needs("keras")
+    first = describe(load_adapter("keras").layer_api())["init"][0]
+    assert first["weight_matches"] == "Glorot/Xavier sqrt(6/((C_in+C_out/g)·K))", first
