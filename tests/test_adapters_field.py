@@ -9,10 +9,14 @@ is not installed.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+with contextlib.suppress(ImportError):  # PaddlePaddle segfaults when imported after TensorFlow, and
+    import paddle  # noqa: F401  (these tests import both in one process)
 
 from conformance.adapters import load_adapter
 from conformance.cases import Case
@@ -464,6 +468,44 @@ def test_tensorflow_negative_stride_kills_the_process_on_the_onednn_path(tmp_pat
     crash, raised = by_framework["tensorflow"], by_framework["tensorflow[eigen]"]
     assert crash.status == "crash" and "SIGABRT" in crash.message, crash.message
     assert raised.status == "pass" and "strides should be larger than 0" in raised.message, raised.message
+
+
+def test_paddle_after_tensorflow_is_a_clear_load_error_not_a_dead_process() -> None:
+    needs("paddle")
+    needs("tensorflow")
+    import subprocess
+    import sys
+
+    script = (
+        "import tensorflow\n"
+        "from conformance.adapters import AdapterLoadError, load_adapter\n"
+        "try:\n    load_adapter('paddle')\nexcept AdapterLoadError as exc:\n    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"returncode {done.returncode}: {done.stderr[-2000:]}"
+    assert "must be imported before TensorFlow" in done.stdout, done.stdout
+
+
+def test_paddle_runs_in_workers_of_its_own_beside_tensorflow(tmp_path: Path) -> None:
+    """Listed after TensorFlow, before and after a TensorFlow crash replaced a worker, PaddlePaddle's
+    results are still its own: its adapters run in a worker pool that never loads TensorFlow (a
+    worker that had would refuse to load it, or die importing it)."""
+    needs("paddle")
+    needs("tensorflow")
+    cases = load_slice(
+        tmp_path,
+        """
+        op: conv_transpose1d
+        cases:
+          - {id: valid, input_shape: [1, 2, 5], out_channels: 2, kernel_size: 3, padding: 0, stride: 2}
+          - {id: stride-negative, input_shape: [1, 2, 5], out_channels: 2, kernel_size: 3, stride: -1,
+             padding: 0, expect: error}
+          - {id: valid-again, input_shape: [1, 2, 5], out_channels: 2, kernel_size: 2, padding: 0}
+        """,
+    )
+    outcome = run(cases, ["tensorflow", "paddle"], workers=1, timeout=120)
+    paddle = [r for r in outcome.results if r.framework == "paddle"]
+    assert paddle and all(r.status == "pass" for r in paddle), [(r.case, r.check, r.message) for r in paddle]
 
 
 # --- layer API ------------------------------------------------------------------------------------

@@ -114,6 +114,9 @@ class Adapter:
     #: adapter's own code) is an adapter error, never error parity. Empty: the modules of
     #: ``distribution``; failing that, everything outside the adapter's own module.
     framework_modules: ClassVar[tuple[str, ...]] = ()
+    #: adapters naming a group run in worker processes of their own, apart from every other
+    #: adapter: for a framework that cannot be loaded into a process beside certain others
+    process_group: ClassVar[str | None] = None
 
     def configure_variant(self) -> None:
         """Apply ``self.variant``'s run-time settings; called once in the worker, before any case."""

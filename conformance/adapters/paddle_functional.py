@@ -10,10 +10,21 @@ float32 and float64 only, so float16 and bfloat16 are declared unsupported with 
 from __future__ import annotations
 
 import os
+import sys
 from typing import ClassVar
 
 import ml_dtypes
 import numpy as np
+
+# Measured with paddlepaddle 3.3.1 and tensorflow-cpu 2.21.0: `import tensorflow; import paddle` kills
+# the process with SIGSEGV while paddle loads its core extension (paddle/base/core.py); the other order
+# works. A clear error instead of a dead process, so no result depends on the order adapters load in.
+if "tensorflow" in sys.modules and "paddle" not in sys.modules:
+    raise ImportError(
+        "PaddlePaddle must be imported before TensorFlow in one process (importing it after TensorFlow "
+        "segfaults): list paddle/paddle.nn before tensorflow/keras, or run them separately"
+    )
+
 import paddle
 import paddle.nn.functional as F
 
@@ -66,6 +77,7 @@ class PaddleAdapter(Adapter):
 
     distribution = "paddlepaddle"
     framework_modules = ("paddle",)
+    process_group = "paddle"  # workers of its own: a worker that loaded TensorFlow first would segfault
     unsupported_dtypes: ClassVar[dict[str, str]] = DTYPE_LIMITS
 
     def version(self) -> str:
