@@ -3,8 +3,8 @@ framework gets right, declares what its API cannot express as unsupported (with 
 a real version and its build facts, and every divergence recorded in
 cases/known_divergences.{paddle,tensorflow,keras,openvino}.yaml still happens.
 
-They run in the ``field`` environment (constraints/field.txt); each test skips where its framework
-is not installed.
+They run in the paddle-openvino-tensorflow environment (constraints/paddle-openvino-tensorflow.txt);
+each test skips where its framework is not installed.
 """
 
 from __future__ import annotations
