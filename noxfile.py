@@ -3,7 +3,8 @@
 ``conformance`` is the gate: it runs the case library through every framework that can run here,
 one environment (interpreter + pinned frameworks) at a time, and merges the results into one report
 in reports/. Frameworks that cannot share an interpreter get their own environment: MegEngine needs
-Python <= 3.10 with numpy < 2, Lucid 2.9.0 needs Python 3.12. An environment whose interpreter is
+Python <= 3.10 with numpy < 2, Lucid 2.9.0 needs Python 3.12; PaddlePaddle, OpenVINO, TensorFlow
+and Keras share one. An environment whose interpreter is
 missing is skipped, and so is one whose system tools are missing (tinygrad's CPU device needs a
 ``clang`` binary; `.ci/run` installs it); the merged report says which were skipped and why.
 
@@ -89,6 +90,23 @@ ENVIRONMENTS: dict[str, Environment] = {
         "constraints/lucid.txt",
         ("lucid", "lucid.nn"),
         ("tests/test_adapters_megengine_lucid.py",),
+    ),
+    # One interpreter for four frameworks (their pins resolve together): one install of ~1.5 GB
+    # instead of three. openvino compiles a model per configuration: ~100 s per variant on 2 cores.
+    "paddle-openvino-tensorflow": Environment(
+        "3.11",
+        "paddle,openvino,tensorflow,keras",
+        "constraints/paddle-openvino-tensorflow.txt",
+        (
+            "paddle",
+            "paddle.nn",
+            "tensorflow",
+            "tensorflow[eigen]",
+            "keras",
+            "openvino",
+            "openvino[f32]",
+        ),
+        ("tests/test_adapters_field.py",),
     ),
 }
 MAIN = ENVIRONMENTS["main"]

@@ -45,14 +45,17 @@ class AdapterInfo:
     facts: dict = field(default_factory=dict)  # Adapter.build_facts(), as a worker reported them
 
     variant: str | None = None
+    process_group: str | None = None  # Adapter.process_group
 
     @property
     def env_key(self) -> tuple[tuple[str, str], ...]:
         """Adapters with the same key may share a worker process. A variant's settings are process
         state (environment read at import, switches such as torch.backends.mkldnn.enabled), so
-        each variant gets workers of its own: it must not change what another adapter computes."""
+        each variant gets workers of its own: it must not change what another adapter computes.
+        So does a framework that cannot share a process with others (``Adapter.process_group``)."""
         own = (("variant", self.spec),) if self.variant is not None else ()
-        return tuple(sorted(self.env.items())) + own
+        group = (("process_group", self.process_group),) if self.process_group is not None else ()
+        return tuple(sorted(self.env.items())) + own + group
 
 
 @dataclass
@@ -78,6 +81,7 @@ def describe(adapter_specs: Sequence[str]) -> list[AdapterInfo]:
                 layer_api.describe(introspection) if introspection else None,
                 adapter.variant_env(),
                 variant=adapter.variant,
+                process_group=adapter.process_group,
             )
         )
     return infos

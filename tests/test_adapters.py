@@ -86,7 +86,7 @@ def test_builtin_reports_a_version(name: str) -> None:
 
 def test_unknown_adapter_spec_is_a_load_error() -> None:
     with pytest.raises(AdapterLoadError, match="unknown framework"):
-        load_adapter("tensorflow")
+        load_adapter("caffe2")
     with pytest.raises(AdapterLoadError, match="not a subclass"):
         load_adapter("conformance.spec:ConvParams")
 

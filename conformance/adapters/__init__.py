@@ -40,6 +40,11 @@ BUILTINS: dict[str, str] = {
     "megengine.module": "conformance.adapters.megengine_module:MegEngineModule",
     "lucid": "conformance.adapters.lucid_functional:LucidFunctional",
     "lucid.nn": "conformance.adapters.lucid_nn:LucidLayer",
+    "paddle": "conformance.adapters.paddle_functional:PaddleFunctional",
+    "paddle.nn": "conformance.adapters.paddle_nn:PaddleLayer",
+    "tensorflow": "conformance.adapters.tensorflow_nn:TensorFlowNN",
+    "keras": "conformance.adapters.keras_layers:KerasLayer",
+    "openvino": "conformance.adapters.openvino_node:OpenVino",
 }
 #: the package each built-in needs, checked without importing it
 BUILTIN_PACKAGES = {
@@ -54,6 +59,11 @@ BUILTIN_PACKAGES = {
     "megengine.module": "megengine",
     "lucid": "lucid",
     "lucid.nn": "lucid",
+    "paddle": "paddle",
+    "paddle.nn": "paddle",
+    "tensorflow": "tensorflow",
+    "keras": "keras",
+    "openvino": "openvino",
 }
 
 
@@ -122,6 +132,9 @@ class Adapter:
     takes_unbatched: bool = False
     #: the API's name in the reasons :meth:`inexpressible` gives (default: ``name``)
     api: str = ""
+    #: adapters naming a group run in worker processes of their own, apart from every other
+    #: adapter: for a framework that cannot be loaded into a process beside certain others
+    process_group: ClassVar[str | None] = None
 
     def configure_variant(self) -> None:
         """Apply ``self.variant``'s run-time settings; called once in the worker, before any case."""

@@ -1,0 +1,161 @@
+"""TensorFlow's ``tf.nn.conv{1,2,3}d_transpose``: channels-last, gradients by ``tf.GradientTape``.
+
+A TensorFlow user writes the transposed convolution as the gradient of a convolution: data
+``(N, *S, C)``, filters ``(*K, C_out, C_in)`` and the full ``output_shape`` (PyTorch's output_padding
+is the extra length there). ``tf.nn.conv2d_transpose`` takes PyTorch's symmetric padding as an
+explicit ``[[0, 0], [p, p], [q, q], [0, 0]]``; ``conv1d_transpose`` and ``conv3d_transpose`` take only
+``'SAME'``/``'VALID'``, so a nonzero padding there has no spelling (``'VALID'`` is padding 0). There
+is no grouped transposed convolution. What the API cannot express is declared unsupported; the
+bias is ``tf.nn.bias_add``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up banner, not its errors
+
+import tensorflow as tf  # after the log level, which TensorFlow reads on import
+
+from conformance import layouts
+from conformance.adapters import Adapter, Variant
+from conformance.cases import Case
+from conformance.spec import ConvParams, output_length
+
+FUNCTIONS = {1: tf.nn.conv1d_transpose, 2: tf.nn.conv2d_transpose, 3: tf.nn.conv3d_transpose}
+
+NO_GROUPS = (
+    "TensorFlow has no grouped transposed convolution: tf.nn.conv{1,2,3}d_transpose and tf.nn.conv_transpose "
+    "take no groups argument"
+)
+NO_EXPLICIT_PADDING = (
+    "tf.nn.conv{0}d_transpose takes padding 'SAME' or 'VALID' only (explicit padding exists for "
+    "conv2d_transpose alone), so a nonzero padding cannot be expressed in {0}-d"
+)
+NO_DILATION = (
+    "{} cannot dilate: InvalidArgumentError 'Current CPU implementations do not yet support dilation rates "
+    "larger than 1. [Op:Conv2DBackpropInput]' (1-d and 2-d; 3-d: 'Current CPU implementation does not ...')"
+)
+
+#: TensorFlow's CPU kernel paths: oneDNN (on by default in x86 builds) and its own Eigen kernels
+VARIANTS = {
+    "eigen": Variant(
+        "oneDNN off (TF_ENABLE_ONEDNN_OPTS=0): TensorFlow's own Eigen kernels",
+        {"TF_ENABLE_ONEDNN_OPTS": "0"},
+    ),
+}
+
+
+def tf_filters(weight: np.ndarray) -> np.ndarray:
+    """Canonical ``(C_in, C_out, *K)`` -> TensorFlow's ``(*K, C_out, C_in)`` (ungrouped)."""
+    return np.ascontiguousarray(np.moveaxis(weight, (0, 1), (-1, -2)))
+
+
+def torch_weight(filters: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`tf_filters`."""
+    return np.ascontiguousarray(np.moveaxis(filters, (-1, -2), (0, 1)))
+
+
+def tf_output_shape(x_shape: tuple[int, ...], params: ConvParams) -> list[int]:
+    """The ``output_shape`` a user computes: PyTorch's output lengths, channels last.
+
+    Axis by axis over what the input has (no strict zip): an input of the wrong rank gets an
+    output_shape of the wrong rank, and TensorFlow judges it.
+    """
+    n, *spatial, _ = x_shape
+    per_axis = zip(
+        spatial, params.kernel_size, params.stride, params.padding, params.output_padding, params.dilation
+    )
+    return [n, *(output_length(*axis) for axis in per_axis), params.out_channels]
+
+
+def tf_padding(params: ConvParams) -> str | list[list[int]]:
+    if not any(params.padding):
+        return "VALID"
+    return [[0, 0], *([p, p] for p in params.padding), [0, 0]]
+
+
+def build_facts() -> dict[str, object]:
+    from tensorflow.python.util import _pywrap_util_port
+
+    threads = tf.config.threading
+    return {
+        "onednn_built": bool(_pywrap_util_port.IsMklEnabled()),
+        "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
+        "devices": ",".join(d.name for d in tf.config.list_logical_devices()),
+        "intra_op_threads": threads.get_intra_op_parallelism_threads() or "default (all cores)",
+        "inter_op_threads": threads.get_inter_op_parallelism_threads() or "default",
+    }
+
+
+class TensorFlowNN(Adapter):
+    name = "tensorflow"
+    distribution = "tensorflow-cpu"
+    framework_modules = ("tensorflow", "keras")
+    expresses_out_channels = True  # output_shape names C_out
+    variants = VARIANTS
+
+    def version(self) -> str:
+        return tf.__version__
+
+    def build_facts(self) -> dict[str, object]:
+        return build_facts()
+
+    def unsupported(self, case: Case) -> str | None:
+        params = case.params
+        reason = NO_GROUPS if params.groups != 1 else None
+        if reason is None and params.ndim != 2 and any(params.padding):
+            reason = NO_EXPLICIT_PADDING.format(params.ndim)
+        if reason is None and any(d > 1 for d in params.dilation):
+            if self.variant == "eigen":
+                reason = NO_DILATION.format("TensorFlow's own CPU kernels (oneDNN off)")
+            elif any(params.padding) or case.dtype == "float64":  # not rewritten to oneDNN's op
+                reason = NO_DILATION.format(
+                    "TensorFlow's own CPU kernel (it runs explicit padding and float64 even with oneDNN on)"
+                )
+        return reason or super().unsupported(case)
+
+    @staticmethod
+    def _call(x: tf.Tensor, filters: tf.Tensor, bias: tf.Tensor | None, params: ConvParams) -> tf.Tensor:
+        out = FUNCTIONS[params.ndim](
+            x,
+            filters,
+            output_shape=tf_output_shape(tuple(x.shape), params),
+            strides=list(params.stride),
+            padding=tf_padding(params),
+            dilations=list(params.dilation),
+        )
+        return out if bias is None else tf.nn.bias_add(out, bias)
+
+    @staticmethod
+    def _inputs(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> list[tf.Tensor]:
+        tensors = [tf.constant(layouts.channels_first_to_last(x)), tf.constant(tf_filters(weight))]
+        return tensors + ([tf.constant(bias)] if bias is not None else [])
+
+    def forward(
+        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams
+    ) -> np.ndarray:
+        tx, tw, *tb = self._inputs(x, weight, bias)
+        out = self._call(tx, tw, tb[0] if tb else None, params)
+        return np.ascontiguousarray(layouts.channels_last_to_first(out.numpy()))
+
+    def vjp(
+        self,
+        x: np.ndarray,
+        weight: np.ndarray,
+        bias: np.ndarray | None,
+        params: ConvParams,
+        grad_out: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        leaves = self._inputs(x, weight, bias)
+        with tf.GradientTape() as tape:
+            tape.watch(leaves)
+            out = self._call(leaves[0], leaves[1], leaves[2] if bias is not None else None, params)
+        grads = tape.gradient(
+            out, leaves, output_gradients=tf.constant(layouts.channels_first_to_last(grad_out))
+        )
+        grad_x = np.ascontiguousarray(layouts.channels_last_to_first(grads[0].numpy()))
+        grad_b = grads[2].numpy() if bias is not None else None
+        return grad_x, torch_weight(grads[1].numpy()), grad_b

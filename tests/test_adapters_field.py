@@ -1,0 +1,530 @@
+"""The PaddlePaddle, TensorFlow, Keras and OpenVINO adapters: each passes a slice of configurations its
+framework gets right, declares what its API cannot express as unsupported (with the reason), reports
+a real version and its build facts, and every divergence recorded in
+cases/known_divergences.{paddle,tensorflow,keras,openvino}.yaml still happens.
+
+They run in the paddle-openvino-tensorflow environment (constraints/paddle-openvino-tensorflow.txt);
+each test skips where its framework is not installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+with contextlib.suppress(ImportError):  # PaddlePaddle segfaults when imported after TensorFlow, and
+    import paddle  # noqa: F401  (these tests import both in one process)
+
+from conformance.adapters import load_adapter
+from conformance.cases import Case
+from conformance.checks import CHECKS, run_checks
+from conformance.layer_api import describe
+from conformance.runner import run
+from tests.helpers.pytest_helpers import load_slice
+
+# Keras 3.15's TensorFlow backend converts tensors with np.array(x), which numpy 2 warns about.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy:DeprecationWarning"
+)
+
+PACKAGES = {
+    "paddle": "paddle",
+    "paddle.nn": "paddle",
+    "tensorflow": "tensorflow",
+    "tensorflow[eigen]": "tensorflow",
+    "keras": "keras",
+    "openvino": "openvino",
+    "openvino[f32]": "openvino",
+}
+
+
+def needs(name: str) -> None:
+    pytest.importorskip(PACKAGES[name])
+
+
+def results_by_case(cases: list[Case], name: str) -> dict[str, dict[str, object]]:
+    """case id -> check -> Result, for one adapter."""
+    adapter = load_adapter(name)
+    found: dict[str, dict[str, object]] = {}
+    for case in cases:
+        for result in run_checks(case, adapter):
+            found.setdefault(case.id, {})[result.check] = result
+    return found
+
+
+# --- configurations each framework gets right -----------------------------------------------------
+
+# PaddlePaddle: 1-d to 3-d, float32 and float64, groups, dilation, output_padding < stride;
+# float16/bfloat16 have no CPU kernel (unsupported).
+PADDLE_SLICE = """
+op: conv_transpose2d
+defaults: {input_shape: [2, 4, 5, 6], out_channels: 6, kernel_size: [3, 2], padding: [1, 0]}
+cases:
+  - id: sweep
+    matrix:
+      stride: [1, 2, [2, 3]]
+      groups: [1, 2]
+      dtype: [float32, float64]
+  - id: dilated-output-padding
+    stride: [2, 3]
+    dilation: [2, 1]
+    output_padding: [1, 2]
+    matrix:
+      bias: [true, false]
+  - id: one-d
+    op: conv_transpose1d
+    input_shape: [2, 4, 7]
+    kernel_size: 4
+    padding: 1
+    stride: 3
+    output_padding: 2
+    groups: 2
+  - id: three-d
+    op: conv_transpose3d
+    input_shape: [1, 4, 3, 2, 3]
+    kernel_size: 2
+    padding: [1, 0, 0]
+    stride: [2, 1, 2]
+    output_padding: [1, 0, 1]
+    groups: 2
+  - id: rejects-groups-not-dividing
+    input_shape: [1, 3, 4, 4]
+    groups: 2
+    expect: error
+  - id: rejects-output-padding-too-large
+    stride: 2
+    output_padding: 2
+    expect: error
+  - id: float16-unsupported
+    dtype: float16
+  - id: bfloat16-unsupported
+    dtype: bfloat16
+"""
+
+# TensorFlow: explicit padding in 2-d only (1-d and 3-d with padding 0, 'VALID'), no groups; dilation
+# only on the oneDNN path with padding 0 and not in float64 (TensorFlow's own kernels cannot dilate).
+TENSORFLOW_SLICE = """
+op: conv_transpose2d
+defaults: {input_shape: [2, 4, 5, 6], out_channels: 3, kernel_size: [3, 2], padding: [1, 0]}
+cases:
+  - id: sweep
+    matrix:
+      stride: [1, 2, [2, 3]]
+      dtype: [float32, float64, float16, bfloat16]
+  - id: output-padding
+    stride: [2, 3]
+    output_padding: [1, 2]
+    matrix:
+      bias: [true, false]
+  - id: one-d-valid
+    op: conv_transpose1d
+    input_shape: [2, 4, 7]
+    kernel_size: 4
+    padding: 0
+    stride: 3
+    output_padding: 2
+  - id: three-d-valid
+    op: conv_transpose3d
+    input_shape: [1, 4, 3, 2, 3]
+    kernel_size: 2
+    padding: 0
+    stride: [2, 1, 2]
+    output_padding: [1, 0, 1]
+  - id: rejects-output-padding-too-large
+    stride: 2
+    output_padding: 2
+    expect: error
+  - id: groups-unsupported
+    groups: 2
+    out_channels: 4
+  - id: one-d-padding-unsupported
+    op: conv_transpose1d
+    input_shape: [2, 4, 7]
+    kernel_size: 3
+    padding: 1
+  - id: dilation-explicit-padding-unsupported
+    dilation: 2
+"""
+TENSORFLOW_ONEDNN_ONLY = """
+  - id: dilated-valid
+    op: conv_transpose1d
+    input_shape: [2, 4, 7]
+    kernel_size: 3
+    padding: 0
+    stride: 2
+    dilation: 3
+    output_padding: 1
+"""
+TENSORFLOW_EIGEN_ONLY = """
+  - id: dilated-valid-unsupported
+    op: conv_transpose1d
+    input_shape: [2, 4, 7]
+    kernel_size: 3
+    padding: 0
+    dilation: 3
+"""
+
+# Keras: 'valid' (padding 0) and 'same' (padding dilation·(kernel−1)/2) without output_padding, or
+# 'valid' with it; strides > 1 with dilation > 1, groups and other paddings are unsupported.
+KERAS_SLICE = """
+op: conv_transpose2d
+defaults: {input_shape: [2, 4, 5, 6], out_channels: 3, kernel_size: 3, padding: 1}
+cases:
+  - id: same
+    matrix:
+      stride: [1, 2, [2, 3]]
+      dtype: [float32, float64, float16, bfloat16]
+  - id: valid-output-padding
+    padding: 0
+    stride: [2, 3]
+    output_padding: [1, 2]
+    matrix:
+      bias: [true, false]
+  - id: same-dilated
+    op: conv_transpose1d
+    input_shape: [2, 4, 7]
+    padding: 2
+    dilation: 2
+  - id: three-d-valid
+    op: conv_transpose3d
+    input_shape: [1, 4, 3, 2, 3]
+    kernel_size: 2
+    padding: 0
+    stride: [2, 1, 2]
+    output_padding: [1, 0, 1]
+  - id: rejects-output-padding-too-large
+    padding: 0
+    stride: 2
+    output_padding: 2
+    expect: error
+  - id: groups-unsupported
+    groups: 2
+    out_channels: 4
+  - id: padding-neither-valid-nor-same-unsupported
+    padding: 2
+  - id: strided-dilation-unsupported
+    padding: 2
+    stride: 2
+    dilation: 2
+"""
+
+# OpenVINO: forward only (the gradient checks are unsupported); float32, float16, bfloat16, groups,
+# dilation and output_padding below stride or dilation; float64 is computed in float32 (a known
+# divergence), groups < 1 cannot be expressed.
+OPENVINO_SLICE = """
+op: conv_transpose2d
+defaults: {input_shape: [2, 4, 5, 6], out_channels: 6, kernel_size: [3, 2], padding: [1, 0]}
+cases:
+  - id: sweep
+    matrix:
+      stride: [1, 2, [2, 3]]
+      groups: [1, 2]
+      dtype: [float32, float16]
+  - id: sweep-bfloat16-without-bias
+    dtype: bfloat16
+    bias: false
+    matrix:
+      stride: [1, 2, [2, 3]]
+      groups: [1, 2]
+  - id: dilated-output-padding
+    stride: [1, 3]
+    dilation: [2, 1]
+    output_padding: [1, 2]
+    matrix:
+      bias: [true, false]
+  - id: one-d
+    op: conv_transpose1d
+    input_shape: [2, 4, 7]
+    kernel_size: 4
+    padding: 1
+    stride: 3
+    output_padding: 2
+    groups: 4
+    out_channels: 8
+  - id: three-d
+    op: conv_transpose3d
+    input_shape: [1, 4, 3, 2, 3]
+    kernel_size: 2
+    padding: [1, 0, 0]
+    stride: [2, 1, 2]
+    output_padding: [1, 0, 1]
+    groups: 2
+  - id: rejects-groups-not-dividing
+    input_shape: [1, 3, 4, 4]
+    groups: 2
+    expect: error
+  - id: groups-zero-unsupported
+    groups: 0
+    expect: error
+"""
+
+SLICES = {
+    "paddle": PADDLE_SLICE,
+    "paddle.nn": PADDLE_SLICE,
+    "tensorflow": TENSORFLOW_SLICE + TENSORFLOW_ONEDNN_ONLY,
+    "tensorflow[eigen]": TENSORFLOW_SLICE + TENSORFLOW_EIGEN_ONLY,
+    "keras": KERAS_SLICE,
+    "openvino": OPENVINO_SLICE,
+    "openvino[f32]": OPENVINO_SLICE,
+}
+
+
+@pytest.mark.parametrize("name", sorted(SLICES))
+def test_adapter_passes_configurations_its_framework_gets_right(name: str, tmp_path: Path) -> None:
+    needs(name)
+    checks_seen = set()
+    gradients = {"grad_input", "grad_weight", "grad_bias"}
+    forward_only = not load_adapter(name).has_vjp
+    for case_id, results in results_by_case(load_slice(tmp_path, SLICES[name]), name).items():
+        for check, result in results.items():
+            checks_seen.add(check)
+            if case_id.endswith("-unsupported") or (forward_only and check in gradients):
+                assert result.status == "unsupported" and result.message, f"{name} {case_id} [{check}]"
+                continue
+            assert result.status == "pass", f"{name} {case_id} [{check}]: {result.message}"
+    assert checks_seen == {*CHECKS}
+
+
+@pytest.mark.parametrize("name", sorted(SLICES))
+def test_adapter_reports_its_version_and_build_facts(name: str) -> None:
+    needs(name)
+    adapter = load_adapter(name)
+    version = adapter.version()
+    assert version and version != "unknown" and version[0].isdigit()
+    facts = adapter.build_facts()
+    assert facts and all(value not in (None, "") for value in facts.values()), f"{name}: {facts}"
+
+
+def test_paddle_bfloat16_round_trip_reads_the_bits_as_bfloat16() -> None:
+    """``.numpy()`` of a Paddle bfloat16 tensor gives uint16 bits; the adapter must hand back bfloat16."""
+    needs("paddle")
+    import ml_dtypes
+
+    from conformance.adapters.paddle_functional import to_numpy, to_paddle
+
+    a = np.array([1.5, -2.25, 3.0e-3, 65280.0], dtype=ml_dtypes.bfloat16)
+    t = to_paddle(a)
+    assert str(t.dtype).endswith("bfloat16")
+    back = to_numpy(t)
+    assert back.dtype == ml_dtypes.bfloat16 and np.array_equal(back.view(np.uint16), a.view(np.uint16))
+
+
+def test_openvino_reports_the_precision_it_chose_and_f32_forces_f32() -> None:
+    needs("openvino")
+    default, forced = (load_adapter(name).build_facts() for name in ("openvino", "openvino[f32]"))
+    assert forced["inference_precision"] == "f32", forced
+    assert default["inference_precision"] in ("f32", "bf16", "f16"), default
+    assert {default["deconvolution_precision"], forced["deconvolution_precision"]} <= {"f32", "bf16", "f16"}
+
+
+# --- every recorded divergence still happens ------------------------------------------------------
+
+# (adapters, check, expected status, text the message contains, case fields)
+DIVERGENCES: dict[str, tuple[list[str], str, str, str, str]] = {
+    "paddle-op-ge-stride-below-dilation-2d": (
+        ["paddle", "paddle.nn"],
+        "forward",
+        "error",
+        "Output_height and padding(padding_up, padding_down) are inconsistent",
+        "{input_shape: [1, 2, 4, 4], out_channels: 2, kernel_size: 2, dilation: 3, output_padding: [1, 0]}",
+    ),
+    "paddle-op-ge-stride-below-dilation-3d": (
+        ["paddle", "paddle.nn"],
+        "grad_weight",
+        "error",
+        "are mismatching",
+        "{op: conv_transpose3d, input_shape: [1, 2, 3, 3, 3], out_channels: 2, kernel_size: 3, dilation: 2, "
+        "output_padding: 1}",
+    ),
+    "paddle-1d-output-padding-checked-against-stride-only": (
+        ["paddle", "paddle.nn"],
+        "forward",
+        "error",
+        "The size of output_padding should not be greater than stride",
+        "{op: conv_transpose1d, input_shape: [1, 2, 5], out_channels: 2, kernel_size: 2, dilation: 3, "
+        "output_padding: 2}",
+    ),
+    "paddle-accepts-dilation-zero": (
+        ["paddle", "paddle.nn"],
+        "error_parity",
+        "fail",
+        "instead of raising",
+        "{input_shape: [1, 2, 4, 4], out_channels: 2, kernel_size: 3, dilation: [1, 0], expect: error}",
+    ),
+    "paddle-accepts-output-length-zero": (
+        ["paddle", "paddle.nn"],
+        "error_parity",
+        "fail",
+        "instead of raising",
+        "{op: conv_transpose1d, input_shape: [1, 2, 4], out_channels: 2, kernel_size: 3, padding: 3, "
+        "expect: error}",
+    ),
+    "paddle-nn-accepts-cout-not-divisible-without-bias": (
+        ["paddle.nn"],
+        "error_parity",
+        "fail",
+        "instead of raising",
+        "{input_shape: [1, 4, 3, 3], out_channels: 3, kernel_size: 2, groups: 2, bias: false, expect: error}",
+    ),
+    "tensorflow-onednn-op-ge-stride-below-dilation": (
+        ["tensorflow"],
+        "forward",
+        "error",
+        "could not create a primitive descriptor for the convolution forward propagation primitive",
+        "{op: conv_transpose1d, input_shape: [1, 2, 5], out_channels: 2, kernel_size: 3, padding: 0, "
+        "dilation: 2, output_padding: 1}",
+    ),
+    "tensorflow-accepts-empty-spatial-input": (
+        ["tensorflow", "tensorflow[eigen]"],
+        "error_parity",
+        "fail",
+        "instead of raising",
+        "{op: conv_transpose1d, input_shape: [1, 2, 0], out_channels: 2, kernel_size: 3, expect: error}",
+    ),
+    "tensorflow-onednn-accepts-kernel-zero": (
+        ["tensorflow"],
+        "error_parity",
+        "fail",
+        "instead of raising",
+        "{op: conv_transpose1d, input_shape: [1, 2, 5], out_channels: 2, kernel_size: 0, expect: error}",
+    ),
+    "keras-same-with-output-padding-shifts-values": (
+        ["keras"],
+        "forward",
+        "fail",
+        "elements outside tolerance",
+        "{input_shape: [1, 2, 3, 3], out_channels: 2, kernel_size: 3, stride: 2, padding: 1, "
+        "output_padding: 1}",
+    ),
+    "keras-op-ge-stride-below-dilation": (
+        ["keras"],
+        "forward",
+        "error",
+        "`output_padding` must be strictly less than `strides`",
+        "{op: conv_transpose1d, input_shape: [1, 2, 5], out_channels: 2, kernel_size: 3, padding: 0, "
+        "dilation: 2, output_padding: 1}",
+    ),
+    "keras-accepts-empty-spatial-input": (
+        ["keras"],
+        "error_parity",
+        "fail",
+        "instead of raising",
+        "{op: conv_transpose1d, input_shape: [1, 2, 0], out_channels: 2, kernel_size: 3, padding: 0, "
+        "expect: error}",
+    ),
+    "openvino-float64-computed-in-float32": (
+        ["openvino", "openvino[f32]"],
+        "forward",
+        "fail",
+        "elements outside tolerance",
+        "{input_shape: [1, 4, 3, 3], out_channels: 2, kernel_size: 3, dtype: float64}",
+    ),
+    "openvino-bfloat16-bias-missing-where-no-kernel-tap-lands": (
+        ["openvino", "openvino[f32]"],
+        "forward",
+        "fail",
+        "elements outside tolerance",
+        "{input_shape: [1, 4, 5, 6], out_channels: 6, kernel_size: 2, stride: 3, dtype: bfloat16}",
+    ),
+    "openvino-accepts-output-padding-at-stride-and-dilation": (
+        ["openvino", "openvino[f32]"],
+        "error_parity",
+        "fail",
+        "instead of raising",
+        "{op: conv_transpose1d, input_shape: [1, 2, 5], out_channels: 2, kernel_size: 3, output_padding: 1, "
+        "expect: error}",
+    ),
+}
+
+
+@pytest.mark.parametrize("divergence", sorted(DIVERGENCES))
+def test_recorded_divergence_still_happens(divergence: str, tmp_path: Path) -> None:
+    names, check, status, text, case = DIVERGENCES[divergence]
+    needs(names[0])
+    cases = load_slice(tmp_path, f"op: conv_transpose2d\ncases:\n  - {{id: it, {case[1:]}\n")
+    for name in names:
+        result = results_by_case(cases, name)["it"][check]
+        assert result.status == status and text in result.message, f"{name}: {result.status} {result.message}"
+
+
+def test_tensorflow_negative_stride_kills_the_process_on_the_onednn_path(tmp_path: Path) -> None:
+    """SIGABRT in oneDNN's shape code: only the runner's worker process can observe it; TensorFlow's
+    own kernels raise instead."""
+    needs("tensorflow")
+    cases = load_slice(
+        tmp_path,
+        """
+        op: conv_transpose1d
+        cases:
+          - {id: stride-negative, input_shape: [1, 2, 5], out_channels: 2, kernel_size: 3, stride: -1,
+             padding: 0, expect: error}
+        """,
+    )
+    outcome = run(cases, ["tensorflow", "tensorflow[eigen]"], workers=1, timeout=120)
+    by_framework = {r.framework: r for r in outcome.results}
+    crash, raised = by_framework["tensorflow"], by_framework["tensorflow[eigen]"]
+    assert crash.status == "crash" and "SIGABRT" in crash.message, crash.message
+    assert raised.status == "pass" and "strides should be larger than 0" in raised.message, raised.message
+
+
+def test_paddle_after_tensorflow_is_a_clear_load_error_not_a_dead_process() -> None:
+    needs("paddle")
+    needs("tensorflow")
+    import subprocess
+    import sys
+
+    script = (
+        "import tensorflow\n"
+        "from conformance.adapters import AdapterLoadError, load_adapter\n"
+        "try:\n    load_adapter('paddle')\nexcept AdapterLoadError as exc:\n    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"returncode {done.returncode}: {done.stderr[-2000:]}"
+    assert "must be imported before TensorFlow" in done.stdout, done.stdout
+
+
+def test_paddle_runs_in_workers_of_its_own_beside_tensorflow(tmp_path: Path) -> None:
+    """Listed after TensorFlow, before and after a TensorFlow crash replaced a worker, PaddlePaddle's
+    results are still its own: its adapters run in a worker pool that never loads TensorFlow (a
+    worker that had would refuse to load it, or die importing it)."""
+    needs("paddle")
+    needs("tensorflow")
+    cases = load_slice(
+        tmp_path,
+        """
+        op: conv_transpose1d
+        cases:
+          - {id: valid, input_shape: [1, 2, 5], out_channels: 2, kernel_size: 3, padding: 0, stride: 2}
+          - {id: stride-negative, input_shape: [1, 2, 5], out_channels: 2, kernel_size: 3, stride: -1,
+             padding: 0, expect: error}
+          - {id: valid-again, input_shape: [1, 2, 5], out_channels: 2, kernel_size: 2, padding: 0}
+        """,
+    )
+    outcome = run(cases, ["tensorflow", "paddle"], workers=1, timeout=120)
+    paddle = [r for r in outcome.results if r.framework == "paddle"]
+    assert paddle and all(r.status == "pass" for r in paddle), [(r.case, r.check, r.message) for r in paddle]
+
+
+# --- layer API ------------------------------------------------------------------------------------
+
+
+def test_paddle_layer_api_names_glorot_init_and_its_per_dimension_argument_orders() -> None:
+    needs("paddle.nn")
+    entry = describe(load_adapter("paddle.nn").layer_api())
+    first = entry["init"][0]  # C_in=64, C_out=8, 3x3: sqrt(6 / ((64 + 8)·9)) = 0.0962
+    assert first["weight_matches"] == "Glorot/Xavier sqrt(6/((C_in+C_out/g)·K))", first
+    assert first["weight_distribution"] == "uniform" and first["bias"] == "all zeros", first
+    assert set(entry["functions"]) == {"1d", "2d", "3d"}
+    assert (
+        "argument order differs between dimensions: Conv1DTranspose, conv1d_transpose, conv3d_transpose take "
+        "…, groups, dilation; Conv2DTranspose, Conv3DTranspose, conv2d_transpose take …, dilation, groups"
+    ) in entry["notes"], entry["notes"]
+
+
+def test_keras_layer_api_names_glorot_uniform() -> None:
+    needs("keras")
+    first = describe(load_adapter("keras").layer_api())["init"][0]
+    assert first["weight_matches"] == "Glorot/Xavier sqrt(6/((C_in+C_out/g)·K))", first
