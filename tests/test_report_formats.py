@@ -207,3 +207,32 @@ def test_changes_come_first_in_the_html() -> None:
     page = render_html(doc)
     assert page.index('id="changes"') < page.index('id="causes"') < page.index('id="summary"')
     assert "1 new failure, 0 fixed" in page
+
+
+def test_every_report_renders_string_padding_pairs_and_unbatched_inputs(tmp_path) -> None:
+    # the parameter space of cases/padding_layouts.yaml, as results records hold it
+    written = [
+        {"padding": "same"},
+        {"padding": [[2, 1], 0]},
+        {"padding": [[0, 3], [1, 1]], "input_shape": [4, 8, 8], "groups": 2},
+    ]
+    results = []
+    for i, fields in enumerate(written):
+        for status in ("pass", "fail"):
+            r = result(f"space-{i}-{status}", "torch", status)
+            r.params.update(fields)
+            results.append(r)
+    doc = make_document(results, {"torch": "2.13.0"})
+    for render in (render_markdown, render_summary, render_html, render_junit):
+        assert render(doc), render.__name__
+    columns = {
+        c for m in parameter_maps(["torch"], results) if m.title == "stride × padding" for c in m.columns
+    }
+    assert "padding 'same'" in columns and "p > d·(k−1)" in columns, columns
+    rows = {
+        r
+        for m in parameter_maps(["torch"], results)
+        if m.title == "groups × dimensionality"
+        for r in m.columns
+    }
+    assert rows == {"2-d"}, "an unbatched 2-d input is still 2-d"

@@ -43,7 +43,10 @@ NO_PADDING = (
 
 
 def keras_padding(params: ConvParams) -> str | None:
-    """``'valid'``, ``'same'``, or None where neither means PyTorch's padding on every axis."""
+    """The case's own ``'valid'``/``'same'``, else the one that means its PyTorch padding on every
+    axis, or None where neither does."""
+    if params.padding_mode is not None:
+        return params.padding_mode if params.padding_mode in KerasLayer.padding_modes else None
     if not any(params.padding):
         return "valid"
     same = [d * (k - 1) for k, d in zip(params.kernel_size, params.dilation)]
@@ -59,7 +62,9 @@ def build(weight: np.ndarray, bias: np.ndarray | None, params: ConvParams, dtype
         kernel_size=params.kernel_size,
         strides=params.stride,
         padding=keras_padding(params),
-        output_padding=params.output_padding,
+        # with a string padding the case has no output_padding, and Keras users leave it None (the
+        # layer then infers it: L·stride for 'same'); 0 would ask for (L−1)·stride + 1
+        output_padding=None if params.padding_mode is not None else params.output_padding,
         dilation_rate=params.dilation,
         use_bias=bias is not None,
         dtype=dtype,
@@ -74,6 +79,9 @@ class KerasLayer(Adapter):
     distribution = "keras"
     framework_modules = ("keras", "tensorflow")
     expresses_out_channels = True  # filters = C_out
+    # padding='same' / 'valid' as written: Keras's 'same' must be the reference's (TensorFlow's)
+    # convention, where keras-team/keras#22876 (torch backend) shifted it by one
+    padding_modes = frozenset({"same", "valid"})
 
     def version(self) -> str:
         return keras.__version__
@@ -86,7 +94,7 @@ class KerasLayer(Adapter):
             return NO_GROUPS
         if any(s > 1 for s in case.params.stride) and any(d > 1 for d in case.params.dilation):
             return NO_STRIDED_DILATION
-        if keras_padding(case.params) is None:
+        if keras_padding(case.params) is None and case.params.padding_mode is None:
             return NO_PADDING.format(list(case.params.padding))
         return super().unsupported(case)
 

@@ -587,9 +587,12 @@ def _stride_class(p: dict[str, Any]) -> str:
 
 
 def _padding_class(p: dict[str, Any]) -> str:
-    """Padding against the kernel extent d·(k−1), on the axis where it is largest relative to it."""
+    """Padding against the kernel extent d·(k−1), on the axis where it is largest relative to it
+    (the larger side of a (lo, hi) pair); string padding is its own class."""
+    if isinstance(p["padding"], str):
+        return f"padding '{p['padding']}'"
     pad, extent = max(
-        ((pad, d * (k - 1)) for pad, d, k in zip(p["padding"], p["dilation"], p["kernel_size"])),
+        ((max(pair), d * (k - 1)) for pair, d, k in zip(_pairs(p), p["dilation"], p["kernel_size"])),
         key=lambda pe: pe[0] - pe[1],
     )
     if pad == 0:
@@ -609,12 +612,13 @@ def _dilation_class(p: dict[str, Any]) -> str:
 
 
 def _groups_class(p: dict[str, Any]) -> str:
-    groups, channels = p["groups"], p["input_shape"][1]
+    groups = p["groups"]
+    channels = p["input_shape"][0 if _unbatched(p) else 1]
     return "groups 1" if groups == 1 else "depthwise" if groups == channels else "groups > 1"
 
 
 def _ndim_class(p: dict[str, Any]) -> str:
-    return f"{len(p['input_shape']) - 2}-d"
+    return f"{p['op'][-2]}-d" if "op" in p else f"{len(p['input_shape']) - 2}-d"
 
 
 #: the maps drawn per framework: (title, row classifier, column classifier); a classifier takes a
