@@ -33,6 +33,13 @@ class Environment:
     frameworks: tuple[str, ...]
     tests: tuple[str, ...] = ()  # the adapters' own tests, run in this environment first
     system: tuple[str, ...] = ()  # binaries its frameworks need on PATH, installed outside pip
+    # environment variables for the run: compilation caches kept in .nox/ between runs, so a second
+    # gate in the same checkout does not compile every configuration again (a cache holds compiled
+    # programs, never results: verdicts are the same with it cold or warm)
+    env: tuple[tuple[str, str], ...] = ()
+
+
+CACHE = Path(__file__).resolve().parent / ".nox" / "compilation-cache"
 
 
 SKIPPED = "skipped.txt"  # reports/<environment>/skipped.txt: why that environment did not run
@@ -58,6 +65,12 @@ ENVIRONMENTS: dict[str, Environment] = {
         "constraints/jax-onnxruntime-tinygrad.txt",
         ("jax", "onnxruntime"),
         ("tests/test_adapters_jax_onnxruntime_tinygrad.py",),
+        env=(
+            ("JAX_COMPILATION_CACHE_DIR", str(CACHE / "jax")),
+            # by default JAX caches only programs that took over a second to compile: ours take less
+            ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0"),
+            ("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1"),
+        ),
     ),
     # Its own environment: the whole library through tinygrad takes ~20 min on 2 cores (a compiled
     # kernel per configuration), and a machine without clang skips it alone.
@@ -68,6 +81,7 @@ ENVIRONMENTS: dict[str, Environment] = {
         ("tinygrad",),
         ("tests/test_adapters_jax_onnxruntime_tinygrad.py",),
         system=("clang",),
+        env=(("CACHEDB", str(CACHE / "tinygrad.db")),),
     ),
     "lucid": Environment(
         "3.12",
@@ -100,8 +114,18 @@ def run_environment(session: nox.Session, name: str) -> None:
     if env.tests:
         session.run("pytest", "-q", "-p", "no:cacheprovider", *env.tests)
     selected = [a for f in env.frameworks for a in ("--framework", f)]
+    CACHE.mkdir(parents=True, exist_ok=True)
     session.run(
-        "conformance", "run", "cases", "-n", "2", *selected, "--report-dir", str(out), success_codes=[0, 1]
+        "conformance",
+        "run",
+        "cases",
+        "-n",
+        "2",
+        *selected,
+        "--report-dir",
+        str(out),
+        success_codes=[0, 1],
+        env=dict(env.env),
     )
 
 

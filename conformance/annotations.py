@@ -7,7 +7,6 @@ annotation lands on the YAML line; a case of the shipped library still shows, wi
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -72,11 +71,10 @@ def annotations(document: Mapping[str, Any], limit: int = 10) -> list[str]:
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
-    """The results document at ``path``; ValueError naming the file when it is not one."""
+    """The results document at ``path`` (full records); ValueError naming the file when it is not one."""
+    from conformance.reports.jsondoc import load_document
+
     try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return load_document(path)
+    except OSError as exc:
         raise ValueError(f"{path}: not a readable results.json ({exc})") from None
-    if not isinstance(document, dict) or not isinstance(document.get("results"), list):
-        raise ValueError(f"{path}: not a results document (no 'results' list)")
-    return document

@@ -224,6 +224,7 @@ def _judge(
         "max_rel_err",
         "max_err_over_bound",
         "tolerance_at_worst",
+        "max_err_over_tolerance",
         "mismatched",
         "elements",
         "worst_index",

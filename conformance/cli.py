@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from conformance import divergences, library, reproducer, runner, shards
+from conformance import changes, divergences, library, reproducer, runner, shards
 from conformance.adapters import AdapterLoadError, importable_builtins, resolve_spec
 from conformance.cases import CaseFileError, case_files, load_cases, select
 from conformance.checks import CHECKS
@@ -79,14 +79,38 @@ def _parser() -> argparse.ArgumentParser:
         metavar="LIST",
         help=f"comma-separated checks to run (default: all of {','.join(CHECKS)})",
     )
+    run.add_argument(
+        "--reproducers",
+        choices=("failing", "divergent"),
+        default="failing",
+        help="write standalone reproducer scripts for failing results (default) or for known divergences too",
+    )
     run.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    _compare_options(run)
     _add_library_options(run)
     _add_shard_options(run)
+
+    repro = sub.add_parser(
+        "repro", help="run the selected cases and write a standalone reproducer for each divergence"
+    )
+    repro.add_argument(
+        "paths", nargs="*", default=[], help="case files or directories (default: the library)"
+    )
+    repro.add_argument("--case", action="append", default=[], metavar="GLOB", help="case ids matching")
+    repro.add_argument("-k", dest="keyword", default=None, metavar="EXPR", help="keyword expression")
+    repro.add_argument("--framework", action="append", default=[], metavar="NAME")
+    repro.add_argument("--adapter", action="append", default=[], metavar="SPEC")
+    repro.add_argument("--out", default="reports", metavar="DIR", help="scripts go to DIR/reproducers/")
 
     report = sub.add_parser("report", help="render reports from one or more results.json files, merged")
     report.add_argument("results", nargs="+", help="results.json files (e.g. one per environment)")
     report.add_argument("--report-dir", default="reports")
     report.add_argument("--note", action="append", default=[], help="a line for the report's warnings")
+    _compare_options(report)
+
+    diff = sub.add_parser("diff", help="what changed between two results.json files (exit 1: new failures)")
+    diff.add_argument("base", help="the base run's results.json")
+    diff.add_argument("head", help="this run's results.json")
 
     fuzz = sub.add_parser(
         "fuzz", help="search for divergences with Hypothesis; write minimal cases + reproducers"
@@ -115,6 +139,44 @@ def _parser() -> argparse.ArgumentParser:
     _add_library_options(validate)
     _add_adoption_commands(sub)
     return parser
+
+
+def _compare_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--compare-to", default=None, metavar="BASE.json", help="show what changed since this base run"
+    )
+    parser.add_argument(
+        "--fail-on",
+        choices=("any", "new"),
+        default="any",
+        help="fail on any failing result (default) or only on new failures since --compare-to",
+    )
+
+
+def _load(path: str) -> dict:
+    from conformance.reports import load_document
+
+    try:
+        return load_document(path)
+    except (OSError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _compare(document: dict, args: argparse.Namespace) -> None:
+    """Record what changed since --compare-to in the document, before any report is written."""
+    if args.fail_on == "new" and not args.compare_to:
+        raise UsageError("--fail-on new needs --compare-to BASE.json")
+    if args.compare_to:
+        document["changes"] = changes.compare(_load(args.compare_to), document)
+        print(f"since {args.compare_to}: {changes.counts_line(document['changes'])}", file=sys.stderr)
+
+
+def _gate(document: dict, args: argparse.Namespace) -> int:
+    if document.get("interrupted"):
+        return EXIT_FAILED
+    if args.fail_on == "new":
+        return EXIT_FAILED if document["changes"]["new_failures"] else EXIT_OK
+    return EXIT_FAILED if any(r["status"] in FAILING for r in document["results"]) else EXIT_OK
 
 
 def _add_library_options(command: argparse.ArgumentParser) -> None:
@@ -222,7 +284,7 @@ def _checks(arg: str | None) -> list[str] | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from conformance.report import write_reports
+    from conformance.reports import write_reports
 
     checks = _checks(args.check)
     known = _known_divergences(args.known_divergences, args.known_divergences_also)
@@ -246,7 +308,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     warnings = applied.warnings
     shutil.rmtree(Path(args.report_dir) / "reproducers", ignore_errors=True)
     reproducer.write_all(
-        outcome.results, {(c.file, c.id): c for c in cases}, outcome.frameworks, args.report_dir
+        outcome.results,
+        {(c.file, c.id): c for c in cases},
+        outcome.frameworks,
+        args.report_dir,
+        reproducer.DIVERGENT_REPRODUCED if args.reproducers == "divergent" else reproducer.FAILING_REPRODUCED,
     )
     command = "conformance " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     document = make_document(
@@ -261,6 +327,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if args.shard:
         document["runs"][0]["shard"] = shards.parse(args.shard).as_dict()
+    _compare(document, args)
     paths = write_reports(document, args.report_dir)
     _print_summary(outcome.results, outcome.frameworks)
     for warning in warnings:
@@ -269,19 +336,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"reports: {', '.join(str(p) for p in paths.values())}")
     if outcome.interrupted:
         print("interrupted: the reports hold every result computed before the interruption", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_FAILED if any(r.status in FAILING for r in outcome.results) else EXIT_OK
+    return _gate(document, args)
+
+
+def cmd_repro(args: argparse.Namespace) -> int:
+    specs = _adapter_specs(args.framework, args.adapter)
+    cases = filter_cases(select(load_cases(args.paths or library.case_files()), args.case), args.keyword)
+    if not cases:
+        raise UsageError("no case matches the given paths, --case and -k")
+    outcome = runner.Runner(runner.describe(specs), 1).run(cases)
+    by_key = {(c.file, c.id): c for c in cases}
+    written = reproducer.write_all(
+        outcome.results, by_key, outcome.frameworks, args.out, reproducer.DIVERGENT_REPRODUCED
+    )
+    for r in outcome.results:
+        if r.reproducer:
+            print(f"{r.framework} {r.case} {r.check} {r.status}: {Path(args.out) / r.reproducer}")
+    if not written and not any(r.reproducer for r in outcome.results):
+        print(f"no divergence in {len(cases)} case(s): nothing to reproduce", file=sys.stderr)
+    return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from conformance.report import load_document, write_reports
+    from conformance.reports import write_reports
 
     documents = []
     for path in args.results:
-        try:
-            document = load_document(path)
-        except (OSError, ValueError) as exc:
-            raise UsageError(str(exc)) from None
+        document = _load(path)
         # reproducer scripts stay where their run wrote them; point at them from the new report
         for record in document.get("results", []):
             if record.get("reproducer"):
@@ -293,13 +374,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     for warning in shard_warnings:
         print(f"warning: {warning}", file=sys.stderr)
     document["warnings"] = [*document.get("warnings", []), *shard_warnings, *args.note]
+    _compare(document, args)
     paths = write_reports(document, args.report_dir)
-    results = results_of(document)
-    _print_summary(results, document["frameworks"])
+    _print_summary(results_of(document), document["frameworks"])
     print(f"reports: {', '.join(str(p) for p in paths.values())}")
-    return (
-        EXIT_FAILED if any(r.status in FAILING for r in results) or document.get("interrupted") else EXIT_OK
-    )
+    return _gate(document, args)
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    found = changes.compare(_load(args.base), _load(args.head))
+    print(f"{args.head} since {args.base}: {changes.counts_line(found)}")
+    for kind in changes.KINDS:
+        rows = [[r.get("framework", ""), f"{r['file']}::{r['case']}", r.get("check", ""), r.get("base"),
+                 r.get("head"), r.get("base_eb"), r.get("head_eb")] for r in found[kind]]  # fmt: skip
+        if rows:
+            print(f"\n{kind.replace('_', ' ')} ({len(rows)}):")
+            headers = ["framework", "case", "check", "base", "head", "base err/tol", "head err/tol"]
+            print(tabulate(rows[:50], headers=headers, tablefmt="simple", missingval=""))
+            if len(rows) > 50:
+                print(f"... and {len(rows) - 50} more")
+    return EXIT_FAILED if found["new_failures"] else EXIT_OK
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
@@ -379,7 +473,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler = {
         "run": cmd_run,
+        "repro": cmd_repro,
         "report": cmd_report,
+        "diff": cmd_diff,
         "validate": cmd_validate,
         "fuzz": cmd_fuzz,
         "cases": cmd_cases,

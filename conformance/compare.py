@@ -40,6 +40,7 @@ class Comparison:
     max_rel_err: float | None = None
     max_err_over_bound: float | None = None
     tolerance_at_worst: float | None = None
+    max_err_over_tolerance: float | None = None  # 1 is the tolerance: the headroom of a pass
     mismatched: int | None = None
     elements: int | None = None
     worst_index: list[int] | None = None
@@ -98,6 +99,7 @@ def compare(
         max_rel_err=float(rel.max()) if err.size else 0.0,
         max_err_over_bound=float(over_bound.max()) if err.size else 0.0,
         tolerance_at_worst=float(tol[worst]) if err.size else 0.0,
+        max_err_over_tolerance=float(over_tol.max()) if err.size else 0.0,
         mismatched=mismatched,
         elements=int(err.size),
         worst_index=[int(i) for i in worst],

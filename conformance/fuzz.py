@@ -3,11 +3,10 @@
 Hypothesis draws configurations (valid ones for the forward and gradient checks, invalid ones that
 break one rule for error parity), each is run through the framework in an isolated worker, and a
 divergence from the oracle is shrunk to the smallest configuration that still shows it. Findings are
-de-duplicated by signature: framework, check, kind of failure (shape, values, dtype, raises,
-accepts, crash, timeout) and the parameter region of the minimal example (its non-default features:
-groups, dilation, output_padding >= stride, padding beyond the kernel extent, dtype, ...). A later
-example whose region contains a found signature's region, failing the same way, is the same
-divergence. Each finding is written as a case file ready to commit and a standalone reproducer.
+de-duplicated by signature (:mod:`conformance.signatures`, the same names the reports group by):
+framework, check, kind of failure and the parameter region of the minimal example. A later example
+whose region contains a found signature's region, failing the same way, is the same divergence.
+Each finding is written as a case file ready to commit and a standalone reproducer.
 
 Deterministic for a seed; Hypothesis's example database (``.hypothesis/``) and the case files
 already in the output directory replay first, so known failures are confirmed before new search.
@@ -31,67 +30,9 @@ from conformance import runner, strategies
 from conformance.cases import Case, CaseFileError, case_fields, load_case_file, make_case
 from conformance.reproducer import script
 from conformance.results import Result
+from conformance.signatures import Signature, signature
 
 DIVERGENT = frozenset({"fail", "error", "crash", "timeout"})
-
-
-@dataclass(frozen=True)
-class Signature:
-    framework: str
-    check: str
-    kind: str
-    features: frozenset[str]
-
-    def explains(self, other: Signature) -> bool:
-        """Same framework, check and kind of failure, and ``other`` lies inside this region."""
-        return (self.framework, self.check, self.kind) == (other.framework, other.check, other.kind) and (
-            self.features <= other.features
-        )
-
-    @property
-    def slug(self) -> str:
-        parts = [self.framework, self.check, self.kind, *sorted(self.features)]
-        return re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(parts)).strip("_")
-
-
-def features(case: Case) -> frozenset[str]:
-    """The parameter region of a case: every feature that differs from the simplest configuration."""
-    p = case.params
-    found = {f"{p.ndim}d"} if p.ndim > 1 else set()  # 1-d is the simplest region, not a feature
-    if case.violations:  # for an invalid configuration the broken rules are the region
-        return frozenset(found | {f"breaks-{v.rule}" for v in case.violations})
-    extent = [d * (k - 1) for d, k in zip(p.dilation, p.kernel_size)]
-    checks = {
-        "groups": p.groups > 1,
-        "cout-per-group-gt-1": p.groups > 1 and p.out_channels // p.groups > 1,
-        "stride": any(s > 1 for s in p.stride),
-        "dilation": any(d > 1 for d in p.dilation),
-        "padding": any(pad > 0 for pad in p.padding),
-        "padding-beyond-extent": any(pad > e for pad, e in zip(p.padding, extent)),
-        "output-padding": any(op > 0 for op in p.output_padding),
-        "output-padding-ge-stride": any(op >= s for op, s in zip(p.output_padding, p.stride) if op > 0),
-        "bias": p.bias,
-        "batch": case.input_shape[0] > 1,
-    }
-    found |= {name for name, present in checks.items() if present}
-    if case.dtype != "float32":
-        found.add(case.dtype)
-    return frozenset(found)
-
-
-def failure_kind(result: Result) -> str:
-    message = result.message
-    if result.status in ("crash", "timeout"):
-        return result.status
-    if result.status == "error":
-        return "raises"
-    if "instead of raising" in message:
-        return "accepts"
-    if message.startswith("shape"):
-        return "shape"
-    if message.startswith("dtype"):
-        return "dtype"
-    return "values"
 
 
 @dataclass
@@ -144,7 +85,7 @@ class Fuzzer:
         for r in results:
             if r.status not in DIVERGENT:
                 continue
-            sig = Signature(self.info.name, r.check, failure_kind(r), features(case))
+            sig = signature(r)
             if not any(f.signature.explains(sig) for f in self.findings):
                 return sig, r
         return None

@@ -16,7 +16,13 @@ from typing import Any
 import pytest
 
 from conformance import divergences as known_divergences
-from conformance.adapters import Adapter, AdapterLoadError, importable_builtins, load_adapter
+from conformance.adapters import (
+    Adapter,
+    AdapterLoadError,
+    importable_builtins,
+    load_adapter,
+    split_variant,
+)
 from conformance.cases import Case, CaseFileError, load_case_file
 from conformance.checks import Reference, checks_for, run_checks
 from conformance.results import Result
@@ -24,6 +30,7 @@ from conformance.results import Result
 KNOWN_DIVERGENCES_GLOB = "known_divergences*.yaml"
 _ADAPTERS = pytest.StashKey[list[Adapter]]()
 _KNOWN = pytest.StashKey[dict[Path, list[known_divergences.Divergence]]]()
+_FACTS = pytest.StashKey[dict[str, dict[str, known_divergences.RunFacts]]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -56,6 +63,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    specs = [*config.getoption("conformance_framework"), *config.getoption("conformance_adapter")]
+    variants = [s for s in specs if split_variant(s)[1] is not None]
+    if variants:
+        # A variant sets process-wide state (environment before import, backend switches) that
+        # would change the other adapters' kernels in this one process.
+        raise pytest.UsageError(
+            f"kernel-path variants ({', '.join(variants)}) need a process of their own: "
+            "run them with `conformance run --framework NAME[VARIANT]`"
+        )
+
+
 def _adapters(config: pytest.Config) -> list[Adapter]:
     if _ADAPTERS not in config.stash:
         specs = [*config.getoption("conformance_framework"), *config.getoption("conformance_adapter")]
@@ -80,6 +99,17 @@ def _known(config: pytest.Config, case_file: Path) -> list[known_divergences.Div
                 raise pytest.UsageError(str(exc)) from None
         entries.extend(cache[path])
     return entries
+
+
+def _run_facts(config: pytest.Config, adapter: Adapter) -> dict[str, known_divergences.RunFacts]:
+    """The facts baseline ``when:`` conditions read, gathered once per adapter (build facts may
+    spawn a compiler, as tinygrad's do)."""
+    cache = config.stash.setdefault(_FACTS, {})
+    if adapter.name not in cache:
+        cache[adapter.name] = known_divergences.run_facts(
+            {adapter.name: adapter.version()}, {adapter.name: adapter.build_facts()}
+        )
+    return cache[adapter.name]
 
 
 def _is_case_file(path: Path) -> bool:
@@ -153,10 +183,9 @@ class CaseItem(pytest.Item):
             results = run_checks(self.case, self.adapter, Reference(self.case), self.selected)
             self.computed[key] = {r.check: r for r in results}
         result = self.computed[key].pop(self.check)
-        facts = known_divergences.run_facts(
-            {self.adapter.name: self.adapter.version()}, {self.adapter.name: self.adapter.build_facts()}
+        known_divergences.apply(
+            [result], _known(self.config, Path(self.case.file)), facts=_run_facts(self.config, self.adapter)
         )
-        known_divergences.apply([result], _known(self.config, Path(self.case.file)), facts=facts)
         if result.status == "unsupported":
             pytest.skip(f"unsupported: {result.message}")
         if result.status == "xfail":

@@ -307,8 +307,10 @@ def _generic(case: Case, result: Result) -> str:
     )
 
 
-#: results that get a script: every divergence (a passing xpass needs none)
-REPRODUCED = frozenset({"fail", "error", "crash", "timeout", "xfail"})
+#: results that get a script on every run: those that fail the gate (an xpass has nothing to show)
+FAILING_REPRODUCED = frozenset({"fail", "error", "crash", "timeout"})
+#: with known divergences too (``conformance run --reproducers divergent``, ``conformance repro``)
+DIVERGENT_REPRODUCED = FAILING_REPRODUCED | {"xfail"}
 
 
 def _slug(text: str) -> str:
@@ -320,14 +322,17 @@ def write_all(
     cases: Mapping[tuple[str, str], Case],
     versions: Mapping[str, str],
     report_dir: str | Path,
+    statuses: frozenset[str] = FAILING_REPRODUCED,
 ) -> int:
-    """Write a script per divergent (case, framework, check) under ``report_dir/reproducers`` and set
-    each result's ``reproducer`` to its relative path; the gradient checks of a case share one script."""
+    """Write a script per (case, framework, check) whose status is in ``statuses`` under
+    ``report_dir/reproducers`` and set each result's ``reproducer`` to its relative path; the gradient
+    checks of a case share one script. Known divergences get theirs only when asked: hundreds of
+    scripts nobody opens were most of a run's report-writing time."""
     root = Path(report_dir)
     written = 0
     for r in results:
         case = cases.get((r.file, r.case))
-        if r.status not in REPRODUCED or case is None:
+        if r.status not in statuses or case is None:
             continue
         which = "gradients" if r.check.startswith("grad_") else r.check
         relative = (

@@ -33,6 +33,7 @@ class Result:
     max_rel_err: float | None = None
     max_err_over_bound: float | None = None
     tolerance_at_worst: float | None = None
+    max_err_over_tolerance: float | None = None  # err/tol at the worst element: 1 is the tolerance
     mismatched: int | None = None
     elements: int | None = None
     worst_index: list[int] | None = None
@@ -49,12 +50,16 @@ class Result:
         return (self.file, self.case, self.framework, self.check)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # A shallow copy (its lists and dicts are shared with the record), not dataclasses.asdict:
+        # asdict's recursive deep copy was most of a results document's cost.
+        return dict(self.__dict__)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Result:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**{k: v for k, v in data.items() if k in _FIELD_SET})
+
+
+_FIELD_SET = frozenset(f.name for f in dataclasses.fields(Result))
 
 
 # --- results.json documents ---------------------------------------------------------------------

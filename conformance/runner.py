@@ -30,6 +30,9 @@ from conformance.checks import Reference, base_result, checks_for, run_checks
 from conformance.results import Result
 
 LOG_TAIL_BYTES = 1500
+#: seconds a worker may take to import and set up an adapter (not counted in the per-case timeout:
+#: on a loaded machine importing a framework alone can take longer than a case may)
+LOAD_TIMEOUT = 600.0
 
 
 @dataclass
@@ -111,18 +114,19 @@ def _worker_main(conn: multiprocessing.connection.Connection, log_path: str, env
         case, specs, selected = job
         reference = Reference(case)
         for spec in specs:
-            conn.send(("start", spec))
             try:
                 if spec not in adapters:
+                    conn.send(("loading", spec))
                     adapters[spec] = load_adapter(spec)
                     conn.send(("facts", spec, _facts(adapters[spec])))
+                conn.send(("start", spec))
                 results = run_checks(case, adapters[spec], reference, selected)
             except Exception as exc:  # the harness must report, never die, on one case
                 results = [
                     base_result(case, spec, c, "error", f"harness error: {type(exc).__name__}: {exc}")
                     for c in checks_for(case, selected)
                 ]
-            conn.send(("done", spec, [r.to_dict() for r in results]))
+            conn.send(("done", spec, results))  # Result records pickle as they are
         conn.send(("idle", None))
 
 
@@ -149,6 +153,7 @@ class _Worker:
     remaining: list[str] = field(default_factory=list)  # specs of the current job not yet done
     in_flight: str | None = None
     started: float = 0.0
+    limit: float = 0.0  # seconds the in-flight phase (loading an adapter, or a case) may take
 
     @property
     def busy(self) -> bool:
@@ -261,14 +266,10 @@ class Runner:
             for w in busy:
                 if w.conn in ready:
                     self._receive(w, pool, queue, env)
-                elif w.in_flight and time.monotonic() - w.started > self.timeout:
+                elif w.in_flight and time.monotonic() - w.started > w.limit:
+                    what = "per-case timeout" if w.limit == self.timeout else "limit for loading the adapter"
                     self._replace(
-                        w,
-                        pool,
-                        queue,
-                        env,
-                        "timeout",
-                        f"no result within the {self.timeout:g} s per-case timeout",
+                        w, pool, queue, env, "timeout", f"no result within the {w.limit:g} s {what}"
                     )
             if self.progress:
                 self.progress(len(self.results), total)
@@ -285,10 +286,12 @@ class Runner:
             return
         if kind == "facts":
             self.adapters[spec].facts = payload[0]
+        elif kind == "loading":
+            w.in_flight, w.started, w.limit = spec, time.monotonic(), max(LOAD_TIMEOUT, self.timeout)
         elif kind == "start":
-            w.in_flight, w.started = spec, time.monotonic()
+            w.in_flight, w.started, w.limit = spec, time.monotonic(), self.timeout
         elif kind == "done":
-            self._record(w.case, spec, [Result.from_dict(d) for d in payload[0]])
+            self._record(w.case, spec, payload[0])
             w.remaining.remove(spec)
             w.in_flight = None
         elif kind == "idle":

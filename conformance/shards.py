@@ -11,7 +11,6 @@ by case count. The split depends only on the cases and the durations file, never
 from __future__ import annotations
 
 import heapq
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,10 +51,11 @@ def case_key(file: str, case_id: str) -> str:
 
 def durations(path: str | Path) -> dict[str, float]:
     """Seconds per case (all frameworks and checks together) recorded in a results.json."""
+    from conformance.reports.jsondoc import load_document
+
     try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
-        records = document["results"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        records = load_document(path)["results"]
+    except (OSError, ValueError) as exc:
         raise ValueError(f"--durations-from {str(path)!r}: not a readable results.json ({exc})") from None
     seconds: dict[str, float] = {}
     for record in records:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conformance.reports import load_document
 from tests.adapters.numpy_direct import BUGGY, DirectNumpy
 from tests.helpers.pytest_helpers import DIRECT, ROOT, run_cli
 
@@ -39,7 +40,7 @@ cases:
 
 
 def results_by_framework(report_dir: Path) -> dict[str, list[dict]]:
-    doc = json.loads((report_dir / "results.json").read_text())
+    doc = load_document(report_dir / "results.json")
     grouped: dict[str, list[dict]] = {}
     for r in doc["results"]:
         grouped.setdefault(r["framework"], []).append(r)
@@ -200,6 +201,27 @@ def test_known_divergence_turns_failure_into_xfail_and_fixed_entry_into_xpass(tm
     }
     assert {r["status"] for r in statuses.values()} == {"xfail"}
     assert statuses["op-beyond"]["divergence"]["link"] == "https://example.invalid/issue/1"
+    # known divergences get reproducer scripts only when asked for: on the run, or one case on demand
+    assert not (tmp_path / "a" / "reproducers").exists()
+    assert all(not r["reproducer"] for r in statuses.values())
+    proc = run_cli(
+        "run",
+        cases,
+        "--adapter",
+        spec,
+        "--known-divergences",
+        known,
+        "--reproducers",
+        "divergent",
+        "--report-dir",
+        tmp_path / "a2",
+    )
+    scripts = sorted(p.name for p in (tmp_path / "a2" / "reproducers").rglob("*.py"))
+    assert scripts == ["op-beyond--error_parity.py", "op-equal-stride--error_parity.py"], scripts
+    proc = run_cli("repro", cases, "--case", "op-beyond", "--adapter", spec, "--out", tmp_path / "on-demand")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (script,) = (tmp_path / "on-demand" / "reproducers").rglob("*.py")
+    assert script.name == "op-beyond--error_parity.py" and str(script) in proc.stdout
 
     proc = run_cli(
         "run",

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from conformance.cases import load_case_file, make_case
-from conformance.fuzz import Signature, failure_kind, features
 from conformance.results import Result
+from conformance.signatures import Signature, base_framework, failure_kind, region, signature
 from tests.adapters.numpy_direct import BUGGY
 from tests.helpers.pytest_helpers import DIRECT, ROOT, run_cli
 
@@ -141,7 +141,7 @@ def test_signature_regions_deduplicate() -> None:
         },
         "b",
     )
-    assert features(small) == {"stride", "bias"}
+    assert region(small.params_record()) == {"stride", "bias"}
     assert {
         "2d",
         "stride",
@@ -151,11 +151,11 @@ def test_signature_regions_deduplicate() -> None:
         "float16",
         "bias",
         "batch",
-    } <= features(big)
-    found = Signature("x", "forward", "values", features(small))
-    assert found.explains(Signature("x", "forward", "values", features(big)))
-    assert not found.explains(Signature("x", "grad_input", "values", features(big)))
-    assert not Signature("x", "forward", "values", features(big)).explains(found)
+    } <= region(big.params_record())
+    found = Signature("x", "forward", "values", region(small.params_record()))
+    assert found.explains(Signature("x", "forward", "values", region(big.params_record())))
+    assert not found.explains(Signature("x", "grad_input", "values", region(big.params_record())))
+    assert not Signature("x", "forward", "values", region(big.params_record())).explains(found)
 
 
 @pytest.mark.parametrize(
@@ -167,7 +167,29 @@ def test_signature_regions_deduplicate() -> None:
         ("fail", "returned shape (1, 2, 3) instead of raising", "accepts"),
         ("error", "raised ValueError on a valid configuration", "raises"),
         ("crash", "worker process killed by signal SIGFPE", "crash"),
+        ("fail", "modified its inputs in place: x (3 of 9 elements)", "mutates"),
     ],
 )
 def test_failure_kinds(status: str, message: str, kind: str) -> None:
     assert failure_kind(Result("c", "f", "fw", "forward", status, message=message)) == kind
+
+
+def test_signature_of_a_result_names_framework_check_kind_and_region() -> None:
+    accepted = Result(
+        "c",
+        "f",
+        "torch[native]",
+        "error_parity",
+        "fail",
+        expect="error",
+        rules=["output-padding-lt-stride"],
+        params={"input_shape": [1, 2, 4, 4]},
+        actual_shape=[1, 2, 9, 9],
+        message="returned shape (1, 2, 9, 9) instead of raising",
+    )
+    sig = signature(accepted)
+    assert (sig.framework, sig.check, sig.kind) == ("torch[native]", "error_parity", "accepts")
+    assert sig.features == {"2d", "breaks-output-padding-lt-stride"}
+    assert sig.region == "2d, breaks-output-padding-lt-stride"
+    assert base_framework(sig.framework) == "torch"
+    assert failure_kind(Result("c", "f", "fw", "repeatability", "fail", message="differs")) == "repeat"

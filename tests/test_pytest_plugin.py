@@ -104,3 +104,10 @@ def test_bad_case_file_is_a_collection_error_naming_the_field(pytester: pytest.P
     result = pytester.runpytest("-p", "no:cacheprovider", "--conformance-adapter", f"{DIRECT}:DirectNumpy")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*broken.yaml:3: case 'a': field 'groups': must be an integer*"])
+
+
+def test_kernel_path_variant_is_refused_in_process(pytester: pytest.Pytester) -> None:
+    # In one pytest process a variant's backend switch would change the other adapters' kernels too.
+    result = run(pytester, "--conformance-framework", "torch[native]")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*torch[[]native[]]*need a process of their own*conformance run*"])

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance.report import load_document, render_html, render_markdown, write_reports
-from conformance.results import STATUSES, Result, make_document, merge_documents, results_of
+from conformance.reports import load_document, render_html, render_markdown, write_reports
+from conformance.results import FAILING, STATUSES, Result, make_document, merge_documents, results_of
 
 FILE = "cases/conv_transpose2d.yaml"
 PARAMS = {
@@ -135,10 +135,11 @@ def strict_json(text: str) -> object:
 # --- results.json -------------------------------------------------------------------------------
 
 
-def test_write_reports_writes_three_files(tmp_path: Path) -> None:
+def test_write_reports_writes_every_format(tmp_path: Path) -> None:
     paths = write_reports(document(), tmp_path / "new" / "dir")
-    assert set(paths) == {"json", "markdown", "html"}
-    assert [p.name for p in paths.values()] == ["results.json", "report.md", "report.html"]
+    assert set(paths) == {"json", "markdown", "html", "summary", "junit"}
+    names = ["results.json", "report.md", "report.html", "summary.md", "results.junit.xml"]
+    assert [p.name for p in paths.values()] == names
     for path in paths.values():
         assert path.parent == tmp_path / "new" / "dir" and path.stat().st_size > 0
 
@@ -160,6 +161,24 @@ def test_results_json_is_strict_and_round_trips(tmp_path: Path) -> None:
     # apart from the NaN (never equal to itself) every record comes back exactly
     assert again[1:] == results[1:]
     assert loaded["frameworks"] == {"torch": "2.13.0", "mlx": "0.32.4"}
+
+
+def test_results_json_stores_each_case_once_validates_and_reads_version_1(tmp_path: Path) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema_path = Path(__file__).parents[1] / "conformance" / "schema" / "results.schema.json"
+    results = sample_results()
+    doc = document(results)
+    path = write_reports(doc, tmp_path)["json"]
+    on_disk = json.loads(path.read_text())
+    jsonschema.validate(on_disk, json.loads(schema_path.read_text()))
+    assert on_disk["schema"] == "conformance.results/2"
+    assert len(on_disk["cases"]) == len({(r.file, r.case) for r in results})
+    assert all("params" not in record for record in on_disk["results"])
+    assert results_of(load_document(path)) == results
+
+    version_1 = tmp_path / "v1.json"  # full records, as earlier releases wrote them
+    version_1.write_text(json.dumps({**doc, "schema": "conformance.results/1"}))
+    assert results_of(load_document(version_1)) == results
 
 
 def test_load_document_rejects_what_is_not_a_results_document(tmp_path: Path) -> None:
@@ -226,25 +245,26 @@ def test_markdown_versions_environment_and_summary() -> None:
     assert table_row(summary, "mlx")[1:] == ["2", "2", "0", "1", "0", "1", "0", "1", "7"]
 
 
-def test_markdown_lists_every_divergence_with_its_rerun_command() -> None:
+def test_markdown_lists_every_failing_result_with_its_rerun_command() -> None:
     results = sample_results()
-    divergences = section(render_markdown(document(results)), "Divergences")
-    listed = [r for r in results if r.status not in ("pass", "unsupported")]
-    assert len(listed) == 7
+    failing = section(render_markdown(document(results)), "All failing results")
+    listed = [r for r in results if r.status in FAILING]
+    assert len(listed) == 6
     for r in listed:
-        assert f"`conv_transpose2d.yaml::{r.case}`" in divergences
-        assert f"`{r.rerun}`" in divergences
-    assert divergences.count("conformance run ") == len(listed)
+        assert f"`conv_transpose2d.yaml::{r.case}`" in failing
+        assert f"`{r.rerun}`" in failing
+    assert failing.count("conformance run ") == len(listed)
     for r in results:
-        if r.status in ("pass", "unsupported"):
-            assert f"::{r.case}`" not in divergences, f"{r.status} result listed as a divergence"
+        if r.status not in FAILING:
+            assert f"::{r.case}`" not in failing, f"{r.status} result listed as failing"
 
 
 def test_markdown_divergence_rows_show_params_shapes_numbers_and_reason() -> None:
-    divergences = section(render_markdown(document()), "Divergences")
+    markdown = render_markdown(document())
+    failing = section(markdown, "All failing results")
     lines = {
-        case: next(line for line in divergences.splitlines() if f"::{case}`" in line)
-        for case in ("wrong-shape", "wrong-values", "op-ge-stride")
+        case: next(line for line in failing.splitlines() if f"::{case}`" in line)
+        for case in ("wrong-shape", "wrong-values")
     }
     assert "shape expected [1, 8, 16, 16], got [1, 8, 15, 15]" in lines["wrong-shape"]
     assert "conv\\_transpose2d" not in lines["wrong-shape"], "underscores need no escaping"
@@ -259,10 +279,20 @@ def test_markdown_divergence_rows_show_params_shapes_numbers_and_reason() -> Non
         "tolerance_at_worst 2.5e-06",
     ):
         assert text in numeric
-    known = lines["op-ge-stride"]
-    assert "**known divergence:** mlx accepts output_padding \\>= stride" in known
-    assert f"[link]({LINK})" in known
-    assert "expected an error, got shape [1, 8, 17, 17]" in known
+    known = section(markdown, "Known divergences (1 reasons, 1 results)")
+    row = table_row(known, "mlx")
+    assert row[1] == f"mlx accepts output_padding \\>= stride ([link]({LINK}))"
+    assert row[2:5] == ["1", "mlx", "error_parity"] and row[5] == "`conv_transpose2d.yaml::op-ge-stride`"
+
+
+def test_markdown_groups_failing_results_by_cause_first() -> None:
+    markdown = render_markdown(document())
+    causes = section(markdown, "Failing results by cause")
+    assert markdown.index("## Failing results by cause") < markdown.index("## Summary")
+    first = causes.split("\n- ")[1]
+    assert first.startswith("💥 **mlx** · forward · crash: 1 result (1 crash)"), first
+    assert "`conformance run cases/conv_transpose2d.yaml --case 'dies' --framework mlx`" in first
+    assert "variants: mlx" in first
 
 
 def test_markdown_escapes_user_text_and_keeps_tables_intact() -> None:
@@ -272,7 +302,7 @@ def test_markdown_escapes_user_text_and_keeps_tables_intact() -> None:
     markdown = render_markdown(document(results))
     assert "<script>" not in markdown and "<details> `tick`" not in markdown
     assert "](javascript:" not in markdown and "](https://evil" not in markdown
-    divergences = section(markdown, "Divergences")
+    divergences = section(markdown, "All failing results")
     rows = [line for line in divergences.splitlines() if line.startswith("|") and "---" not in line]
     widths = {len(re.split(r"(?<!\\)\|", line)) for line in rows}
     assert len(widths) == 1, "an unescaped pipe would add a column"
@@ -310,8 +340,42 @@ def embedded_rows(page: str) -> list[dict]:
     match = re.search(r'<script type="application/json" id="results-data">(.*?)</script>', page, re.S)
     assert match, "the results are embedded as JSON"
     data = strict_json(match.group(1))
-    interned = ("f", "fw", "k", "fa", "op", "dt", "pt", "r")
-    return [{k: data["strings"][v] if k in interned else v for k, v in row.items()} for row in data["rows"]]
+    interned = (
+        "c",
+        "f",
+        "fw",
+        "k",
+        "fa",
+        "op",
+        "dt",
+        "pt",
+        "r",
+        "rp",
+        "t",
+        "es",
+        "ed",
+        "ad",
+        "x",
+        "rb",
+        "m",
+        "dv",
+    )
+    rows = []
+    columns = data["columns"]
+    for i in range(data["n"]):
+        row = {}
+        for key, column in columns.items():
+            value = column[i] if isinstance(column, list) else column.get(str(i))
+            if value is not None:
+                row[key] = value
+        row = {k: data["strings"][v] if k in interned else v for k, v in row.items()}
+        row["s"] = data["statuses"][row["s"]]
+        if row.get("as") == 1:
+            row["as"] = row["es"]
+        elif "as" in row:
+            row["as"] = data["strings"][row["as"]]
+        rows.append(row)
+    return rows
 
 
 def test_html_is_self_contained_and_complete() -> None:
@@ -323,16 +387,20 @@ def test_html_is_self_contained_and_complete() -> None:
     assert not re.search(r"@import|url\(", page)
     for match in re.finditer(r"""(\w+)\s*=\s*["']https?://""", page):
         assert match.group(1) == "href", match.group(0)
-    hrefs = re.findall(r'<a\b[^>]*href="([^"]*)"', page)
-    assert hrefs == [LINK], "the only link is the known divergence's"
+    hrefs = [h for h in re.findall(r'<a\b[^>]*href="([^"]*)"', page) if not h.startswith("#")]
+    assert hrefs == [LINK], "the only link (besides the contents) is the known divergence's"
     for r in results:
         assert r.case in page
     rows = embedded_rows(page)
     assert len(rows) == len(results)
+    severity = ["crash", "timeout", "error", "fail", "xpass", "xfail", "pass", "unsupported"]
+    ordered = sorted(results, key=lambda r: severity.index(r.status))
     assert [(row["c"], row["fw"], row["k"], row["s"]) for row in rows] == [
-        (r.case, r.framework, r.check, r.status) for r in results
-    ]
-    assert rows[5]["re"] == "inf", "inf travels as a string inside strict JSON"
+        (r.case, r.framework, r.check, r.status) for r in ordered
+    ], "failures first"
+    wrong = next(row for row in rows if row["c"] == "wrong-values")
+    assert wrong["re"] == "inf", "inf travels as a string inside strict JSON"
+    assert wrong["ae"] == 0.0123 and wrong["tw"] == 2.5e-06
     for text in ("2.13.0", "0.32.4", "FAIL", "mlx accepts output_padding &gt;= stride", "wrong-values"):
         assert text in page
     for control in ('id="q"', 'id="f-fw"', 'id="f-s"', 'id="f-k"'):
@@ -348,8 +416,8 @@ def test_html_escapes_messages_and_ids() -> None:
     assert "<img" not in page and 'href="javascript:' not in page
     assert page.count("<script") == 2 and page.count("</script>") == 2
     rows = embedded_rows(page)
-    assert rows[0]["c"] == results[0].case, "escaping loses nothing"
-    assert INJECTION in rows[6]["m"]
+    assert results[0].case in [row["c"] for row in rows], "escaping loses nothing"
+    assert any(INJECTION in row.get("m", "") for row in rows)
 
 
 def test_html_renders_thousands_of_results_compactly() -> None:

@@ -1,0 +1,46 @@
+"""Reports from a results document: ``results.json`` for machines, ``summary.md`` for a PR comment,
+``report.md`` for a CI job summary, ``report.html`` (one offline file) and ``results.junit.xml`` for
+CI test tabs.
+
+:mod:`.views` computes what every format shows; one small module per format only renders it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from conformance.reports.html import render_html
+from conformance.reports.jsondoc import load_document, pack, to_json
+from conformance.reports.junit import render_junit
+from conformance.reports.markdown import render_markdown
+from conformance.reports.summary import render_summary
+
+__all__ = [
+    "load_document",
+    "render_html",
+    "render_junit",
+    "render_markdown",
+    "render_summary",
+    "to_json",
+    "write_reports",
+]
+
+
+def write_reports(document: dict[str, Any], report_dir: str | Path) -> dict[str, Path]:
+    """Write every report into ``report_dir``; return their paths by format."""
+    directory = Path(report_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "json": directory / "results.json",
+        "markdown": directory / "report.md",
+        "html": directory / "report.html",
+        "summary": directory / "summary.md",
+        "junit": directory / "results.junit.xml",
+    }
+    paths["json"].write_text(to_json(pack(document)) + "\n", encoding="utf-8")
+    paths["markdown"].write_text(render_markdown(document), encoding="utf-8")
+    paths["html"].write_text(render_html(document), encoding="utf-8")
+    paths["summary"].write_text(render_summary(document), encoding="utf-8")
+    paths["junit"].write_text(render_junit(document), encoding="utf-8")
+    return paths

@@ -1,0 +1,297 @@
+"""report.html: one offline file (inline CSS, JS and SVG, nothing fetched) with the matrices, the
+divergences and a filterable, sortable table of every result. Renders views only (:mod:`.views`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from conformance import changes
+from conformance.layer_api import report_tables
+from conformance.reports import svg
+from conformance.reports.jsondoc import to_json
+from conformance.reports.views import (
+    HTML_MARKS,
+    LISTED,
+    SEVERITY,
+    STATUSES,
+    TITLE,
+    Cause,
+    Family,
+    causes,
+    check_matrix,
+    closest_to_tolerance,
+    comparison_by_family,
+    counts_text,
+    environment_rows,
+    error_parity_matrix,
+    families_of,
+    fmt_number,
+    frameworks_of,
+    headroom,
+    inactive_rows,
+    machine_rows,
+    marked,
+    matrix_cell,
+    numeric_diff_text,
+    parameter_maps,
+    params_text,
+    safe_link,
+    shape_diff_text,
+    summary_rows,
+    verdict,
+)
+from conformance.results import FAILING, Result, results_of
+
+
+@functools.lru_cache(maxsize=1)
+def _templates() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("conformance.reports", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def script_json(value: Any) -> Markup:
+    """JSON safe inside <script>: no "</script>", "<!--" or entity can close or confuse the tag."""
+    text = to_json(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return Markup(text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+class _Strings:
+    """A table of distinct strings: rows refer to repeated values (file, params, rerun) by index."""
+
+    def __init__(self) -> None:
+        self.values: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def __call__(self, value: str | None) -> int | None:
+        if not value:
+            return None
+        if value not in self._index:
+            self._index[value] = len(self.values)
+            self.values.append(value)
+        return self._index[value]
+
+
+def _short(value: Any) -> Any:
+    """A float with 3 significant digits (17 digits told nobody anything and tripled the page)."""
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.3g}")
+    return value
+
+
+def _row_record(r: Result, strings: _Strings) -> dict[str, Any]:
+    """One result for the HTML table. Short keys, interned strings (case ids, shapes, tags,
+    messages, baseline entries), 3-digit floats and no empty or derivable fields keep ~16,000 rows
+    near two megabytes; the template's script expands them (see INTERNED there)."""
+    dtype = r.params.get("dtype") or r.expected_dtype
+    standard_rerun = f"conformance run {r.file} --case '{r.case}' --framework {r.framework}"
+    fields = {
+        "s": STATUSES.index(r.status),
+        "c": strings(r.case),
+        "f": strings(r.file),
+        "fw": strings(r.framework),
+        "k": strings(r.check),
+        "fa": strings(r.family if r.family and r.family != r.case else None),
+        "op": strings(r.params.get("op")),
+        "dt": strings(dtype),
+        "pt": strings(params_text(r.params)),
+        "r": strings(r.rerun) if r.rerun != standard_rerun else None,  # the script rebuilds the usual one
+        "rp": strings(r.reproducer),
+        "t": strings(",".join(r.tags)),
+        "es": strings(_shape(r.expected_shape)),
+        "as": 1
+        if r.actual_shape is not None and r.actual_shape == r.expected_shape
+        else strings(_shape(r.actual_shape)),
+        "ed": strings(r.expected_dtype) if r.expected_dtype != dtype else None,
+        "ad": strings(r.actual_dtype) if r.actual_dtype != (r.expected_dtype or dtype) else None,
+        "ae": _short(r.max_abs_err),
+        "re": _short(r.max_rel_err),
+        "eb": _short(r.max_err_over_bound),
+        "et": _short(r.max_err_over_tolerance),
+        "tw": _short(r.tolerance_at_worst),
+        "mm": r.mismatched,
+        "el": r.elements,
+        "wi": r.worst_index if r.mismatched else None,
+        "x": strings(r.exception),
+        "rb": strings(r.raised_by),
+        "m": strings(r.message),
+        "dv": strings(to_json(r.divergence) if r.divergence else None),
+        "d": _short(r.duration_s),
+        "ex": r.expect if r.expect != "ok" else None,
+    }
+    return {k: v for k, v in fields.items() if v not in (None, "", [], {})}
+
+
+def _shape(shape: list[int] | None) -> str | None:
+    return None if shape is None else ",".join(map(str, shape))
+
+
+def _table_data(results: list[Result]) -> Markup:
+    strings = _Strings()
+    # failures first, as the table opens: crash, timeout, error, fail, xpass, xfail, then the rest
+    ordered = sorted(results, key=lambda r: SEVERITY.get(r.status, 99))
+    records = [_row_record(r, strings) for r in ordered]
+    # by column, not by row: the keys are written once, not once per row (a third of the page);
+    # a field most rows have is a list (null where absent), a rare one an object by row index
+    columns: dict[str, Any] = {}
+    for key in dict.fromkeys(k for record in records for k in record):
+        present = [(i, record[key]) for i, record in enumerate(records) if key in record]
+        if 2 * len(present) >= len(records):
+            columns[key] = [record.get(key) for record in records]
+        else:
+            columns[key] = {str(i): value for i, value in present}
+    return script_json(
+        {"statuses": STATUSES, "strings": strings.values, "n": len(records), "columns": columns}
+    )
+
+
+def _result_view(r: Result) -> dict[str, Any]:
+    divergence = r.divergence or {}
+    return {
+        "status": r.status,
+        "framework": r.framework,
+        "case": r.case,
+        "file": r.file,
+        "label": f"{Path(r.file).name}::{r.case}",
+        "check": r.check,
+        "params": params_text(r.params),
+        "shape": shape_diff_text(r),
+        "numeric": numeric_diff_text(r),
+        "message": r.message,
+        "reason": divergence.get("reason", ""),
+        "link": safe_link(divergence.get("link")),
+        "raw_link": divergence.get("link") or "",
+        "rerun": r.rerun,
+        "reproducer": r.reproducer,
+    }
+
+
+def _cause_view(cause: Cause, examples: int) -> dict[str, Any]:
+    n = len(cause.results)
+    return {
+        "status": cause.representative.status,
+        "framework": cause.framework,
+        "check": cause.check,
+        "kind": cause.kind,
+        "count": n,
+        "statuses": counts_text((s, cause.statuses[s]) for s in LISTED if cause.statuses[s]),
+        "variants": ", ".join(cause.variants),
+        "region": cause.region,
+        "reason": cause.reason,
+        "link": safe_link(cause.link),
+        "checks": ", ".join(dict.fromkeys(r.check for r in cause.results)),
+        "cases": len({(r.file, r.case) for r in cause.results}),
+        "examples": [_result_view(r) for r in cause.examples(examples)],
+    }
+
+
+def _marked_cells(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**c, "text": marked((c["kind"], c["text"]), HTML_MARKS)} for c in cells]
+
+
+def _changes_view(document: dict[str, Any], results: list[Result]) -> dict[str, Any] | None:
+    found = document.get("changes")
+    if not found:
+        return None
+    by_key = {r.key: r for r in results}
+    lists = []
+    for kind, title in (
+        ("new_failures", "New failures"),
+        ("fixed", "Fixed"),
+        ("status_changes", "Other status changes"),
+        ("drift", "Numeric drift"),
+    ):
+        records = found.get(kind) or []
+        rows = []
+        for record in records[:500]:
+            r = by_key.get((record["file"], record["case"], record["framework"], record["check"]))
+            rows.append({**record, "label": f"{Path(record['file']).name}::{record['case']}",
+                         "message": r.message if r else "", "base_eb": fmt_number(record["base_eb"]),
+                         "head_eb": fmt_number(record["head_eb"])})  # fmt: skip
+        lists.append({"kind": kind, "title": title, "count": len(records), "rows": rows})
+    return {
+        "line": changes.counts_line(found),
+        "base": found.get("base") or {},
+        "lists": lists,
+        "added": [f"{Path(r['file']).name}::{r['case']}" for r in found.get("added") or []][:500],
+        "removed": [f"{Path(r['file']).name}::{r['case']}" for r in found.get("removed") or []][:500],
+        "n_added": len(found.get("added") or []),
+        "n_removed": len(found.get("removed") or []),
+    }
+
+
+def render_html(document: dict[str, Any]) -> str:
+    results = results_of(document)
+    frameworks = frameworks_of(document, results)
+    word, line = verdict(results, bool(document.get("interrupted")))
+    families = families_of(results)
+    versions = document.get("frameworks") or {}
+    check_columns, check_rows = check_matrix(frameworks, results)
+    failing_first = lambda f: not any(c[s] for c in f.counts.values() for s in FAILING)  # noqa: E731
+    shown = sorted((f for f in families if f.diverges), key=failing_first)
+    error_parity = [
+        {**row, "cells": _marked_cells(row["cells"])} for row in error_parity_matrix(frameworks, results)
+    ]
+    comparison = [
+        {**row, "cells": _marked_cells(row["cells"])} for row in comparison_by_family(frameworks, results)
+    ]
+    maps = parameter_maps(frameworks, results)
+    context = {
+        "title": TITLE,
+        "verdict": word,
+        "verdict_line": line,
+        "interrupted": bool(document.get("interrupted")),
+        "changes": _changes_view(document, results),
+        "causes": [_cause_view(c, 3) for c in causes(results)],
+        "known": [_cause_view(c, 5) for c in causes(results, known=True)],
+        "versions": [(name, versions.get(name, "?")) for name in frameworks],
+        "environments": environment_rows(document),
+        "machines": machine_rows(document),
+        "inactive": inactive_rows(document),
+        "statuses": STATUSES,
+        "summary": summary_rows(frameworks, results),
+        "frameworks": frameworks,
+        "check_columns": check_columns,
+        "check_rows": [
+            {"framework": name, "cells": [{"kind": c[0], "text": marked(c, HTML_MARKS)} for c in cells]}
+            for name, *cells in check_rows
+        ],
+        "error_parity": error_parity,
+        "comparison": comparison,
+        "shown_families": [_html_family(f, frameworks) for f in shown],
+        "folded_families": [_html_family(f, frameworks) for f in families if not f.diverges],
+        "maps": [
+            {"framework": name, "svgs": [Markup(svg.parameter_map(m)) for m in maps if m.framework == name]}
+            for name in frameworks
+            if any(m.framework == name for m in maps)
+        ],
+        "headroom": Markup(svg.headroom_chart(headroom(frameworks, results))),
+        "closest": [
+            _result_view(r) | {"et": fmt_number(r.max_err_over_tolerance)}
+            for r in closest_to_tolerance(results)
+        ],
+        "warnings": document.get("warnings") or [],
+        "layer_tables": report_tables(document.get("layer_api") or []),
+        "total": len(results),
+        "data": _table_data(results),
+    }
+    return _templates().get_template("report.html.j2").render(**context)
+
+
+def _html_family(family: Family, frameworks: list[str]) -> dict[str, Any]:
+    cells = []
+    for name in frameworks:
+        cell = matrix_cell(family.counts.get(name))
+        cells.append({"kind": cell[0], "text": marked(cell, HTML_MARKS)})
+    return {"label": family.label, "checks": ", ".join(family.checks), "cells": cells}
