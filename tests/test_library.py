@@ -6,7 +6,6 @@ fresh venv with torch only, and gates a small NumPy layer through an adapter wri
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from conformance import library
+from conformance.reports.jsondoc import load_document  # full records from the packed results.json
 from tests.helpers.pytest_helpers import DIRECT, ROOT, run_cli
 
 
@@ -53,7 +53,7 @@ def _run(tmp_path: Path, *args: str | Path, adapter: str = "DirectNumpy") -> tup
     out = tmp_path / f"r{len(list(tmp_path.glob('r*')))}"
     proc = run_cli("run", "--adapter", f"{DIRECT}:{adapter}", *args, "-q", "--report-dir", out, cwd=tmp_path)
     assert proc.returncode in (0, 1), proc.stderr
-    return proc.returncode, json.loads((out / "results.json").read_text())
+    return proc.returncode, load_document(out / "results.json")
 
 
 def test_no_paths_runs_the_library_and_also_adds_user_cases(tmp_path):
@@ -139,16 +139,14 @@ def _timed(
     return proc
 
 
-_NOT_COPIED = shutil.ignore_patterns(
-    ".git", ".nox", ".venv", ".hypothesis", "*_cache", "__pycache__", "build", "*.egg-info"
-)
-
-
-def _ignore_in_copy(directory: str, names: list[str]) -> set[str]:
-    ignored = set(_NOT_COPIED(directory, names))
-    if Path(directory) == ROOT:  # the top-level reports/ output folder, not the conformance.reports package
-        ignored.add("reports")
-    return ignored
+def _not_built_from(folder: str, names: list[str]) -> set[str]:
+    """Caches, virtualenvs and build outputs; reports/ and build/ only at the top (conformance/reports
+    is a package)."""
+    junk = {".git", ".nox", ".venv", ".hypothesis", "__pycache__"}
+    skipped = {n for n in names if n in junk or n.endswith(("_cache", ".egg-info"))}
+    if Path(folder) == ROOT:
+        skipped |= {n for n in names if n in {"reports", "build", "dist"}}
+    return skipped
 
 
 @pytest.fixture(scope="module")
@@ -157,11 +155,7 @@ def outside(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[
     root = tmp_path_factory.mktemp("outside")
     timings: dict[str, float] = {}
     source = root / "src"  # build from a copy: the checkout stays as it is (no build/ in it)
-    shutil.copytree(
-        ROOT,
-        source,
-        ignore=_ignore_in_copy,
-    )
+    shutil.copytree(ROOT, source, ignore=_not_built_from)
     proc = _timed(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", source, "-w", root / "dist"],
         root,
@@ -207,7 +201,7 @@ def test_outside_project_gates_its_layer_from_the_installed_wheel(outside):
     written = {p.name for p in (project / "reports").iterdir()}
     wanted = {"results.json", "report.md", "report.html", "summary.md", "results.junit.xml"}
     assert wanted <= written, f"missing reports: {wanted - written}"
-    document = json.loads((project / "reports" / "results.json").read_text())
+    document = load_document(project / "reports" / "results.json")
     shipped = len(list(Path(listing.stdout.splitlines()[0].split(": ", 1)[1]).glob("[!k]*.yaml")))
     assert len({r["file"] for r in document["results"]}) == shipped, "not every shipped case file ran"
     passed = document["summary"]["mine"]["pass"]
@@ -231,19 +225,17 @@ def test_outside_project_gates_its_layer_from_the_installed_wheel(outside):
         "torch slice",
     )
     assert torch.returncode == 0, torch.stderr[-3000:]
-    assert json.loads((project / "t" / "results.json").read_text())["summary"]["torch"]["xfail"] >= 1
+    assert load_document(project / "t" / "results.json")["summary"]["torch"]["xfail"] >= 1
 
     (project / "mylayer.py").write_text(LAYER.replace(*PLANTED))
     bug = _timed([*run, "-k", "conv_transpose2d", "--report-dir", "bug"], project, timings, "planted bug")
     assert bug.returncode == 1, bug.stdout[-2000:]
-    failing = [
-        r
-        for r in json.loads((project / "bug" / "results.json").read_text())["results"]
-        if r["status"] == "fail"
-    ]
+    failing = [r for r in load_document(project / "bug" / "results.json")["results"] if r["status"] == "fail"]
     assert failing and all(any(r["params"]["output_padding"]) for r in failing), (
         "a case without output_padding failed"
     )
-    report = (project / "bug" / "report.md").read_text()
-    assert failing[0]["case"] in report and failing[0]["case"] in bug.stderr
+    assert failing[0]["case"] in bug.stderr, "the failing case is not named on the console"
+    for name in ["report.md", "summary.md", "results.junit.xml"]:
+        text = (project / "bug" / name).read_text()
+        assert any(r["case"] in text for r in failing), f"{name} names none of the failing cases"
     print(f"outside-project timings (s): {timings}")

@@ -10,6 +10,7 @@ import pytest
 
 from conformance import library, shards
 from conformance.cases import load_cases
+from conformance.reports.jsondoc import load_document
 from tests.helpers.pytest_helpers import DIRECT, ROOT, run_cli
 
 
@@ -63,7 +64,7 @@ def test_merge_warnings_name_missing_and_repeated_shards():
 
 
 def _records(path: Path) -> list[dict]:
-    document = json.loads(path.read_text())
+    document = load_document(path)  # full records (results.json stores case fields once per case)
     drop = {"duration_s", "reproducer"}  # timing, and a path relative to where the report was written
     return sorted(
         ({k: v for k, v in r.items() if k not in drop} for r in document["results"]),
