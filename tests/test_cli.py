@@ -39,8 +39,15 @@ cases:
 """
 
 
+RESULTS_SCHEMA = json.loads((ROOT / "conformance" / "schema" / "results.schema.json").read_text())
+
+
 def results_by_framework(report_dir: Path) -> dict[str, list[dict]]:
-    doc = load_document(report_dir / "results.json")
+    """The run's records by framework; the file on disk must validate against the results schema."""
+    path = report_dir / "results.json"
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(json.loads(path.read_text()), RESULTS_SCHEMA)
+    doc = load_document(path)
     grouped: dict[str, list[dict]] = {}
     for r in doc["results"]:
         grouped.setdefault(r["framework"], []).append(r)
