@@ -113,14 +113,15 @@ def conv_transpose(x, weight, bias, stride, padding, output_padding, dilation, g
     if any(o < 1 for o in out_len):
         raise ValueError(f"output size {out_len} is too small")
     acc = np.zeros((n, groups, cout_g, *full))
-    xg = x.astype(np.float64).reshape(n, groups, cin // groups, -1)
+    xg = x.astype(np.float64).reshape(n, groups, cin // groups, int(np.prod(size)))  # N may be 0
     wg = weight.astype(np.float64).reshape(groups, cin // groups, cout_g, *kernel)
     for tap in np.ndindex(*kernel):
         contrib = np.einsum("ngip,gio->ngop", xg, wg[(..., *tap)]).reshape(n, groups, cout_g, *size)
         window = tuple(slice(d * t, d * t + s * (length - 1) + 1, s)
                        for t, length, s, d in zip(tap, size, stride, dilation))
         acc[(..., *window)] += contrib
-    out = acc[(..., *[slice(p, p + o) for p, o in zip(padding, out_len)])].reshape(n, -1, *out_len)
+    crop = tuple(slice(p, p + o) for p, o in zip(padding, out_len))
+    out = acc[(..., *crop)].reshape(n, groups * cout_g, *out_len)
     if bias is not None:
         out = out + bias.astype(np.float64).reshape(1, -1, *[1] * nd)
     return out.astype(x.dtype)

@@ -7,7 +7,7 @@ from dataclasses import replace
 import ml_dtypes
 import numpy as np
 import pytest
-from hypothesis import assume, example, find, given, settings
+from hypothesis import HealthCheck, assume, example, find, given, settings
 from hypothesis import strategies as st
 
 from conformance import oracle, spec
@@ -423,7 +423,9 @@ def torch_expressible_asymmetric_configs(draw: st.DrawFn) -> ConvConfig:
     return replace(base, padding=tuple(pairs))
 
 
-@settings(max_examples=80, deadline=None)
+# Most drawn configurations have stride and dilation 1 on some axis, where torch's form is symmetric
+# only, so many are filtered out; the 80 that remain are what the test needs.
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(torch_expressible_asymmetric_configs())
 def test_asymmetric_padding_matches_torch_where_torch_expresses_it(config: ConvConfig) -> None:
     """(lo, hi) with op is torch's padding lo, output_padding lo - hi + op when that is valid."""
