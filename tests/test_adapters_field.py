@@ -19,11 +19,10 @@ with contextlib.suppress(ImportError):  # PaddlePaddle segfaults when imported a
     import paddle  # noqa: F401  (these tests import both in one process)
 
 from conformance.adapters import load_adapter
-from conformance.cases import Case
-from conformance.checks import CHECKS, run_checks
+from conformance.checks import CHECKS
 from conformance.layer_api import describe
 from conformance.runner import run
-from tests.helpers.pytest_helpers import load_slice
+from tests.helpers.pytest_helpers import load_slice, results_by_case
 
 # Keras 3.15's TensorFlow backend converts tensors with np.array(x), which numpy 2 warns about.
 pytestmark = pytest.mark.filterwarnings(
@@ -43,16 +42,6 @@ PACKAGES = {
 
 def needs(name: str) -> None:
     pytest.importorskip(PACKAGES[name])
-
-
-def results_by_case(cases: list[Case], name: str) -> dict[str, dict[str, object]]:
-    """case id -> check -> Result, for one adapter."""
-    adapter = load_adapter(name)
-    found: dict[str, dict[str, object]] = {}
-    for case in cases:
-        for result in run_checks(case, adapter):
-            found.setdefault(case.id, {})[result.check] = result
-    return found
 
 
 # --- configurations each framework gets right -----------------------------------------------------

@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 
 from conformance.adapters import load_adapter
-from conformance.cases import Case
-from conformance.checks import CHECKS, run_checks
+from conformance.checks import CHECKS
 from conformance.layer_api import describe
 from conformance.runner import run
-from tests.helpers.pytest_helpers import load_slice
+from tests.helpers.pytest_helpers import load_slice, results_by_case
 
 # Lucid's layer constructors cast an uninitialised np.empty buffer to float32 before initialising it.
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
@@ -27,16 +26,6 @@ PACKAGES = {"megengine": "megengine", "megengine.module": "megengine", "lucid": 
 
 def needs(name: str) -> None:
     pytest.importorskip(PACKAGES[name])
-
-
-def results_by_case(cases: list[Case], name: str) -> dict[str, dict[str, object]]:
-    """case id -> check -> Result, for one adapter."""
-    adapter = load_adapter(name)
-    found: dict[str, dict[str, object]] = {}
-    for case in cases:
-        for result in run_checks(case, adapter):
-            found.setdefault(case.id, {})[result.check] = result
-    return found
 
 
 # --- configurations each framework gets right -----------------------------------------------------

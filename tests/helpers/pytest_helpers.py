@@ -32,3 +32,16 @@ def load_slice(tmp_path: Path, text: str) -> list[Case]:
     path = tmp_path / "slice.yaml"
     path.write_text(textwrap.dedent(text))
     return load_case_file(path)
+
+
+def results_by_case(cases: list[Case], name: str) -> dict[str, dict[str, object]]:
+    """case id -> check -> Result, for one adapter, run in this process."""
+    from conformance.adapters import load_adapter
+    from conformance.checks import run_checks
+
+    adapter = load_adapter(name)
+    found: dict[str, dict[str, object]] = {}
+    for case in cases:
+        for result in run_checks(case, adapter):
+            found.setdefault(case.id, {})[result.check] = result
+    return found
