@@ -10,6 +10,7 @@ read as a pass.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -19,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from conformance import layer_api
 from conformance.adapters import Adapter, load_adapter
 from conformance.cases import Case
 from conformance.checks import Reference, base_result, checks_for, run_checks
+from conformance.forkserver import ForkedProcess, ForkServer
 from conformance.results import Result
 
 LOG_TAIL_BYTES = 1500
@@ -48,14 +50,13 @@ class AdapterInfo:
     process_group: str | None = None  # Adapter.process_group
 
     @property
-    def env_key(self) -> tuple[tuple[str, str], ...]:
+    def pool_key(self) -> tuple:
         """Adapters with the same key may share a worker process. A variant's settings are process
         state (environment read at import, switches such as torch.backends.mkldnn.enabled), so
         each variant gets workers of its own: it must not change what another adapter computes.
         So does a framework that cannot share a process with others (``Adapter.process_group``)."""
-        own = (("variant", self.spec),) if self.variant is not None else ()
-        group = (("process_group", self.process_group),) if self.process_group is not None else ()
-        return tuple(sorted(self.env.items())) + own + group
+        variant = self.spec if self.variant is not None else None
+        return (tuple(sorted(self.env.items())), variant, self.process_group)
 
 
 @dataclass
@@ -95,19 +96,44 @@ def rerun_command(case: Case, info: AdapterInfo) -> str:
 # --- worker side --------------------------------------------------------------------------------
 
 
-def _worker_main(conn: multiprocessing.connection.Connection, log_path: str, env: dict[str, str]) -> None:
-    # One compute thread per worker, set before any framework is imported: -n N workers already
-    # use N cores, and oversubscribed thread pools (torch's OpenMP) slow a run several-fold.
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
-    # a variant's kernel-path settings, read by the framework at import ("variant" only keys the pool)
-    os.environ.update({k: v for k, v in env.items() if k != "variant"})
+#: One compute thread per worker: -n N workers already use N cores, and oversubscribed thread
+#: pools (torch's OpenMP) slow a run several-fold. Set in the environment a worker starts with,
+#: since a spawned process imports NumPy (and so starts OpenBLAS's threads) before any code of ours.
+THREAD_LIMITS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+@contextlib.contextmanager
+def _thread_limits() -> Iterator[None]:
+    """The environment a process started inside inherits: THREAD_LIMITS where the user set none."""
+    added = {k: v for k, v in THREAD_LIMITS.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
+def _worker_setup(env: dict[str, str], log_path: str) -> None:
+    for var, value in THREAD_LIMITS.items():  # frameworks that read these at import still see them
+        os.environ.setdefault(var, value)
+    os.environ.update(env)  # a variant's kernel-path settings, read by the framework at import
     # Keep native libraries' chatter (and crash dumps) out of the parent's output, but on record.
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
+    os.close(log_fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    adapters: dict[str, Adapter] = {}
+
+
+def _worker_main(conn: multiprocessing.connection.Connection, log_path: str, env: dict[str, str]) -> None:
+    _worker_setup(env, log_path)
+    _serve(conn, {})
+
+
+def _serve(conn: multiprocessing.connection.Connection, adapters: dict[str, Adapter]) -> None:
+    """Run the jobs the parent sends; ``adapters`` are those already loaded (by a fork server)."""
+    reported: set[str] = set()
     while True:
         try:
             job = conn.recv()
@@ -122,7 +148,9 @@ def _worker_main(conn: multiprocessing.connection.Connection, log_path: str, env
                 if spec not in adapters:
                     conn.send(("loading", spec))
                     adapters[spec] = load_adapter(spec)
+                if spec not in reported:
                     conn.send(("facts", spec, _facts(adapters[spec])))
+                    reported.add(spec)
                 conn.send(("start", spec))
                 results = run_checks(case, adapters[spec], reference, selected)
             except Exception as exc:  # the harness must report, never die, on one case
@@ -150,7 +178,7 @@ def _facts(adapter: Adapter) -> dict:
 
 @dataclass
 class _Worker:
-    process: multiprocessing.process.BaseProcess
+    process: multiprocessing.process.BaseProcess | ForkedProcess
     conn: multiprocessing.connection.Connection
     log_path: str
     case: Case | None = None
@@ -190,7 +218,9 @@ class Runner:
         timeout: float = 120.0,
         progress: Callable[[int, int], None] | None = None,
         checks: Sequence[str] | None = None,
+        fork: bool = True,
     ) -> None:
+        """``fork``: fork each pool's workers from a fork server (Linux), else spawn every one."""
         self.adapters = {a.spec: a for a in adapters}
         self.checks = list(checks) if checks is not None else None
         self.workers = max(1, workers)
@@ -199,18 +229,40 @@ class Runner:
         self.context = multiprocessing.get_context("spawn")  # fork is unsafe with threaded native libraries
         self.log_dir: str | None = None  # the workers' output, quoted when one dies; removed by close()
         self.results: dict[tuple[str, str, str], list[Result]] = {}
-        #: one pool per distinct variant environment, kept between run() calls with keep_alive
-        self.pools: dict[tuple[tuple[str, str], ...], list[_Worker]] = {}
+        #: one pool per pool key (AdapterInfo.pool_key), kept between run() calls with keep_alive
+        self.pools: dict[tuple, list[_Worker]] = {}
+        #: each pool's fork server (None: its workers are spawned); see conformance.forkserver
+        self.servers: dict[tuple, ForkServer | None] = {}
+        self.fork = fork and sys.platform.startswith("linux")
 
-    def _spawn(self, index: int, env: tuple[tuple[str, str], ...] = ()) -> _Worker:
+    def _log_path(self, name: str) -> str:
         if self.log_dir is None:
             self.log_dir = tempfile.mkdtemp(prefix="conformance-workers-")
+        return os.path.join(self.log_dir, f"{name}-{time.monotonic_ns()}.log")
+
+    def _start_server(self, key: tuple, specs: list[str]) -> None:
+        if key in self.servers:
+            return
+        server = None
+        if self.fork:
+            env = self.adapters[specs[0]].env
+            log_path = self._log_path("forkserver")
+            timeout = max(LOAD_TIMEOUT, self.timeout)
+            with _thread_limits():
+                server = ForkServer.start(self.context, _worker_setup, _serve, env, specs, log_path, timeout)
+        self.servers[key] = server
+
+    def _spawn(self, key: tuple) -> _Worker:
+        log_path = self._log_path("worker")
+        server = self.servers.get(key)
+        forked = server.fork(log_path) if server is not None else None
+        if forked is not None:
+            return _Worker(*forked, log_path)
         parent_conn, child_conn = self.context.Pipe()
-        log_path = os.path.join(self.log_dir, f"worker-{index}-{time.monotonic_ns()}.log")
-        process = self.context.Process(
-            target=_worker_main, args=(child_conn, log_path, dict(env)), daemon=True
-        )
-        process.start()
+        env = next(a.env for a in self.adapters.values() if a.pool_key == key)
+        process = self.context.Process(target=_worker_main, args=(child_conn, log_path, env), daemon=True)
+        with _thread_limits():
+            process.start()
         child_conn.close()  # so the parent sees EOF when the worker dies
         return _Worker(process, parent_conn, log_path)
 
@@ -234,15 +286,15 @@ class Runner:
         specs = list(self.adapters)
         groups: dict[tuple, list[str]] = {}
         for spec in specs:
-            groups.setdefault(self.adapters[spec].env_key, []).append(spec)
+            groups.setdefault(self.adapters[spec].pool_key, []).append(spec)
         self.results = {}
         total = len(cases) * len(specs)
         interrupted = False
         try:
-            for env, group in groups.items():
-                self._run_group(cases, group, env, total)
+            for key, group in groups.items():
+                self._run_group(cases, group, key, total)
                 if not keep_alive:
-                    self._close_pool(env)
+                    self._close_pool(key)
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -254,11 +306,13 @@ class Runner:
         facts = {a.name: a.facts for a in self.adapters.values() if a.facts}
         return RunOutcome(results, frameworks, interrupted, layers, facts)
 
-    def _run_group(self, cases: Sequence[Case], specs: list[str], env: tuple, total: int) -> None:
+    def _run_group(self, cases: Sequence[Case], specs: list[str], key: tuple, total: int) -> None:
         queue: deque[tuple[Case, list[str]]] = deque((case, list(specs)) for case in cases)
-        pool = self.pools.setdefault(env, [])
+        pool = self.pools.setdefault(key, [])
         wanted = min(self.workers, len(queue)) or 1
-        pool.extend(self._spawn(i, env) for i in range(len(pool), wanted))
+        if len(pool) < wanted:
+            self._start_server(key, specs)
+        pool.extend(self._spawn(key) for _ in range(len(pool), wanted))
         while queue or any(w.busy for w in pool):
             for w in pool:
                 if not w.busy and queue:
@@ -269,16 +323,16 @@ class Runner:
             ready = multiprocessing.connection.wait([w.conn for w in busy], timeout=0.5)
             for w in busy:
                 if w.conn in ready:
-                    self._receive(w, pool, queue, env)
+                    self._receive(w, pool, queue, key)
                 elif w.in_flight and time.monotonic() - w.started > w.limit:
                     what = "per-case timeout" if w.limit == self.timeout else "limit for loading the adapter"
                     self._replace(
-                        w, pool, queue, env, "timeout", f"no result within the {w.limit:g} s {what}"
+                        w, pool, queue, key, "timeout", f"no result within the {w.limit:g} s {what}"
                     )
             if self.progress:
                 self.progress(len(self.results), total)
 
-    def _receive(self, w: _Worker, pool: list[_Worker], queue: deque, env: tuple) -> None:
+    def _receive(self, w: _Worker, pool: list[_Worker], queue: deque, key: tuple) -> None:
         try:
             kind, spec, *payload = w.conn.recv()
         except (EOFError, OSError):
@@ -286,7 +340,7 @@ class Runner:
             why = _exit_description(w.process.exitcode)
             tail = w.log_tail()
             message = f"worker process {why} while running this case" + (f"; output: {tail}" if tail else "")
-            self._replace(w, pool, queue, env, "crash", message)
+            self._replace(w, pool, queue, key, "crash", message)
             return
         if kind == "facts":
             self.adapters[spec].facts = payload[0]
@@ -302,7 +356,7 @@ class Runner:
             w.case, w.remaining, w.in_flight = None, [], None
 
     def _replace(
-        self, w: _Worker, pool: list[_Worker], queue: deque, env: tuple, status: str, message: str
+        self, w: _Worker, pool: list[_Worker], queue: deque, key: tuple, status: str, message: str
     ) -> None:
         """Record the in-flight pair as lost, requeue the job's other frameworks, start a fresh worker."""
         case, remaining = w.case, list(w.remaining)
@@ -313,15 +367,18 @@ class Runner:
             if remaining:
                 queue.appendleft((case, remaining))
         self._stop(w)
-        pool[pool.index(w)] = self._spawn(len(pool) + int(time.monotonic()), env)
+        pool[pool.index(w)] = self._spawn(key)
 
-    def _close_pool(self, env: tuple) -> None:
-        for w in self.pools.pop(env, []):
+    def _close_pool(self, key: tuple) -> None:
+        for w in self.pools.pop(key, []):
             self._stop(w)
+        server = self.servers.pop(key, None)
+        if server is not None:
+            server.close()
 
     def close(self) -> None:
-        for env in list(self.pools):
-            self._close_pool(env)
+        for key in list(self.pools) + list(self.servers):
+            self._close_pool(key)
         if self.log_dir is not None:
             shutil.rmtree(self.log_dir, ignore_errors=True)
             self.log_dir = None

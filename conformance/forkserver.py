@@ -1,0 +1,198 @@
+"""Workers forked from a process that has already imported a pool's adapters.
+
+A spawned worker imports its frameworks afresh: torch alone takes 1-1.5 s, and its first backward
+pass imports sympy (0.4 s more). A framework that kills its worker on some cases (MLX's SIGFPE on
+empty-batch gradients: 15 times in one library run) made the run pay that for every replacement,
+and in the main environment that was over half of all the CPU time spent. A fork server is
+spawned clean, takes the pool's environment, imports the pool's adapters (and each adapter's
+``preload_modules``) once, and forks each worker of the pool from that state: a replacement is
+ready in milliseconds, with the imports a spawned worker would have made itself.
+
+Forking is only safe while the server has a single thread; if importing a framework starts
+threads, the server declines and the pool spawns its workers as before. So does a pool whose
+server fails to start or dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import time
+from collections.abc import Callable, Sequence
+from multiprocessing import reduction
+from multiprocessing.connection import Connection
+
+from conformance.adapters import Adapter, load_adapter
+
+
+def thread_count() -> int:
+    """This process's threads, native ones included (what makes forking unsafe)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:  # no /proc: assume the worst
+        return -1
+
+
+def preload(specs: Sequence[str]) -> dict[str, Adapter]:
+    """Load every adapter that loads, with the modules it declares it will import lazily. One that
+    fails is left out: its worker loads it again and reports why, as a spawned worker would."""
+    adapters = {}
+    for spec in specs:
+        try:
+            adapter = load_adapter(spec)
+            for module in getattr(adapter, "preload_modules", ()):
+                importlib.import_module(module)
+        except BaseException:
+            continue
+        adapters[spec] = adapter
+    return adapters
+
+
+def _server_main(
+    control: Connection,
+    setup: Callable[[dict[str, str], str], None],
+    serve: Callable[[Connection, dict[str, Adapter]], None],
+    env: dict[str, str],
+    specs: list[str],
+    log_path: str,
+) -> None:
+    setup(env, log_path)
+    adapters = preload(specs)
+    threads = thread_count()
+    if threads != 1:
+        control.send(("declined", f"{threads} threads after importing {', '.join(specs)}"))
+        return
+    control.send(("ready", sorted(adapters)))
+    exited: dict[int, int] = {}
+    while True:
+        try:
+            kind, arg = control.recv()
+        except (EOFError, OSError):
+            return  # the parent is gone; its workers see their pipes close and exit
+        if kind == "fork":
+            fd = reduction.recv_handle(control)
+            pid = os.fork()
+            if pid == 0:  # the worker
+                status = 1
+                try:
+                    control.close()
+                    setup({}, arg)
+                    serve(Connection(fd), adapters)
+                    status = 0
+                finally:
+                    os._exit(status)
+            os.close(fd)
+            control.send(pid)
+        elif kind == "poll":
+            if arg not in exited:
+                try:
+                    done, status = os.waitpid(arg, os.WNOHANG)
+                except ChildProcessError:
+                    done, status = arg, 0
+                if done:
+                    exited[arg] = os.waitstatus_to_exitcode(status)
+            control.send(exited.get(arg))
+
+
+class ForkedProcess:
+    """A worker forked by a :class:`ForkServer`: the parts of ``multiprocessing.Process`` the
+    runner uses. Its exit status is collected by the server, whose child it is."""
+
+    def __init__(self, server: ForkServer, pid: int) -> None:
+        self.server, self.pid = server, pid
+        self._exitcode: int | None = None
+
+    @property
+    def exitcode(self) -> int | None:
+        if self._exitcode is None:
+            self._exitcode = self.server.poll(self.pid)
+        return self._exitcode
+
+    def is_alive(self) -> bool:
+        return self.exitcode is None
+
+    def join(self, timeout: float | None = None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.exitcode is None and (deadline is None or time.monotonic() < deadline):
+            time.sleep(0.005)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+
+
+class ForkServer:
+    """One pool's fork server (see the module's docstring)."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess, control: Connection) -> None:
+        self.process, self.control = process, control
+        self.alive = True
+
+    @classmethod
+    def start(
+        cls,
+        context: multiprocessing.context.BaseContext,
+        setup: Callable[[dict[str, str], str], None],
+        serve: Callable[[Connection, dict[str, Adapter]], None],
+        env: dict[str, str],
+        specs: list[str],
+        log_path: str,
+        timeout: float,
+    ) -> ForkServer | None:
+        """A ready server, or None where forking is not possible (the pool then spawns workers)."""
+        parent, child = context.Pipe()
+        process = context.Process(
+            target=_server_main, args=(child, setup, serve, env, specs, log_path), daemon=True
+        )
+        process.start()
+        child.close()
+        server = cls(process, parent)
+        try:
+            if parent.poll(timeout):
+                kind, _detail = parent.recv()
+                if kind == "ready":
+                    return server
+        except (EOFError, OSError):
+            pass
+        server.close()
+        return None
+
+    def fork(self, log_path: str) -> tuple[ForkedProcess, Connection] | None:
+        """A new worker writing its output to ``log_path``, and the parent's end of its pipe; None
+        if the server is gone."""
+        if not self.alive:
+            return None
+        ours, theirs = multiprocessing.Pipe()
+        try:
+            self.control.send(("fork", log_path))
+            reduction.send_handle(self.control, theirs.fileno(), self.process.pid)
+            pid = self.control.recv()
+        except (EOFError, OSError):
+            self.alive = False
+            ours.close()
+            return None
+        finally:
+            theirs.close()
+        return ForkedProcess(self, pid), ours
+
+    def poll(self, pid: int) -> int | None:
+        if not self.alive:
+            return -signal.SIGKILL  # its server is gone, and so is what it knew: treat as dead
+        try:
+            self.control.send(("poll", pid))
+            return self.control.recv()
+        except (EOFError, OSError):
+            self.alive = False
+            return -signal.SIGKILL
+
+    def close(self) -> None:
+        self.alive = False
+        self.control.close()
+        self.process.join(timeout=2)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout=5)
