@@ -17,14 +17,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import ClassVar
 
 import numpy as np
 
 from conformance import isolation, oracle
 from conformance.adapters import Adapter
-from conformance.attribution import ADAPTER, Attributor, Outcome
+from conformance.attribution import ADAPTER, Attributor, Outcome, attributor
 from conformance.cases import Case
-from conformance.compare import compare, tolerance
+from conformance.compare import Expected, compare_to
 from conformance.inputs import Inputs, make_cotangent, make_inputs
 from conformance.results import Result
 from conformance.spec import gradient_reduction_lengths, reduction_length
@@ -105,14 +106,52 @@ class Reference:
     def gradient_bounds(self) -> dict[str, np.ndarray | None]:
         return self._vjp(oracle.vjp_magnitude_bound)
 
+    @cached_property
+    def _targets(self) -> dict[str, Expected]:
+        return {}
+
+    def target(self, check: str) -> Expected:
+        """What ``check``'s results are judged against, worked out once for every adapter."""
+        if check not in self._targets:
+            case = self.case
+            if check in GRADIENTS:
+                values, bound = self.gradients[check], self.gradient_bounds[check]
+                n = gradient_reduction_lengths(case.input_shape, case.params)[check]
+            else:
+                values, bound, n = self.output, self.bound, reduction_length(case.params)
+            self._targets[check] = Expected(values, bound, case.dtype, n, case.tolerance)
+        return self._targets[check]
+
 
 def _short(text: str) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
 
 
+class _CaseFields:
+    """The record fields every result of a case shares, worked out once per case (a case has up to
+    six results per adapter, and results of one case share these objects)."""
+
+    case: ClassVar[Case | None] = None
+    fields: ClassVar[dict] = {}
+
+    @classmethod
+    def of(cls, case: Case) -> dict:
+        if cls.case is not case:
+            expected = case.expected_shape
+            cls.case, cls.fields = (
+                case,
+                {
+                    "rules": tuple(v.rule for v in case.violations),
+                    "params": case.params_record(),
+                    "expected_shape": None if expected is None else list(expected),
+                },
+            )
+        return cls.fields
+
+
 def base_result(case: Case, framework: str, check: str, status: str, message: str = "") -> Result:
-    expected = case.expected_shape
+    shared = _CaseFields.of(case)
     return Result(
         case=case.id,
         file=case.file,
@@ -121,10 +160,10 @@ def base_result(case: Case, framework: str, check: str, status: str, message: st
         status=status,
         family=case.family,
         expect=case.expect,
-        rules=[v.rule for v in case.violations],
-        params=case.params_record(),
+        rules=list(shared["rules"]),
+        params=shared["params"],
         tags=list(case.tags),
-        expected_shape=None if expected is None else list(expected),
+        expected_shape=shared["expected_shape"],
         expected_dtype=case.dtype,
         message=message,
     )
@@ -145,7 +184,7 @@ def run_checks(
         return [base_result(case, adapter.name, c, "error", f"unsupported() raised {exc!r}") for c in checks]
     if reason:
         return [base_result(case, adapter.name, c, "unsupported", reason) for c in checks]
-    who = Attributor(adapter)
+    who = attributor(adapter)
     results = []
     if ERROR_PARITY in checks:
         results.append(_error_parity(case, adapter, ref, who))
@@ -221,10 +260,8 @@ def _error_parity(case: Case, adapter: Adapter, ref: Reference, who: Attributor)
     return result
 
 
-def _judge(
-    result: Result, expected: np.ndarray, bound: np.ndarray, actual: object, case: Case, n: int
-) -> Result:
-    comparison = compare(expected, bound, actual, case.dtype, n, case.tolerance)
+def _judge(result: Result, target: Expected, actual: object) -> Result:
+    comparison = compare_to(target, actual)
     for name in (
         "actual_shape",
         "actual_dtype",
@@ -250,7 +287,7 @@ def _forward(case: Case, adapter: Adapter, ref: Reference, outcome: Outcome) -> 
     if outcome.exception is not None:
         _raised(result, outcome, valid=True)
     else:
-        _judge(result, ref.output, ref.bound, outcome.value, case, reduction_length(case.params))
+        _judge(result, ref.target(FORWARD), outcome.value)
     _modified(result, outcome)
     return result
 
@@ -292,7 +329,7 @@ def _repeatability(case: Case, adapter: Adapter, ref: Reference, first: Outcome,
     with np.errstate(invalid="ignore"):
         delta = np.abs(a.astype(np.float64) - b.astype(np.float64))
     delta = np.where(differ & ~(delta > 0), np.inf, delta)  # NaN in one call only
-    tol = tolerance(ref.bound, case.dtype, reduction_length(case.params), case.tolerance)
+    tol = ref.target(FORWARD).tolerance
     if delta.shape != tol.shape:  # a wrong-shaped output: the forward check says so
         tol = np.full(delta.shape, np.nan)
     worst = np.unravel_index(int(np.argmax(delta)), delta.shape)
@@ -330,19 +367,11 @@ def _gradients(
             f"vjp() must return (grad_x, grad_weight, grad_bias), got {type(grads).__name__}"
         )
         outcome.raised_by, outcome.where = ADAPTER, "its return value"
-    lengths = gradient_reduction_lengths(case.input_shape, case.params)
     for result in results:
         result.duration_s = outcome.seconds
         if outcome.exception is not None:
             _raised(result, outcome, valid=True)
         else:
-            _judge(
-                result,
-                ref.gradients[result.check],
-                ref.gradient_bounds[result.check],
-                grads[GRADIENTS.index(result.check)],
-                case,
-                lengths[result.check],
-            )
+            _judge(result, ref.target(result.check), grads[GRADIENTS.index(result.check)])
         _modified(result, outcome)
     return results

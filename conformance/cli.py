@@ -24,6 +24,7 @@ from conformance.checks import CHECKS
 from conformance.results import FAILING, STATUSES, Result, make_document, merge_documents, results_of
 from conformance.selection import ExpressionError, filter_cases
 from conformance.spec import DTYPES
+from conformance.timings import Timings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_KNOWN = "the shipped known_divergences*.yaml (conformance cases)"
@@ -86,6 +87,11 @@ def _parser() -> argparse.ArgumentParser:
         help="write standalone reproducer scripts for failing results (default) or for known divergences too",
     )
     run.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    run.add_argument(
+        "--timings",
+        metavar="FILE",
+        help="write where the wall time went, phase by phase, as JSON (for benchmarks)",
+    )
     _compare_options(run)
     _add_library_options(run)
     _add_shard_options(run)
@@ -286,14 +292,17 @@ def _checks(arg: str | None) -> list[str] | None:
 def cmd_run(args: argparse.Namespace) -> int:
     from conformance.reports import write_reports
 
-    checks = _checks(args.check)
-    known = _known_divergences(args.known_divergences, args.known_divergences_also)
-    specs = _adapter_specs(args.framework, args.adapter)
-    paths = _case_paths(args)
-    cases = _shard_cases(filter_cases(select(load_cases(paths), args.case), args.keyword), args)
+    timings = Timings()
+    with timings.phase("load cases"):
+        checks = _checks(args.check)
+        known = _known_divergences(args.known_divergences, args.known_divergences_also)
+        specs = _adapter_specs(args.framework, args.adapter)
+        paths = _case_paths(args)
+        cases = _shard_cases(filter_cases(select(load_cases(paths), args.case), args.keyword), args)
     if not cases:
         raise UsageError("no case matches the given paths, --case and -k")
-    infos = runner.describe(specs)
+    with timings.phase("describe adapters"):
+        infos = runner.describe(specs)
     names = [i.name for i in infos]
     if len(set(names)) != len(names):
         raise UsageError(f"two adapters share a name: {names}")
@@ -301,34 +310,40 @@ def cmd_run(args: argparse.Namespace) -> int:
         versions = ", ".join(f"{i.name} {i.version}" for i in infos)
         print(f"conformance: {len(cases)} cases x {len(infos)} frameworks ({versions})", file=sys.stderr)
     progress = None if args.quiet else runner.print_progress
-    outcome = runner.Runner(infos, args.workers, args.timeout, progress, checks).run(cases)
+    with timings.phase("run"):
+        outcome = runner.Runner(infos, args.workers, args.timeout, progress, checks).run(cases)
     filtered = bool(args.keyword or args.case or args.check or args.shard) or not _whole_library(paths)
-    facts = divergences.run_facts(outcome.frameworks, outcome.framework_facts)
-    applied = divergences.apply(outcome.results, known, report_stale=not filtered, facts=facts)
+    with timings.phase("baselines"):
+        facts = divergences.run_facts(outcome.frameworks, outcome.framework_facts)
+        applied = divergences.apply(outcome.results, known, report_stale=not filtered, facts=facts)
     warnings = applied.warnings
-    shutil.rmtree(Path(args.report_dir) / "reproducers", ignore_errors=True)
-    reproducer.write_all(
-        outcome.results,
-        {(c.file, c.id): c for c in cases},
-        outcome.frameworks,
-        args.report_dir,
-        reproducer.DIVERGENT_REPRODUCED if args.reproducers == "divergent" else reproducer.FAILING_REPRODUCED,
-    )
+    with timings.phase("reproducers"):
+        shutil.rmtree(Path(args.report_dir) / "reproducers", ignore_errors=True)
+        reproducer.write_all(
+            outcome.results,
+            {(c.file, c.id): c for c in cases},
+            outcome.frameworks,
+            args.report_dir,
+            reproducer.DIVERGENT_REPRODUCED
+            if args.reproducers == "divergent"
+            else reproducer.FAILING_REPRODUCED,
+        )
     command = "conformance " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    document = make_document(
-        outcome.results,
-        outcome.frameworks,
-        warnings,
-        outcome.interrupted,
-        command,
-        outcome.layer_api,
-        outcome.framework_facts,
-        applied.inactive,
-    )
-    if args.shard:
-        document["runs"][0]["shard"] = shards.parse(args.shard).as_dict()
-    _compare(document, args)
-    paths = write_reports(document, args.report_dir)
+    with timings.phase("document"):
+        document = make_document(
+            outcome.results,
+            outcome.frameworks,
+            warnings,
+            outcome.interrupted,
+            command,
+            outcome.layer_api,
+            outcome.framework_facts,
+            applied.inactive,
+        )
+        if args.shard:
+            document["runs"][0]["shard"] = shards.parse(args.shard).as_dict()
+        _compare(document, args)
+    paths = write_reports(document, args.report_dir, timings)
     _print_summary(outcome.results, outcome.frameworks)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -336,6 +351,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"reports: {', '.join(str(p) for p in paths.values())}")
     if outcome.interrupted:
         print("interrupted: the reports hold every result computed before the interruption", file=sys.stderr)
+    if args.timings:
+        timings.write(args.timings)
     return _gate(document, args)
 
 

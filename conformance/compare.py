@@ -53,6 +53,37 @@ def shape_diff(expected: tuple[int, ...], actual: tuple[int, ...]) -> str:
     return ", ".join(axes)
 
 
+class Expected:
+    """What one check's results are judged against: the oracle's values, their magnitude bound and
+    the tolerance, with the masks every comparison needs, worked out once per case and check and
+    shared by every adapter."""
+
+    def __init__(
+        self,
+        values: np.ndarray,
+        bound: np.ndarray,
+        dtype: str,
+        reduction_length: int,
+        override: Tolerance | None = None,
+    ) -> None:
+        self.values, self.bound, self.dtype = values, bound, dtype
+        self.tolerance = tolerance(bound, dtype, reduction_length, override)
+        self.magnitude = np.abs(values)
+        # where a divisor is zero, err/divisor is 0 for no error and inf for any
+        self.divisors = [(d, d > 0, bool(np.all(d > 0))) for d in (self.tolerance, self.magnitude, bound)]
+
+    def ratios(self, err: np.ndarray) -> list[np.ndarray]:
+        """err / tolerance, err / |expected|, err / bound."""
+        out = []
+        for divisor, positive, all_positive in self.divisors:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.divide(err, divisor, out=np.zeros_like(err), where=positive)
+            if not all_positive:
+                ratio[~positive & (err > 0)] = np.inf
+            out.append(ratio)
+        return out
+
+
 def compare(
     expected: np.ndarray,
     bound: np.ndarray,
@@ -62,6 +93,12 @@ def compare(
     override: Tolerance | None = None,
 ) -> Comparison:
     """Compare ``actual`` with the float64 ``expected``: shape, dtype, then values."""
+    return compare_to(Expected(expected, bound, dtype, reduction_length, override), actual)
+
+
+def compare_to(target: Expected, actual: object) -> Comparison:
+    """Compare ``actual`` with ``target`` (see :func:`compare`)."""
+    expected, dtype = target.values, target.dtype
     if not isinstance(actual, np.ndarray):
         return Comparison(False, f"returned {type(actual).__name__}, not a NumPy array")
     actual_shape = list(actual.shape)
@@ -81,14 +118,12 @@ def compare(
             False, f"returned dtype {actual.dtype} that is not a float", actual_shape, actual_dtype
         )
     err = np.abs(values - expected)
-    err = np.where(np.isnan(values) & ~np.isnan(expected), np.inf, err)
-    tol = tolerance(bound, dtype, reduction_length, override)
+    tol = target.tolerance
     bad = ~(err <= tol)  # NaN and inf errors count as mismatches
-    mismatched = int(bad.sum())
-    with np.errstate(divide="ignore", invalid="ignore"):
-        over_tol = np.where(tol > 0, err / tol, np.where(err > 0, np.inf, 0.0))
-        rel = np.where(np.abs(expected) > 0, err / np.abs(expected), np.where(err > 0, np.inf, 0.0))
-        over_bound = np.where(bound > 0, err / bound, np.where(err > 0, np.inf, 0.0))
+    mismatched = int(np.count_nonzero(bad))
+    if mismatched:  # a NaN where the oracle has a number is an infinite error
+        err = np.where(np.isnan(values) & ~np.isnan(expected), np.inf, err)
+    over_tol, rel, over_bound = target.ratios(err)
     worst = np.unravel_index(int(np.argmax(over_tol)), err.shape) if err.size else ()
     result = Comparison(
         ok=mismatched == 0 and actual_dtype == dtype,

@@ -13,6 +13,7 @@ applicable here, so that one baseline gives the same verdict on every machine.
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,11 @@ def conditions_hold(when: Mapping[str, Any], facts: RunFacts) -> tuple[bool, str
     return True, ""
 
 
+@functools.lru_cache(maxsize=256)
+def _file_name(path: str) -> str:
+    return Path(path).name
+
+
 @dataclass(frozen=True)
 class Divergence:
     framework: str | tuple[str, ...]  # names or NAME[*] patterns (framework_matches)
@@ -115,8 +121,13 @@ class Divergence:
         if result.status in XFAIL_FROM and result.status not in self.statuses:
             return False
         patterns = (self.case,) if isinstance(self.case, str) else self.case
-        qualified = f"{Path(result.file).name}::{result.case}"
-        return any(fnmatch.fnmatchcase(qualified if "::" in p else result.case, p) for p in patterns)
+        for p in patterns:
+            if "::" in p:
+                if fnmatch.fnmatchcase(f"{_file_name(result.file)}::{result.case}", p):
+                    return True
+            elif fnmatch.fnmatchcase(result.case, p):
+                return True
+        return False
 
     @property
     def label(self) -> str:
@@ -265,9 +276,14 @@ def apply(
 
     used: set[int] = set()
     frameworks: set[str] = set()
+    naming: dict[str, list[tuple[int, Divergence]]] = {}  # framework -> the entries that name it
     for result in results:
         frameworks.add(result.framework)
-        for index, entry in enumerate(divergences):
+        if result.framework not in naming:
+            naming[result.framework] = [
+                (i, e) for i, e in enumerate(divergences) if e.names(result.framework)
+            ]
+        for index, entry in naming[result.framework]:
             if not entry.matches(result) or not holds(index, entry, result.framework):
                 continue
             used.add(index)

@@ -27,6 +27,7 @@ from multiprocessing import reduction
 from multiprocessing.connection import Connection
 
 from conformance.adapters import Adapter, load_adapter
+from conformance.attribution import attributor
 
 
 def thread_count() -> int:
@@ -46,6 +47,7 @@ def preload(specs: Sequence[str]) -> dict[str, Adapter]:
             adapter = load_adapter(spec)
             for module in getattr(adapter, "preload_modules", ()):
                 importlib.import_module(module)
+            attributor(adapter)  # what every worker would work out first, once
         except BaseException:
             continue
         adapters[spec] = adapter

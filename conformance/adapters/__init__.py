@@ -135,6 +135,9 @@ class Adapter:
     #: adapters naming a group run in worker processes of their own, apart from every other
     #: adapter: for a framework that cannot be loaded into a process beside certain others
     process_group: ClassVar[str | None] = None
+    #: modules the framework imports lazily on first use: imported once, before workers are forked
+    #: from that state (:mod:`conformance.forkserver`), instead of in every worker
+    preload_modules: ClassVar[tuple[str, ...]] = ()
 
     def configure_variant(self) -> None:
         """Apply ``self.variant``'s run-time settings; called once in the worker, before any case."""

@@ -67,6 +67,8 @@ class TorchAdapter(Adapter):
 
     distribution = "torch"
     framework_modules = ("torch",)
+    # imported by the first backward pass (sympy with it): 0.4 s a worker, paid once in the fork server
+    preload_modules = ("torch.fx.experimental.symbolic_shapes",)
     variants = VARIANTS
 
     def configure_variant(self) -> None:

@@ -15,6 +15,7 @@ from conformance.reports.jsondoc import load_document, pack, to_json
 from conformance.reports.junit import render_junit
 from conformance.reports.markdown import render_markdown
 from conformance.reports.summary import render_summary
+from conformance.timings import Timings, maybe
 
 __all__ = [
     "load_document",
@@ -27,8 +28,11 @@ __all__ = [
 ]
 
 
-def write_reports(document: dict[str, Any], report_dir: str | Path) -> dict[str, Path]:
-    """Write every report into ``report_dir``; return their paths by format."""
+def write_reports(
+    document: dict[str, Any], report_dir: str | Path, timings: Timings | None = None
+) -> dict[str, Path]:
+    """Write every report into ``report_dir``; return their paths by format. ``timings`` gets a
+    phase per format."""
     directory = Path(report_dir)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -38,9 +42,14 @@ def write_reports(document: dict[str, Any], report_dir: str | Path) -> dict[str,
         "summary": directory / "summary.md",
         "junit": directory / "results.junit.xml",
     }
-    paths["json"].write_text(to_json(pack(document)) + "\n", encoding="utf-8")
-    paths["markdown"].write_text(render_markdown(document), encoding="utf-8")
-    paths["html"].write_text(render_html(document), encoding="utf-8")
-    paths["summary"].write_text(render_summary(document), encoding="utf-8")
-    paths["junit"].write_text(render_junit(document), encoding="utf-8")
+    renderers = {
+        "json": lambda: to_json(pack(document)) + "\n",
+        "markdown": lambda: render_markdown(document),
+        "html": lambda: render_html(document),
+        "summary": lambda: render_summary(document),
+        "junit": lambda: render_junit(document),
+    }
+    for name, render in renderers.items():
+        with maybe(timings, f"report {name}"):
+            paths[name].write_text(render(), encoding="utf-8")
     return paths

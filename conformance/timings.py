@@ -1,0 +1,41 @@
+"""Where a command's wall time went, phase by phase (``conformance run --timings FILE``), for the
+benchmark (``nox -s bench``) to read: nothing here decides a verdict."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+class Timings:
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.phases: dict[str, float] = {}
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - start
+
+    def as_dict(self) -> dict[str, object]:
+        return {"wall_s": time.perf_counter() - self.started, "phases_s": dict(self.phases)}
+
+    def write(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(self.as_dict(), indent=1) + "\n", encoding="utf-8")
+
+
+@contextmanager
+def maybe(timings: Timings | None, name: str) -> Iterator[None]:
+    """``timings.phase(name)``, or nothing when no timings are kept."""
+    if timings is None:
+        yield
+    else:
+        with timings.phase(name):
+            yield
