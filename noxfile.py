@@ -41,6 +41,9 @@ class Environment:
 
 
 CACHE = Path(__file__).resolve().parent / ".nox" / "compilation-cache"
+#: the oracle's reference arrays (conformance.reference_cache), shared by every environment: keyed
+#: by the case, the oracle's code and NumPy's version, so they are never stale
+ORACLE_CACHE = Path(__file__).resolve().parent / ".nox" / "oracle-cache"
 
 
 SKIPPED = "skipped.txt"  # reports/<environment>/skipped.txt: why that environment did not run
@@ -143,7 +146,7 @@ def run_environment(session: nox.Session, name: str) -> None:
         "--report-dir",
         str(out),
         success_codes=[0, 1],
-        env=dict(env.env),
+        env={"CONFORMANCE_CACHE_DIR": str(ORACLE_CACHE), **dict(env.env)},
     )
 
 

@@ -21,7 +21,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from conformance import isolation, oracle
+from conformance import isolation, oracle, reference_cache
 from conformance.adapters import Adapter
 from conformance.attribution import ADAPTER, Attributor, Outcome, attributor
 from conformance.cases import Case
@@ -72,12 +72,24 @@ class Reference:
         return fn(i.x, i.weight, i.bias, p.stride, p.padding_pairs, p.output_padding, p.groups, p.dilation)
 
     @cached_property
+    def _forward_arrays(self) -> dict[str, np.ndarray | None]:
+        return reference_cache.load_or_compute(
+            self.case,
+            "forward",
+            ("output", "bound"),
+            lambda: {
+                "output": self._call(oracle.conv_transpose),
+                "bound": self._call(oracle.magnitude_bound),
+            },
+        )
+
+    @cached_property
     def output(self) -> np.ndarray:
-        return self._call(oracle.conv_transpose)
+        return self._forward_arrays["output"]
 
     @cached_property
     def bound(self) -> np.ndarray:
-        return self._call(oracle.magnitude_bound)
+        return self._forward_arrays["bound"]
 
     @cached_property
     def cotangent(self) -> np.ndarray:
@@ -99,12 +111,22 @@ class Reference:
         return dict(zip(GRADIENTS, grads))
 
     @cached_property
+    def _vjp_arrays(self) -> dict[str, np.ndarray | None]:
+        bounds = tuple(f"bound_{g}" for g in GRADIENTS)
+
+        def compute() -> dict[str, np.ndarray | None]:
+            found = self._vjp(oracle.vjp_magnitude_bound)
+            return {**self._vjp(oracle.conv_transpose_vjp), **{f"bound_{g}": found[g] for g in GRADIENTS}}
+
+        return reference_cache.load_or_compute(self.case, "vjp", GRADIENTS + bounds, compute)
+
+    @cached_property
     def gradients(self) -> dict[str, np.ndarray | None]:
-        return self._vjp(oracle.conv_transpose_vjp)
+        return {g: self._vjp_arrays[g] for g in GRADIENTS}
 
     @cached_property
     def gradient_bounds(self) -> dict[str, np.ndarray | None]:
-        return self._vjp(oracle.vjp_magnitude_bound)
+        return {g: self._vjp_arrays[f"bound_{g}"] for g in GRADIENTS}
 
     @cached_property
     def _targets(self) -> dict[str, Expected]:

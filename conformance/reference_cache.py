@@ -1,0 +1,130 @@
+"""The oracle's reference arrays on disk: each case's computed once, then read by every run.
+
+A run computes, for each valid case, the oracle's output and its magnitude bound and, for the
+gradient checks, three gradients and their bounds: a quarter of what the harness itself spends
+on a run of the main environment, and the same again in every environment of the gate. They
+depend on nothing but the case's shape, parameters, dtype, seed and value distribution and on
+the code that draws the inputs and computes them, so they are stored under a key of exactly
+those: the case's fields, the source of the modules that compute them (a change to the oracle
+makes new keys), NumPy's version and the machine's architecture.
+
+Where: ``$CONFORMANCE_CACHE_DIR``, else ``$XDG_CACHE_HOME/conformance/oracle`` (``~/.cache/...``);
+``CONFORMANCE_CACHE_DIR=off`` turns the cache off. A file that cannot be read is recomputed and
+written again; writes go through a temporary file and a rename, since workers of one run may
+write the same key at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import math
+import os
+import platform
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from conformance import dtypes, inputs, layouts, oracle, spec
+from conformance.cases import Case
+
+ENV = "CONFORMANCE_CACHE_DIR"
+OFF = "off"
+#: the modules whose code decides the reference arrays
+SOURCES = (oracle, inputs, layouts, dtypes, spec)
+
+Arrays = dict[str, "np.ndarray | None"]
+
+
+def cache_dir() -> Path | None:
+    """Where reference arrays are kept, or None when the cache is off."""
+    configured = os.environ.get(ENV)
+    if configured is not None:
+        return None if configured.strip().lower() in (OFF, "") else Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "conformance" / "oracle"
+
+
+@functools.cache
+def oracle_version() -> str:
+    """A digest of the code that computes reference arrays, and of what it runs on."""
+    digest = hashlib.sha256()
+    for module in SOURCES:
+        digest.update(Path(module.__file__).read_bytes())
+    digest.update(f"numpy {np.__version__} {platform.machine()}".encode())
+    return digest.hexdigest()[:16]
+
+
+def case_key(case: Case, group: str) -> str:
+    """The key of ``group`` (``forward`` or ``vjp``) of ``case``: its fields that decide the arrays."""
+    fields = repr((case.input_shape, case.params, case.dtype, case.seed, case.values, group))
+    return hashlib.sha256(f"{oracle_version()} {fields}".encode()).hexdigest()[:40]
+
+
+MAGIC = b"conformance-oracle-1\n"
+
+
+def _read(path: Path, names: tuple[str, ...]) -> Arrays | None:
+    """The arrays of a file that :func:`_write` finished, or None. (A header of names, dtypes and
+    shapes, then raw bytes: NumPy's own .npz takes 15 times longer to open, and pickle can run code.)"""
+    try:
+        data = path.read_bytes()
+        if not data.startswith(MAGIC):
+            return None
+        header_end = data.index(b"\n", len(MAGIC))
+        header = json.loads(data[len(MAGIC) : header_end])
+        body = memoryview(data)[header_end + 1 :]
+        arrays: Arrays = {}
+        for name in names:
+            entry = header[name]
+            if entry is None:
+                arrays[name] = None
+                continue
+            dtype, shape, offset = np.dtype(entry[0]), tuple(entry[1]), entry[2]
+            count = math.prod(shape)
+            arrays[name] = np.frombuffer(body, dtype, count, offset).reshape(shape)
+        return arrays
+    except Exception:  # missing, truncated, or not ours: computed again, never fatal
+        return None
+
+
+def _write(path: Path, arrays: Arrays) -> None:
+    header: dict[str, list | None] = {}
+    chunks, offset = [], 0
+    for name, array in arrays.items():
+        if array is None:
+            header[name] = None
+            continue
+        raw = np.ascontiguousarray(array).tobytes()
+        header[name] = [array.dtype.str, list(array.shape), offset]
+        chunks.append(raw)
+        offset += len(raw)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(MAGIC + json.dumps(header).encode() + b"\n")
+            f.writelines(chunks)
+        os.replace(tmp, path)
+    except OSError:  # a read-only or full disk costs the cache, never the run
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def load_or_compute(case: Case, group: str, names: tuple[str, ...], compute: Callable[[], Arrays]) -> Arrays:
+    """``compute()``'s arrays for ``case``, read from the cache where they are stored."""
+    directory = cache_dir()
+    if directory is None:
+        return compute()
+    path = directory / f"{case_key(case, group)}.bin"
+    arrays = _read(path, names)
+    if arrays is None:
+        arrays = compute()
+        _write(path, arrays)
+    return arrays

@@ -1,0 +1,111 @@
+"""The oracle's reference arrays on disk: read back bit for bit, never stale, never fatal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conformance import reference_cache
+from conformance.cases import load_cases
+from conformance.checks import GRADIENTS, Reference
+
+LIBRARY = Path(__file__).resolve().parent.parent / "cases"
+
+
+def _sample() -> list:
+    cases = [c for c in load_cases([LIBRARY]) if c.expect == "ok"]
+    wanted = ("dtypebfloat16", "empty-batch", "nobias", "unbatched", "asym", "grouped", "3d")
+    picked = {c.id: c for c in cases[:5]}
+    for fragment in wanted:
+        matching = [c for c in cases if fragment in c.id]
+        assert matching, f"the library has no valid case with {fragment!r} in its id"
+        picked.update({c.id: c for c in matching[:2]})
+    return list(picked.values())
+
+
+SAMPLE = _sample()
+
+
+def _arrays(ref: Reference) -> dict[str, np.ndarray | None]:
+    return {
+        "output": ref.output,
+        "bound": ref.bound,
+        **{g: ref.gradients[g] for g in GRADIENTS},
+        **{f"bound_{g}": ref.gradient_bounds[g] for g in GRADIENTS},
+    }
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(reference_cache.ENV, str(tmp_path / "oracle"))
+    return tmp_path / "oracle"
+
+
+def _assert_identical(got: dict, want: dict, case_id: str) -> None:
+    __tracebackhide__ = True
+    for name, array in want.items():
+        if array is None:
+            assert got[name] is None, f"{case_id}: {name} should be absent"
+            continue
+        assert got[name].dtype == array.dtype and got[name].shape == array.shape, f"{case_id}: {name}"
+        assert np.array_equal(got[name], array, equal_nan=True), f"{case_id}: {name} differs when cached"
+        assert got[name].tobytes() == array.tobytes(), f"{case_id}: {name} not bit for bit"
+
+
+@pytest.mark.parametrize("case", SAMPLE, ids=lambda c: c.id)
+def test_cached_arrays_are_the_computed_ones_bit_for_bit(case, cache: Path, monkeypatch) -> None:
+    monkeypatch.setenv(reference_cache.ENV, "off")
+    computed = _arrays(Reference(case))
+    monkeypatch.setenv(reference_cache.ENV, str(cache))
+    first = _arrays(Reference(case))  # computes and writes
+    assert len(list(cache.iterdir())) == 2, "one file for the forward arrays, one for the vjp's"
+    second = _arrays(Reference(case))  # reads
+    _assert_identical(first, computed, case.id)
+    _assert_identical(second, computed, case.id)
+
+
+def test_the_cache_is_used_and_a_new_oracle_version_ignores_it(cache: Path, monkeypatch) -> None:
+    case = SAMPLE[0]
+    right = Reference(case).output
+    # plant wrong arrays under this oracle version's key: they are read back (the cache is used) ...
+    path = cache / f"{reference_cache.case_key(case, 'forward')}.bin"
+    reference_cache._write(path, {"output": right + 1.0, "bound": Reference(case).bound})
+    assert np.array_equal(Reference(case).output, right + 1.0)
+    # ... and a change to the oracle's code (a new version) never sees them
+    monkeypatch.setattr(reference_cache, "oracle_version", lambda: "another-oracle")
+    assert np.array_equal(Reference(case).output, right)
+
+
+def test_keys_follow_what_decides_the_arrays() -> None:
+    import dataclasses
+
+    case = SAMPLE[0]
+    key = reference_cache.case_key(case, "forward")
+    assert reference_cache.case_key(dataclasses.replace(case, id="renamed", tags=("x",)), "forward") == key
+    for change in ({"seed": case.seed + 1}, {"values": "integers"}, {"dtype": "float64"}):
+        assert reference_cache.case_key(dataclasses.replace(case, **change), "forward") != key, change
+    assert reference_cache.case_key(case, "vjp") != key
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_a_damaged_file_is_computed_again(cache: Path, damage: str) -> None:
+    case = SAMPLE[0]
+    want = Reference(case).output
+    path = cache / f"{reference_cache.case_key(case, 'forward')}.bin"
+    data = path.read_bytes()
+    path.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"\x00" * 64, "empty": b""}[damage])
+    assert np.array_equal(Reference(case).output, want)
+    assert path.read_bytes() == data, "the damaged file is written again"
+
+
+def test_cache_off_or_unwritable_costs_nothing_but_the_cache(tmp_path: Path, monkeypatch) -> None:
+    case = SAMPLE[0]
+    monkeypatch.setenv(reference_cache.ENV, "off")
+    want = Reference(case).output
+    assert reference_cache.cache_dir() is None
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv(reference_cache.ENV, str(blocker / "oracle"))  # mkdir fails: no cache, same values
+    assert np.array_equal(Reference(case).output, want)
