@@ -163,22 +163,63 @@ def test_results_json_is_strict_and_round_trips(tmp_path: Path) -> None:
     assert loaded["frameworks"] == {"torch": "2.13.0", "mlx": "0.32.4"}
 
 
-def test_results_json_stores_each_case_once_validates_and_reads_version_1(tmp_path: Path) -> None:
+def _measured(case: str, framework: str, check: str, expected: list[int], **fields) -> Result:
+    r = result(case, framework, "pass", check=check, elements=math.prod(expected), mismatched=0, **fields)
+    r.expected_shape = expected
+    return r
+
+
+def test_results_json_stores_each_case_once_validates_and_reads_versions_1_and_2(tmp_path: Path) -> None:
     jsonschema = pytest.importorskip("jsonschema")
     schema_path = Path(__file__).parents[1] / "conformance" / "schema" / "results.schema.json"
-    results = sample_results()
+    results = [
+        *sample_results(),
+        # a gradient's expected shape is not the output's; measured shapes and dtypes as expected
+        # are left out on disk, unexpected ones kept (a float64 result of a float32 case)
+        _measured(
+            "grads", "torch", "forward", [1, 8, 16, 16], actual_shape=[1, 8, 16, 16], actual_dtype="float32"
+        ),
+        _measured(
+            "grads", "torch", "grad_weight", [4, 8, 3, 3], actual_shape=[4, 8, 3, 3], actual_dtype="float64"
+        ),
+        _measured(
+            "grads", "mlx", "grad_weight", [4, 8, 3, 3], actual_shape=[4, 8, 3, 3], actual_dtype="float32"
+        ),
+    ]
+    for r in results[-3:]:
+        r.expected_dtype = "float32"
     doc = document(results)
     path = write_reports(doc, tmp_path)["json"]
     on_disk = json.loads(path.read_text())
     jsonschema.validate(on_disk, json.loads(schema_path.read_text()))
-    assert on_disk["schema"] == "conformance.results/2"
+    assert on_disk["schema"] == "conformance.results/3"
     assert len(on_disk["cases"]) == len({(r.file, r.case) for r in results})
-    assert all("params" not in record for record in on_disk["results"])
+    assert all("params" not in record and "file" not in record for record in on_disk["results"])
+    grads = [r for r in on_disk["results"] if on_disk["cases"][r["case"]]["id"] == "grads"]
+    assert [("actual_shape" in r, r.get("actual_dtype")) for r in grads] == [
+        (False, None),
+        (False, "float64"),
+        (False, None),
+    ]
     assert results_of(load_document(path)) == results
 
     version_1 = tmp_path / "v1.json"  # full records, as earlier releases wrote them
     version_1.write_text(json.dumps({**doc, "schema": "conformance.results/1"}))
     assert results_of(load_document(version_1)) == results
+
+    # conformance.results/2: cases keyed FILE::ID (one expected shape per case), records naming both
+    case_fields = ("family", "expect", "rules", "params", "tags", "expected_shape", "expected_dtype")
+    v2_cases, v2_records = {}, []
+    for record in doc["results"]:
+        v2_cases.setdefault(f"{record['file']}::{record['case']}", {k: record[k] for k in case_fields})
+        v2_records.append({k: v for k, v in record.items() if k not in case_fields})
+    version_2 = tmp_path / "v2.json"
+    version_2.write_text(
+        json.dumps({**doc, "schema": "conformance.results/2", "cases": v2_cases, "results": v2_records})
+    )
+    back = results_of(load_document(version_2))
+    assert [r for r in back if r.case != "grads"] == [r for r in results if r.case != "grads"]
+    assert [r.actual_shape for r in back] == [r.actual_shape for r in results]
 
 
 def test_load_document_rejects_what_is_not_a_results_document(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from conformance.reports.jsondoc import load_document, pack, to_json
 from conformance.reports.junit import render_junit
 from conformance.reports.markdown import render_markdown
 from conformance.reports.summary import render_summary
+from conformance.reports.views import rendering
 from conformance.timings import Timings, maybe
 
 __all__ = [
@@ -49,7 +50,8 @@ def write_reports(
         "summary": lambda: render_summary(document),
         "junit": lambda: render_junit(document),
     }
-    for name, render in renderers.items():
-        with maybe(timings, f"report {name}"):
-            paths[name].write_text(render(), encoding="utf-8")
+    with rendering():
+        for name, render in renderers.items():
+            with maybe(timings, f"report {name}"):
+                paths[name].write_text(render(), encoding="utf-8")
     return paths

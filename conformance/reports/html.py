@@ -29,6 +29,7 @@ from conformance.reports.views import (
     closest_to_tolerance,
     comparison_by_family,
     counts_text,
+    document_results,
     environment_rows,
     error_parity_matrix,
     families_of,
@@ -47,7 +48,7 @@ from conformance.reports.views import (
     summary_rows,
     verdict,
 )
-from conformance.results import FAILING, Result, results_of
+from conformance.results import FAILING, Result
 
 
 @functools.lru_cache(maxsize=1)
@@ -232,7 +233,7 @@ def _changes_view(document: dict[str, Any], results: list[Result]) -> dict[str, 
 
 
 def render_html(document: dict[str, Any]) -> str:
-    results = results_of(document)
+    results = document_results(document)
     frameworks = frameworks_of(document, results)
     word, line = verdict(results, bool(document.get("interrupted")))
     families = families_of(results)

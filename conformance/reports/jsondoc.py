@@ -1,9 +1,11 @@
 """results.json: strict JSON out (no NaN/Infinity tokens), a checked document in.
 
-On disk (schema ``conformance.results/2``, described by ``conformance/schema/results.schema.json``)
-a case's parameters are stored once, in ``cases``, not in each of its records, and a record leaves
-out the fields that hold their defaults; :func:`load_document` gives back the in-memory form, one
-full record per result, and reads ``conformance.results/1`` files (full records) as well.
+On disk (schema ``conformance.results/3``, described by ``conformance/schema/results.schema.json``)
+a case is stored once, in the ``cases`` list, and a record names it by its index there; a record
+leaves out the fields that hold their defaults, its shape and dtype when they are the expected
+ones, and names its known divergence by its index in ``divergences``. :func:`load_document` gives
+back the in-memory form, one full record per result, and reads ``conformance.results/2`` (cases
+keyed ``FILE::ID``, records naming case and file) and ``/1`` files (full records) as well.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from conformance.results import STATUSES, Result
 
-SCHEMA = "conformance.results/2"
+SCHEMA = "conformance.results/3"
 #: record fields that belong to the case, stored once per case in ``cases``
 CASE_FIELDS = ("family", "expect", "rules", "params", "tags", "expected_shape", "expected_dtype")
 _DEFAULTS = Result(case="", file="", framework="", check="", status="pass").to_dict()
@@ -42,8 +44,13 @@ REQUIRED_RESULT_FIELDS = ("case", "file", "framework", "check", "status")
 
 
 def to_json(value: Any, indent: int | None = None) -> str:
-    """Strict JSON (no NaN/Infinity tokens, which JSON.parse and many tools reject)."""
+    """Strict JSON (no NaN/Infinity tokens, which JSON.parse and many tools reject): non-finite
+    floats become "nan" / "inf" / "-inf", NumPy scalars plain numbers."""
     separators = (",", ": ") if indent is not None else (",", ":")  # compact where nobody reads it
+    try:  # most documents hold neither: encoded as they are, and the encoder checks that
+        return json.dumps(value, indent=indent, separators=separators, allow_nan=False, ensure_ascii=False)
+    except (ValueError, TypeError):
+        pass
     return json.dumps(
         _finite(value), indent=indent, separators=separators, allow_nan=False, ensure_ascii=False
     )
@@ -74,46 +81,104 @@ def _rerun_prefix(record: dict[str, Any]) -> str:
 
 
 def pack(document: dict[str, Any]) -> dict[str, Any]:
-    """The on-disk form of an in-memory document: case fields once per case, defaults left out,
-    each framework's re-run selector once (a record keeps a re-run line of any other form), errors
-    to 7 significant digits, times to the microsecond."""
-    cases: dict[str, dict[str, Any]] = {}
+    """The on-disk form of an in-memory document (see the module's docstring): errors to 7
+    significant digits, times to the microsecond, each framework's re-run selector once (a record
+    keeps a re-run line of any other form)."""
+    cases: list[dict[str, Any]] = []
+    index_of: dict[str, int] = {}
+    divergences: list[dict[str, Any]] = []
+    divergence_index: dict[str, int] = {}
     selectors: dict[str, str] = {}
     records = []
     for record in document.get("results", []):
         key = case_key(record)
-        if key not in cases:
-            cases[key] = {name: record[name] for name in CASE_FIELDS if name in record}
-        packed = {
-            name: value
-            for name, value in record.items()
-            if name not in CASE_FIELDS and (name in REQUIRED_RESULT_FIELDS or value != _DEFAULTS.get(name))
-        }
+        if key not in index_of:
+            index_of[key] = len(cases)
+            case = {"file": record["file"], "id": record["case"]}
+            case.update((name, record[name]) for name in CASE_FIELDS if name in record)
+            cases.append(case)
+        case = cases[index_of[key]]
+        packed: dict[str, Any] = {"case": index_of[key]}
+        for name, value in record.items():
+            if name in CASE_FIELDS or name in ("case", "file"):
+                continue
+            if name in REQUIRED_RESULT_FIELDS or value != _DEFAULTS.get(name):
+                packed[name] = value
+        expected_shape = record.get("expected_shape")
+        if expected_shape != case.get("expected_shape"):  # a gradient's shape is its own: once per case
+            shapes = case.setdefault("check_shapes", {})
+            if shapes.setdefault(record["check"], expected_shape) != expected_shape:
+                packed["expected_shape"] = expected_shape
+        if record.get("elements") is not None:  # measured: shape and dtype only where unexpected
+            for name, expected in (
+                ("actual_shape", expected_shape),
+                ("actual_dtype", record.get("expected_dtype")),
+            ):
+                if record.get(name) == expected:
+                    packed.pop(name, None)
+                else:
+                    packed[name] = record.get(name)
+        if packed.get("divergence"):
+            text = json.dumps(packed["divergence"], sort_keys=True)
+            if text not in divergence_index:
+                divergence_index[text] = len(divergences)
+                divergences.append(packed["divergence"])
+            packed["divergence"] = divergence_index[text]
         rerun, prefix = packed.get("rerun", ""), _rerun_prefix(record)
         if rerun.startswith(prefix):
             selector = selectors.setdefault(record["framework"], rerun[len(prefix) :])
             if selector == rerun[len(prefix) :]:
                 del packed["rerun"]
         for name in ERROR_FIELDS:
-            if isinstance(packed.get(name), float) and math.isfinite(packed[name]):
-                packed[name] = float(f"{packed[name]:.7g}")
+            value = packed.get(name)
+            if isinstance(value, float):  # non-finite errors as strings here, so the encoder never meets them
+                packed[name] = float(f"{value:.7g}") if math.isfinite(value) else _finite(value)
         if isinstance(packed.get("duration_s"), float):
             packed["duration_s"] = round(packed["duration_s"], 6)
         records.append(packed)
-    return {**document, "schema": SCHEMA, "cases": cases, "rerun_selectors": selectors, "results": records}
+    return {
+        **document,
+        "schema": SCHEMA,
+        "cases": cases,
+        "divergences": divergences,
+        "rerun_selectors": selectors,
+        "results": records,
+    }
 
 
 def unpack(document: dict[str, Any]) -> dict[str, Any]:
     """The in-memory form of a packed document (full records); a version-1 document is already it."""
     cases = document.pop("cases", None)
     selectors = document.pop("rerun_selectors", {})
+    divergences = document.pop("divergences", [])
     if cases is None:
         return document
     records = []
+    if isinstance(cases, dict):  # conformance.results/2: cases keyed FILE::ID, records name both
+        for record in document["results"]:
+            full = {**_DEFAULTS, **cases.get(case_key(record), {}), **record}
+            if "rerun" not in record and record["framework"] in selectors:
+                full["rerun"] = _rerun_prefix(full) + selectors[record["framework"]]
+            records.append(full)
+        document["results"] = records
+        return document
     for record in document["results"]:
-        full = {**_DEFAULTS, **cases.get(case_key(record), {}), **record}
+        case = cases[record["case"]]
+        full = {**_DEFAULTS, **case, **record, "case": case["id"], "file": case["file"]}
+        del full["id"]
+        shapes = full.pop("check_shapes", {})
+        if "expected_shape" not in record and record["check"] in shapes:
+            full["expected_shape"] = shapes[record["check"]]
+        if record.get("elements") is not None:
+            full.setdefault("actual_shape", None)
+            if "actual_shape" not in record:
+                full["actual_shape"] = full.get("expected_shape")
+            if "actual_dtype" not in record:
+                full["actual_dtype"] = full.get("expected_dtype")
+        if isinstance(record.get("divergence"), int):
+            full["divergence"] = divergences[record["divergence"]]
         if "rerun" not in record and record["framework"] in selectors:
-            full["rerun"] = _rerun_prefix(record) + selectors[record["framework"]]
+            full["rerun"] = _rerun_prefix(full) + selectors[record["framework"]]
         records.append(full)
     document["results"] = records
     return document
@@ -151,14 +216,30 @@ def _document_problem(document: Any) -> str | None:
     results = document.get("results")
     if not isinstance(results, list):
         return "no 'results' list"
-    if not isinstance(document.get("cases", {}), dict):
-        return "'cases' is not an object"
+    cases = document.get("cases", {})
+    if not isinstance(cases, (dict, list)):
+        return "'cases' is neither a list nor an object"
+    if isinstance(cases, list) and not all(
+        isinstance(c, dict) and isinstance(c.get("id"), str) and isinstance(c.get("file"), str) for c in cases
+    ):
+        return "a 'cases' entry lacks its id or file"
+    if not isinstance(document.get("divergences", []), list):
+        return "'divergences' is not a list"
     if not isinstance(document.get("frameworks", {}), dict):
         return "'frameworks' is not an object"
     for index, record in enumerate(results):
         if not isinstance(record, dict):
             return f"results[{index}] is not an object"
-        missing = [k for k in REQUIRED_RESULT_FIELDS if not isinstance(record.get(k), str)]
+        required = REQUIRED_RESULT_FIELDS
+        if isinstance(cases, list):  # conformance.results/3: the case by its index
+            at = record.get("case")
+            if not (isinstance(at, int) and 0 <= at < len(cases)):
+                return f"results[{index}].case is not an index into 'cases'"
+            divergence = record.get("divergence")
+            if isinstance(divergence, int) and not 0 <= divergence < len(document.get("divergences", [])):
+                return f"results[{index}].divergence is not an index into 'divergences'"
+            required = tuple(k for k in REQUIRED_RESULT_FIELDS if k not in ("case", "file"))
+        missing = [k for k in required if not isinstance(record.get(k), str)]
         if missing:
             return f"results[{index}] lacks {', '.join(missing)}"
         if record["status"] not in STATUSES:

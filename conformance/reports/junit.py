@@ -13,8 +13,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from conformance.reports.views import frameworks_of, numeric_diff_text, params_text, shape_diff_text
-from conformance.results import Result, results_of
+from conformance.reports.views import (
+    document_results,
+    frameworks_of,
+    numeric_diff_text,
+    params_text,
+    shape_diff_text,
+)
+from conformance.results import Result
 
 FAILURE = frozenset({"fail", "xpass"})
 ERROR = frozenset({"error", "crash", "timeout"})
@@ -62,7 +68,7 @@ def _testcase(suite: ET.Element, r: Result) -> None:
 
 
 def render_junit(document: dict[str, Any]) -> str:
-    results = results_of(document)
+    results = document_results(document)
     root = ET.Element("testsuites", name="conformance")
     totals: Counter = Counter()
     for name in frameworks_of(document, results):

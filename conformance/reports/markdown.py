@@ -28,6 +28,7 @@ from conformance.reports.views import (
     comparison_by_family,
     counts_text,
     divergent,
+    document_results,
     environment_rows,
     error_parity_matrix,
     families_of,
@@ -45,7 +46,7 @@ from conformance.reports.views import (
     summary_rows,
     verdict,
 )
-from conformance.results import FAILING, Result, results_of
+from conformance.results import FAILING, Result
 
 # Backslash-escape what would otherwise become HTML, an entity, code, emphasis or a table column,
 # and the "](" of an inline link; lone brackets, as in shapes, stay readable in the raw text.
@@ -96,7 +97,7 @@ ROW_CAP = 400
 def render_markdown(document: dict[str, Any]) -> str:
     """report.md: failing causes and changes first, then every matrix, then the divergences; long
     lists are capped so the report stays under MARKDOWN_LIMIT bytes whatever the run."""
-    results = results_of(document)
+    results = document_results(document)
     frameworks = frameworks_of(document, results)
     cap = ROW_CAP
     while True:

@@ -21,11 +21,12 @@ from conformance.reports.markdown import (
 )
 from conformance.reports.views import (
     STATUSES,
+    document_results,
     frameworks_of,
     parameter_maps,
     summary_rows,
 )
-from conformance.results import Result, results_of
+from conformance.results import Result
 
 SUMMARY_LIMIT = 60_000
 #: causes shown in full before "N more in the full report"; halved until the summary fits
@@ -33,7 +34,7 @@ CAUSES = 25
 
 
 def render_summary(document: dict[str, Any]) -> str:
-    results = results_of(document)
+    results = document_results(document)
     frameworks = frameworks_of(document, results)
     cap = CAUSES
     while True:

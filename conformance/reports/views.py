@@ -7,16 +7,19 @@ results written elsewhere.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from conformance.checks import CHECKS as CHECK_ORDER
-from conformance.results import DIVERGENT, FAILING, STATUSES, Result
+from conformance.results import DIVERGENT, FAILING, STATUSES, Result, results_of
 from conformance.signatures import base_framework, region, region_text, signature
 from conformance.spec import RULES
 
@@ -38,6 +41,49 @@ ICONS = {
 MD_MESSAGE_CHARS = 200
 HTML_MESSAGE_CHARS = 300
 _SAFE_LINK = re.compile(r"https?://[^\s<>\"'`|()\[\]]+", re.IGNORECASE)
+
+
+# --- computed once while several formats are rendered -------------------------------------------
+
+_SCOPE: ContextVar[dict | None] = ContextVar("conformance_report_views", default=None)
+
+
+@contextmanager
+def rendering() -> Iterator[None]:
+    """While the formats of one document are rendered, each view marked ``_once`` is computed
+    once, by whichever renderer asks first, and shared by the others (views are never modified)."""
+    token = _SCOPE.set({})
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
+
+
+def _once(fn: Callable) -> Callable:
+    @functools.wraps(fn)
+    def wrapper(*args: Any) -> Any:
+        memo = _SCOPE.get()
+        if memo is None:
+            return fn(*args)
+        key = (fn.__name__, *(_memo_key(a) for a in args))
+        if key not in memo:
+            memo[key] = (fn(*args), args)  # holding the arguments keeps their ids theirs
+        return memo[key][0]
+
+    return wrapper
+
+
+def _memo_key(arg: Any) -> Any:
+    """A list of names by value (renderers build their own), anything else by identity."""
+    if isinstance(arg, (list, tuple)) and all(isinstance(x, str) for x in arg):
+        return tuple(arg)
+    return id(arg)
+
+
+@_once
+def document_results(document: dict[str, Any]) -> list[Result]:
+    """The document's records as Result objects."""
+    return results_of(document)
 
 
 # --- the facts every format shows ---------------------------------------------------------------
@@ -264,6 +310,7 @@ def _reason(r: Result) -> str:
     return shorten(" ".join(text.split()), 90)
 
 
+@_once
 def comparison_by_family(frameworks: list[str], results: Iterable[Result]) -> list[dict[str, Any]]:
     """Per parameter family (valid configurations only), which frameworks diverge and why.
 
@@ -318,6 +365,16 @@ def params_text(params: dict[str, Any]) -> str:
     """``conv_transpose2d in=1x4x8x8 co=8 k=3x3 s=2 p=1 op=1 d=1 g=1 bias float32``."""
     if not params:
         return ""
+    memo = _SCOPE.get()
+    if memo is None:
+        return _params_text(params)
+    key = ("params_text", id(params))  # the results of one case share one params object
+    if key not in memo:
+        memo[key] = (_params_text(params), params)
+    return memo[key][0]
+
+
+def _params_text(params: dict[str, Any]) -> str:
     parts = [str(params.get("op", "?"))]
     if "input_shape" in params:
         parts.append(f"in={_axes(params['input_shape'], joined=True)}")
@@ -671,6 +728,7 @@ class ParameterMap:
         return spots[:limit]
 
 
+@_once
 def parameter_maps(frameworks: list[str], results: Iterable[Result]) -> list[ParameterMap]:
     """Per framework and map: divergent over ran results (valid configurations) per cell."""
     valid = [r for r in results if r.params and r.expect != "error" and r.status != "unsupported"]
