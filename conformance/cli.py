@@ -312,6 +312,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     progress = None if args.quiet else runner.print_progress
     with timings.phase("run"):
         outcome = runner.Runner(infos, args.workers, args.timeout, progress, checks).run(cases)
+    timings.workers = outcome.costs
     filtered = bool(args.keyword or args.case or args.check or args.shard) or not _whole_library(paths)
     with timings.phase("baselines"):
         facts = divergences.run_facts(outcome.frameworks, outcome.framework_facts)

@@ -66,6 +66,8 @@ class RunOutcome:
     interrupted: bool = False
     layer_api: list[dict] = field(default_factory=list)
     framework_facts: dict[str, dict] = field(default_factory=dict)  # name -> build facts
+    #: seconds the workers spent in checks, and in the oracle within them, summed over workers
+    costs: dict[str, float] = field(default_factory=dict)
 
 
 def describe(adapter_specs: Sequence[str]) -> list[AdapterInfo]:
@@ -143,6 +145,7 @@ def _serve(conn: multiprocessing.connection.Connection, adapters: dict[str, Adap
             return
         case, specs, selected = job
         reference = Reference(case)
+        checks_s = 0.0
         for spec in specs:
             try:
                 if spec not in adapters:
@@ -152,14 +155,16 @@ def _serve(conn: multiprocessing.connection.Connection, adapters: dict[str, Adap
                     conn.send(("facts", spec, _facts(adapters[spec])))
                     reported.add(spec)
                 conn.send(("start", spec))
+                started = time.perf_counter()
                 results = run_checks(case, adapters[spec], reference, selected)
+                checks_s += time.perf_counter() - started
             except Exception as exc:  # the harness must report, never die, on one case
                 results = [
                     base_result(case, spec, c, "error", f"harness error: {type(exc).__name__}: {exc}")
                     for c in checks_for(case, selected)
                 ]
             conn.send(("done", spec, results))  # Result records pickle as they are
-        conn.send(("idle", None))
+        conn.send(("idle", {"checks_s": checks_s, "oracle_s": reference.oracle_s}))
 
 
 def _facts(adapter: Adapter) -> dict:
@@ -229,6 +234,7 @@ class Runner:
         self.context = multiprocessing.get_context("spawn")  # fork is unsafe with threaded native libraries
         self.log_dir: str | None = None  # the workers' output, quoted when one dies; removed by close()
         self.results: dict[tuple[str, str, str], list[Result]] = {}
+        self.costs: dict[str, float] = {}
         #: one pool per pool key (AdapterInfo.pool_key), kept between run() calls with keep_alive
         self.pools: dict[tuple, list[_Worker]] = {}
         #: each pool's fork server (None: its workers are spawned); see conformance.forkserver
@@ -287,7 +293,7 @@ class Runner:
         groups: dict[tuple, list[str]] = {}
         for spec in specs:
             groups.setdefault(self.adapters[spec].pool_key, []).append(spec)
-        self.results = {}
+        self.results, self.costs = {}, {}
         total = len(cases) * len(specs)
         interrupted = False
         try:
@@ -304,7 +310,7 @@ class Runner:
         frameworks = {a.name: a.version for a in self.adapters.values()}
         layers = [a.layer_api for a in self.adapters.values() if a.layer_api]
         facts = {a.name: a.facts for a in self.adapters.values() if a.facts}
-        return RunOutcome(results, frameworks, interrupted, layers, facts)
+        return RunOutcome(results, frameworks, interrupted, layers, facts, dict(self.costs))
 
     def _run_group(self, cases: Sequence[Case], specs: list[str], key: tuple, total: int) -> None:
         queue: deque[tuple[Case, list[str]]] = deque((case, list(specs)) for case in cases)
@@ -354,6 +360,8 @@ class Runner:
             w.in_flight = None
         elif kind == "idle":
             w.case, w.remaining, w.in_flight = None, [], None
+            for name, seconds in (spec or {}).items():  # ("idle", the job's costs)
+                self.costs[name] = self.costs.get(name, 0.0) + seconds
 
     def _replace(
         self, w: _Worker, pool: list[_Worker], queue: deque, key: tuple, status: str, message: str

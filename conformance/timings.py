@@ -14,6 +14,7 @@ class Timings:
     def __init__(self) -> None:
         self.started = time.perf_counter()
         self.phases: dict[str, float] = {}
+        self.workers: dict[str, float] = {}  # seconds the workers spent, summed over them
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -24,7 +25,11 @@ class Timings:
             self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - start
 
     def as_dict(self) -> dict[str, object]:
-        return {"wall_s": time.perf_counter() - self.started, "phases_s": dict(self.phases)}
+        return {
+            "wall_s": time.perf_counter() - self.started,
+            "phases_s": dict(self.phases),
+            "workers_s": dict(self.workers),
+        }
 
     def write(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
