@@ -298,20 +298,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         known = _known_divergences(args.known_divergences, args.known_divergences_also)
         specs = _adapter_specs(args.framework, args.adapter)
         paths = _case_paths(args)
-        cases = _shard_cases(filter_cases(select(load_cases(paths), args.case), args.keyword), args)
-    if not cases:
-        raise UsageError("no case matches the given paths, --case and -k")
     with timings.phase("describe adapters"):
         infos = runner.describe(specs)
     names = [i.name for i in infos]
     if len(set(names)) != len(names):
         raise UsageError(f"two adapters share a name: {names}")
-    if not args.quiet:
-        versions = ", ".join(f"{i.name} {i.version}" for i in infos)
-        print(f"conformance: {len(cases)} cases x {len(infos)} frameworks ({versions})", file=sys.stderr)
     progress = None if args.quiet else runner.print_progress
-    with timings.phase("run"):
-        outcome = runner.Runner(infos, args.workers, args.timeout, progress, checks).run(cases)
+    run = runner.Runner(infos, args.workers, args.timeout, progress, checks)
+    try:
+        run.start()  # the workers' frameworks are imported while the cases load
+        with timings.phase("load cases"):
+            cases = _shard_cases(filter_cases(select(load_cases(paths), args.case), args.keyword), args)
+        if not cases:
+            raise UsageError("no case matches the given paths, --case and -k")
+        if not args.quiet:
+            versions = ", ".join(f"{i.name} {i.version}" for i in infos)
+            print(f"conformance: {len(cases)} cases x {len(infos)} frameworks ({versions})", file=sys.stderr)
+        with timings.phase("run"):
+            outcome = run.run(cases)
+    finally:
+        run.close()
     timings.workers = outcome.costs
     filtered = bool(args.keyword or args.case or args.check or args.shard) or not _whole_library(paths)
     with timings.phase("baselines"):

@@ -130,9 +130,12 @@ class ForkedProcess:
 class ForkServer:
     """One pool's fork server (see the module's docstring)."""
 
-    def __init__(self, process: multiprocessing.process.BaseProcess, control: Connection) -> None:
-        self.process, self.control = process, control
+    def __init__(
+        self, process: multiprocessing.process.BaseProcess, control: Connection, timeout: float
+    ) -> None:
+        self.process, self.control, self.timeout = process, control, timeout
         self.alive = True
+        self.ready = False  # known once the server has said so (the first fork waits for it)
 
     @classmethod
     def start(
@@ -144,29 +147,33 @@ class ForkServer:
         specs: list[str],
         log_path: str,
         timeout: float,
-    ) -> ForkServer | None:
-        """A ready server, or None where forking is not possible (the pool then spawns workers)."""
+    ) -> ForkServer:
+        """A server importing ``specs`` in the background (it forks only once ready: see
+        :meth:`fork`); ``timeout`` bounds the wait for it."""
         parent, child = context.Pipe()
         process = context.Process(
             target=_server_main, args=(child, setup, serve, env, specs, log_path), daemon=True
         )
         process.start()
         child.close()
-        server = cls(process, parent)
-        try:
-            if parent.poll(timeout):
-                kind, _detail = parent.recv()
-                if kind == "ready":
-                    return server
-        except (EOFError, OSError):
-            pass
-        server.close()
-        return None
+        return cls(process, parent, timeout)
+
+    def _await_ready(self) -> bool:
+        if not self.ready and self.alive:
+            try:
+                if self.control.poll(self.timeout):
+                    kind, _detail = self.control.recv()
+                    self.ready = kind == "ready"
+            except (EOFError, OSError):
+                pass
+            if not self.ready:  # declined, died or timed out: the pool spawns its workers
+                self.close()
+        return self.ready
 
     def fork(self, log_path: str) -> tuple[ForkedProcess, Connection] | None:
         """A new worker writing its output to ``log_path``, and the parent's end of its pipe; None
-        if the server is gone."""
-        if not self.alive:
+        if the server declined or is gone."""
+        if not self._await_ready():
             return None
         ours, theirs = multiprocessing.Pipe()
         try:
@@ -192,9 +199,11 @@ class ForkServer:
             return -signal.SIGKILL
 
     def close(self) -> None:
+        """Stop the server. It holds nothing to flush, and tearing down an interpreter with a
+        framework imported takes a third of a second: it is killed. (Its workers are stopped by
+        the runner; one that is left sees its pipe close and exits.)"""
         self.alive = False
         self.control.close()
-        self.process.join(timeout=2)
         if self.process.is_alive():
             self.process.kill()
-            self.process.join(timeout=5)
+        self.process.join(timeout=5)

@@ -283,6 +283,18 @@ class Runner:
         results = [base_result(case, spec, c, status, message) for c in checks_for(case, self.checks)]
         self._record(case, spec, results)
 
+    def _groups(self) -> dict[tuple, list[str]]:
+        groups: dict[tuple, list[str]] = {}
+        for spec in self.adapters:
+            groups.setdefault(self.adapters[spec].pool_key, []).append(spec)
+        return groups
+
+    def start(self) -> None:
+        """Start every pool's fork server now, so that it imports its frameworks while the caller
+        does other work (loading cases); :meth:`run` does it otherwise."""
+        for key, specs in self._groups().items():
+            self._start_server(key, specs)
+
     def run(self, cases: Sequence[Case], keep_alive: bool = False) -> RunOutcome:
         """Every case through every adapter. With ``keep_alive`` the workers stay up for the next
         call (each new worker imports the frameworks again, which costs seconds).
@@ -290,9 +302,7 @@ class Runner:
         Adapters whose variants need different environment variables (read by a framework once, at
         import) run in separate worker pools, one after the other."""
         specs = list(self.adapters)
-        groups: dict[tuple, list[str]] = {}
-        for spec in specs:
-            groups.setdefault(self.adapters[spec].pool_key, []).append(spec)
+        groups = self._groups()
         self.results, self.costs = {}, {}
         total = len(cases) * len(specs)
         interrupted = False
