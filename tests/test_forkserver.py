@@ -1,0 +1,57 @@
+"""Workers forked from a fork server give the verdicts spawned ones give, replace crashed workers,
+and are never forked from a process with threads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conformance import runner
+from conformance.cases import load_cases
+from conformance.forkserver import ForkedProcess
+from tests.test_cli import SMALL_CASES
+
+CRASHY = "tests/adapters/crashy.py:Crashy"
+THREADED = "tests/adapters/threaded.py:StartsThreadAtImport"
+VOLATILE = ("duration_s", "message")  # a crash message quotes the worker's log, which names its pid
+
+
+def _records(outcome: runner.RunOutcome) -> list[dict]:
+    return [{k: v for k, v in r.to_dict().items() if k not in VOLATILE} for r in outcome.results]
+
+
+def _run(cases, specs: list[str], fork: bool, timeout: float = 20.0) -> tuple[runner.RunOutcome, list[type]]:
+    made: list[type] = []
+    run = runner.Runner(runner.describe(specs), workers=2, timeout=timeout, fork=fork)
+    spawn = run._spawn
+
+    def noted(key):
+        worker = spawn(key)
+        made.append(type(worker.process))
+        return worker
+
+    run._spawn = noted
+    return run.run(cases), made
+
+
+def test_forked_workers_give_the_spawned_verdicts_and_replace_crashed_ones(tmp_path: Path) -> None:
+    path = tmp_path / "small.yaml"
+    path.write_text(SMALL_CASES.replace("  - id: hang-here\n    stride: 4\n", ""))  # no 20 s hang twice
+    cases = load_cases([path])
+    forked, made = _run(cases, [CRASHY, "torch"], fork=True)
+    spawned, spawned_made = _run(cases, [CRASHY, "torch"], fork=False)
+    assert set(made) == {ForkedProcess}, "every worker, the replacements too, is forked"
+    assert len(made) >= 4, "two crashes replaced two workers"
+    assert all(t is not ForkedProcess for t in spawned_made)
+    assert _records(forked) == _records(spawned)
+    status = {(r.case, r.check): r.status for r in forked.results if r.framework == "crashy"}
+    assert status[("abort-here", "forward")] == "crash" and status[("exit-here", "forward")] == "crash"
+    assert status[("after", "forward")] == "pass"
+
+
+def test_a_framework_that_starts_threads_at_import_is_never_forked(tmp_path: Path) -> None:
+    path = tmp_path / "small.yaml"
+    path.write_text(SMALL_CASES.replace("  - id: hang-here\n    stride: 4\n", ""))
+    cases = [c for c in load_cases([path]) if c.id in ("plain", "after", "rejects")]
+    outcome, made = _run(cases, [THREADED], fork=True)
+    assert made and all(t is not ForkedProcess for t in made), "the server declined: workers are spawned"
+    assert {r.status for r in outcome.results} == {"pass"}
