@@ -298,13 +298,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         known = _known_divergences(args.known_divergences, args.known_divergences_also)
         specs = _adapter_specs(args.framework, args.adapter)
         paths = _case_paths(args)
-    with timings.phase("describe adapters"):
-        infos = runner.describe(specs)
-    names = [i.name for i in infos]
-    if len(set(names)) != len(names):
-        raise UsageError(f"two adapters share a name: {names}")
+    early = runner.prestart(specs, args.timeout)  # imports the frameworks while they are described
+    try:
+        with timings.phase("describe adapters"):
+            infos = runner.describe(specs)
+        names = [i.name for i in infos]
+        if len(set(names)) != len(names):
+            raise UsageError(f"two adapters share a name: {names}")
+    except BaseException:
+        if early is not None:
+            early.server.close()
+            shutil.rmtree(early.log_dir, ignore_errors=True)
+        raise
     progress = None if args.quiet else runner.print_progress
-    run = runner.Runner(infos, args.workers, args.timeout, progress, checks)
+    run = runner.Runner(infos, args.workers, args.timeout, progress, checks, prestarted=early)
     try:
         run.start()  # the workers' frameworks are imported while the cases load
         with timings.phase("load cases"):

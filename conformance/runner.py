@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conformance import layer_api
-from conformance.adapters import Adapter, load_adapter
+from conformance.adapters import Adapter, load_adapter, split_variant
 from conformance.cases import Case
 from conformance.checks import Reference, base_result, checks_for, run_checks
 from conformance.forkserver import ForkedProcess, ForkServer
@@ -88,6 +88,35 @@ def describe(adapter_specs: Sequence[str]) -> list[AdapterInfo]:
             )
         )
     return infos
+
+
+#: the pool key of adapters with no variant and no process group
+DEFAULT_POOL: tuple = ((), None, None)
+
+
+@dataclass
+class Prestarted:
+    specs: list[str]
+    server: ForkServer
+    log_dir: str
+
+
+def prestart(specs: Sequence[str], timeout: float = 120.0) -> Prestarted | None:
+    """A fork server for the specs without a variant, started before any adapter is described:
+    the parent's describe() and the server then import the frameworks at the same time. Whether
+    they do share one pool is known only once they are described (an adapter may name a process
+    group); the runner uses the server if so and throws it away if not."""
+    default = [s for s in specs if split_variant(s)[1] is None]
+    if not default or not sys.platform.startswith("linux"):
+        return None
+    log_dir = tempfile.mkdtemp(prefix="conformance-workers-")
+    log_path = os.path.join(log_dir, "forkserver.log")
+    context = multiprocessing.get_context("spawn")
+    with _thread_limits():
+        server = ForkServer.start(
+            context, _worker_setup, _serve, {}, default, log_path, max(LOAD_TIMEOUT, timeout)
+        )
+    return Prestarted(default, server, log_dir)
 
 
 def rerun_command(case: Case, info: AdapterInfo) -> str:
@@ -224,8 +253,11 @@ class Runner:
         progress: Callable[[int, int], None] | None = None,
         checks: Sequence[str] | None = None,
         fork: bool = True,
+        prestarted: Prestarted | None = None,
     ) -> None:
-        """``fork``: fork each pool's workers from a fork server (Linux), else spawn every one."""
+        """``fork``: fork each pool's workers from a fork server (Linux), else spawn every one.
+        ``prestarted``: a fork server started before the adapters were described (:func:`prestart`)."""
+        self.prestarted = prestarted
         self.adapters = {a.spec: a for a in adapters}
         self.checks = list(checks) if checks is not None else None
         self.workers = max(1, workers)
@@ -250,7 +282,14 @@ class Runner:
         if key in self.servers:
             return
         server = None
-        if self.fork:
+        early, self.prestarted = self.prestarted, None
+        if early is not None:
+            if early.specs == specs and key == DEFAULT_POOL:
+                server = early.server
+            else:  # the guess was wrong (a process group): its imports are thrown away
+                early.server.close()
+            shutil.rmtree(early.log_dir, ignore_errors=True)
+        if server is None and self.fork:
             env = self.adapters[specs[0]].env
             log_path = self._log_path("forkserver")
             timeout = max(LOAD_TIMEOUT, self.timeout)
@@ -395,6 +434,10 @@ class Runner:
             server.close()
 
     def close(self) -> None:
+        if self.prestarted is not None:  # never used
+            self.prestarted.server.close()
+            shutil.rmtree(self.prestarted.log_dir, ignore_errors=True)
+            self.prestarted = None
         for key in list(self.pools) + list(self.servers):
             self._close_pool(key)
         if self.log_dir is not None:
