@@ -116,7 +116,11 @@ class Divergence:
         return any(framework_matches(p, framework) for p in patterns)
 
     def matches(self, result: Result) -> bool:
-        if not self.names(result.framework) or (self.check and result.check != self.check):
+        return self.names(result.framework) and self._matches_named(result)
+
+    def _matches_named(self, result: Result) -> bool:
+        """:meth:`matches` for a result of a framework this entry names."""
+        if self.check and result.check != self.check:
             return False
         if result.status in XFAIL_FROM and result.status not in self.statuses:
             return False
@@ -240,6 +244,28 @@ def load_divergences(path: str | Path) -> list[Divergence]:
     return found
 
 
+class _Entries:
+    """One framework's entries, in file order, found by case id: an entry that lists plain case
+    ids is looked up, one with a glob (or a FILE::ID pattern) is tried on every case."""
+
+    def __init__(self, entries: list[tuple[int, Divergence]]) -> None:
+        self.by_id: dict[str, list[tuple[int, Divergence]]] = {}
+        self.globs: list[tuple[int, Divergence]] = []
+        for index, entry in entries:
+            patterns = (entry.case,) if isinstance(entry.case, str) else entry.case
+            if any("::" in p or any(c in p for c in "*?[") for p in patterns):
+                self.globs.append((index, entry))
+            else:
+                for p in dict.fromkeys(patterns):
+                    self.by_id.setdefault(p, []).append((index, entry))
+
+    def for_case(self, case: str) -> list[tuple[int, Divergence]]:
+        listed = self.by_id.get(case)
+        if not listed:
+            return self.globs
+        return sorted(listed + self.globs, key=lambda item: item[0])
+
+
 @dataclass
 class Applied:
     """What applying a baseline did besides marking results: stale entries (warnings) and entries
@@ -276,15 +302,15 @@ def apply(
 
     used: set[int] = set()
     frameworks: set[str] = set()
-    naming: dict[str, list[tuple[int, Divergence]]] = {}  # framework -> the entries that name it
+    naming: dict[str, _Entries] = {}  # framework -> the entries that name it
     for result in results:
         frameworks.add(result.framework)
         if result.framework not in naming:
-            naming[result.framework] = [
-                (i, e) for i, e in enumerate(divergences) if e.names(result.framework)
-            ]
-        for index, entry in naming[result.framework]:
-            if not entry.matches(result) or not holds(index, entry, result.framework):
+            naming[result.framework] = _Entries(
+                [(i, e) for i, e in enumerate(divergences) if e.names(result.framework)]
+            )
+        for index, entry in naming[result.framework].for_case(result.case):
+            if not entry._matches_named(result) or not holds(index, entry, result.framework):
                 continue
             used.add(index)
             if result.status in XFAIL_FROM:
