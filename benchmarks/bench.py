@@ -217,6 +217,8 @@ def _row(scale: int, workers: int, run: dict) -> dict:
         "run_s": phases.get("run", 0.0),
         "oracle_s": work.get("oracle_s"),
         "checks_other_s": None if not work else work["checks_s"] - work["oracle_s"] - fw,
+        # worker time outside the checks: the fork server's imports, inter-process traffic, waiting
+        "workers_outside_checks_s": None if not work else phases.get("run", 0.0) * workers - work["checks_s"],
         "baselines_s": phases.get("baselines", 0.0),
         "reproducers_s": phases.get("reproducers", 0.0),
         "document_s": phases.get("document", 0.0),
