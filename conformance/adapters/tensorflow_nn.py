@@ -22,6 +22,7 @@ import tensorflow as tf  # after the log level, which TensorFlow reads on import
 from conformance import layouts
 from conformance.adapters import Adapter, Variant
 from conformance.cases import Case
+from conformance.machine import cpu_flags
 from conformance.spec import ConvParams, output_length
 
 FUNCTIONS = {1: tf.nn.conv1d_transpose, 2: tf.nn.conv2d_transpose, 3: tf.nn.conv3d_transpose}
@@ -38,6 +39,17 @@ NO_DILATION = (
     "{} cannot dilate: InvalidArgumentError 'Current CPU implementations do not yet support dilation rates "
     "larger than 1. [Op:Conv2DBackpropInput]' (1-d and 2-d; 3-d: 'Current CPU implementation does not ...')"
 )
+
+#: CPU flags with which oneDNN has float16 convolutions (AVX512-FP16, AMX-FP16); on other CPUs
+#: TensorFlow runs a float16 transposed convolution on its own kernel, which cannot dilate (seen on
+#: an AMD EPYC with AVX-512 BF16 and no AVX512-FP16; an Intel Xeon with AVX512-FP16 and AMX ran it)
+ONEDNN_FLOAT16_FLAGS = frozenset({"avx512_fp16", "amx_fp16"})
+
+
+def own_kernel_for_float16() -> bool:
+    """Whether this CPU sends float16 to TensorFlow's own kernel rather than oneDNN's."""
+    return not (ONEDNN_FLOAT16_FLAGS & cpu_flags())
+
 
 #: TensorFlow's CPU kernel paths: oneDNN (on by default in x86 builds) and its own Eigen kernels
 VARIANTS = {
@@ -114,6 +126,11 @@ class TensorFlowNN(Adapter):
             elif any(params.padding) or case.dtype == "float64":  # not rewritten to oneDNN's op
                 reason = NO_DILATION.format(
                     "TensorFlow's own CPU kernel (it runs explicit padding and float64 even with oneDNN on)"
+                )
+            elif case.dtype == "float16" and own_kernel_for_float16():
+                reason = NO_DILATION.format(
+                    "TensorFlow's own CPU kernel (it runs float16 on a CPU without AVX512-FP16 or AMX-FP16, "
+                    "where oneDNN has no float16 kernels: this one)"
                 )
         return reason or super().unsupported(case)
 
