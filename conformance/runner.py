@@ -258,6 +258,7 @@ class Runner:
         """``fork``: fork each pool's workers from a fork server (Linux), else spawn every one.
         ``prestarted``: a fork server started before the adapters were described (:func:`prestart`)."""
         self.prestarted = prestarted
+        self.other_log_dirs: list[str] = []
         self.adapters = {a.spec: a for a in adapters}
         self.checks = list(checks) if checks is not None else None
         self.workers = max(1, workers)
@@ -284,11 +285,11 @@ class Runner:
         server = None
         early, self.prestarted = self.prestarted, None
         if early is not None:
+            self.other_log_dirs.append(early.log_dir)  # removed by close(), once the server is gone
             if early.specs == specs and key == DEFAULT_POOL:
                 server = early.server
             else:  # the guess was wrong (a process group): its imports are thrown away
                 early.server.close()
-            shutil.rmtree(early.log_dir, ignore_errors=True)
         if server is None and self.fork:
             env = self.adapters[specs[0]].env
             log_path = self._log_path("forkserver")
@@ -440,6 +441,9 @@ class Runner:
             self.prestarted = None
         for key in list(self.pools) + list(self.servers):
             self._close_pool(key)
+        for directory in self.other_log_dirs:
+            shutil.rmtree(directory, ignore_errors=True)
+        self.other_log_dirs = []
         if self.log_dir is not None:
             shutil.rmtree(self.log_dir, ignore_errors=True)
             self.log_dir = None
