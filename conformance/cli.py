@@ -307,8 +307,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"two adapters share a name: {names}")
     except BaseException:
         if early is not None:
-            early.server.close()
-            shutil.rmtree(early.log_dir, ignore_errors=True)
+            early.close()
         raise
     progress = None if args.quiet else runner.print_progress
     run = runner.Runner(infos, args.workers, args.timeout, progress, checks, prestarted=early)

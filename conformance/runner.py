@@ -100,6 +100,18 @@ class Prestarted:
     server: ForkServer
     log_dir: str
 
+    def close(self) -> None:
+        self.server.close()
+        shutil.rmtree(self.log_dir, ignore_errors=True)
+
+
+def _new_server(specs: list[str], env: dict[str, str], log_path: str, timeout: float) -> ForkServer:
+    with _thread_limits():
+        return ForkServer.start(
+            multiprocessing.get_context("spawn"), _worker_setup, _serve, env, specs, log_path,
+            max(LOAD_TIMEOUT, timeout),
+        )  # fmt: skip
+
 
 def prestart(specs: Sequence[str], timeout: float = 120.0) -> Prestarted | None:
     """A fork server for the specs without a variant, started before any adapter is described:
@@ -110,12 +122,7 @@ def prestart(specs: Sequence[str], timeout: float = 120.0) -> Prestarted | None:
     if not default or not sys.platform.startswith("linux"):
         return None
     log_dir = tempfile.mkdtemp(prefix="conformance-workers-")
-    log_path = os.path.join(log_dir, "forkserver.log")
-    context = multiprocessing.get_context("spawn")
-    with _thread_limits():
-        server = ForkServer.start(
-            context, _worker_setup, _serve, {}, default, log_path, max(LOAD_TIMEOUT, timeout)
-        )
+    server = _new_server(default, {}, os.path.join(log_dir, "forkserver.log"), timeout)
     return Prestarted(default, server, log_dir)
 
 
@@ -292,10 +299,7 @@ class Runner:
                 early.server.close()
         if server is None and self.fork:
             env = self.adapters[specs[0]].env
-            log_path = self._log_path("forkserver")
-            timeout = max(LOAD_TIMEOUT, self.timeout)
-            with _thread_limits():
-                server = ForkServer.start(self.context, _worker_setup, _serve, env, specs, log_path, timeout)
+            server = _new_server(specs, env, self._log_path("forkserver"), self.timeout)
         self.servers[key] = server
 
     def _spawn(self, key: tuple) -> _Worker:
@@ -436,8 +440,7 @@ class Runner:
 
     def close(self) -> None:
         if self.prestarted is not None:  # never used
-            self.prestarted.server.close()
-            shutil.rmtree(self.prestarted.log_dir, ignore_errors=True)
+            self.prestarted.close()
             self.prestarted = None
         for key in list(self.pools) + list(self.servers):
             self._close_pool(key)
