@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 
 from conformance import layer_api
@@ -172,6 +173,7 @@ def _worker_main(conn: multiprocessing.connection.Connection, log_path: str, env
 def _serve(conn: multiprocessing.connection.Connection, adapters: dict[str, Adapter]) -> None:
     """Run the jobs the parent sends; ``adapters`` are those already loaded (by a fork server)."""
     reported: set[str] = set()
+    waited = time.perf_counter()
     while True:
         try:
             job = conn.recv()
@@ -179,18 +181,19 @@ def _serve(conn: multiprocessing.connection.Connection, adapters: dict[str, Adap
             return
         if job is None:
             return
+        wait_s = time.perf_counter() - waited  # idle: the parent had not sent the next job yet
         case, specs, selected = job
         reference = Reference(case)
-        checks_s = 0.0
+        checks_s = send_s = 0.0
         for spec in specs:
             try:
                 if spec not in adapters:
-                    conn.send(("loading", spec))
+                    conn.send(("loading", spec, _log_size()))
                     adapters[spec] = load_adapter(spec)
                 if spec not in reported:
                     conn.send(("facts", spec, _facts(adapters[spec])))
                     reported.add(spec)
-                conn.send(("start", spec))
+                conn.send(("start", spec, _log_size()))
                 started = time.perf_counter()
                 results = run_checks(case, adapters[spec], reference, selected)
                 checks_s += time.perf_counter() - started
@@ -199,8 +202,22 @@ def _serve(conn: multiprocessing.connection.Connection, adapters: dict[str, Adap
                     base_result(case, spec, c, "error", f"harness error: {type(exc).__name__}: {exc}")
                     for c in checks_for(case, selected)
                 ]
+            started = time.perf_counter()
             conn.send(("done", spec, results))  # Result records pickle as they are
-        conn.send(("idle", {"checks_s": checks_s, "oracle_s": reference.oracle_s}))
+            send_s += time.perf_counter() - started
+        costs = {"checks_s": checks_s, "oracle_s": reference.oracle_s, "send_s": send_s, "wait_s": wait_s}
+        conn.send(("idle", costs))
+        waited = time.perf_counter()
+
+
+def _log_size() -> int:
+    """How much output the worker's log holds: where the next phase's own output starts."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        return os.fstat(2).st_size
+    except OSError:
+        return 0
 
 
 def _facts(adapter: Adapter) -> dict:
@@ -217,24 +234,44 @@ def _facts(adapter: Adapter) -> dict:
 # --- parent side --------------------------------------------------------------------------------
 
 
+#: jobs a worker holds at once: the one it runs and the next, so that it starts the next case without
+#: waiting for the parent to read the last one's results and answer
+PIPELINE_DEPTH = 2
+#: a job queued behind another is at most this large when pickled: it must fit the pipe's buffer, or
+#: the parent would block sending it while the worker blocks sending results the parent is not reading
+PIPELINED_JOB_BYTES = 16_384
+
+
 @dataclass
 class _Worker:
     process: multiprocessing.process.BaseProcess | ForkedProcess
     conn: multiprocessing.connection.Connection
     log_path: str
-    case: Case | None = None
-    remaining: list[str] = field(default_factory=list)  # specs of the current job not yet done
+    #: jobs sent and not finished, in the order the worker runs them: (case, specs not yet done)
+    jobs: deque[tuple[Case, list[str]]] = field(default_factory=deque)
     in_flight: str | None = None
     started: float = 0.0
     limit: float = 0.0  # seconds the in-flight phase (loading an adapter, or a case) may take
+    #: where the in-flight phase's output starts in the log: a crash quotes only its own output,
+    #: never what earlier cases printed in this worker (which depends on how cases were shared out)
+    log_offset: int = 0
 
     @property
     def busy(self) -> bool:
-        return self.case is not None
+        return bool(self.jobs)
+
+    def send(self, job: tuple[Case, list[str]], checks: list[str] | None, behind: bool = False) -> bool:
+        """Send a job; ``behind`` another still running: only if it is small (PIPELINED_JOB_BYTES)."""
+        message = bytes(ForkingPickler.dumps((job[0], list(job[1]), checks)))
+        if behind and len(message) > PIPELINED_JOB_BYTES:
+            return False
+        self.jobs.append((job[0], list(job[1])))
+        self.conn.send_bytes(message)  # what conn.recv() reads back
+        return True
 
     def log_tail(self) -> str:
         try:
-            data = Path(self.log_path).read_bytes()[-LOG_TAIL_BYTES:]
+            data = Path(self.log_path).read_bytes()[self.log_offset :][-LOG_TAIL_BYTES:]
         except OSError:
             return ""
         return " ".join(data.decode("utf-8", "replace").split())
@@ -376,9 +413,14 @@ class Runner:
         while queue or any(w.busy for w in pool):
             for w in pool:
                 if not w.busy and queue:
-                    w.case, w.remaining = queue.popleft()
-                    w.in_flight, w.started = None, time.monotonic()
-                    w.conn.send((w.case, list(w.remaining), self.checks))
+                    w.in_flight = None
+                    w.send(queue.popleft(), self.checks)
+                # a second job only while there is more than one left per worker: at the end of
+                # the queue a job waiting behind a long case would keep another worker idle
+                while 0 < len(w.jobs) < PIPELINE_DEPTH and len(queue) > len(pool):
+                    if not w.send(queue[0], self.checks, behind=True):
+                        break
+                    queue.popleft()
             busy = [w for w in pool if w.busy]
             ready = multiprocessing.connection.wait([w.conn for w in busy], timeout=0.5)
             for w in busy:
@@ -406,26 +448,34 @@ class Runner:
             self.adapters[spec].facts = payload[0]
         elif kind == "loading":
             w.in_flight, w.started, w.limit = spec, time.monotonic(), max(LOAD_TIMEOUT, self.timeout)
+            w.log_offset = payload[0]
         elif kind == "start":
             w.in_flight, w.started, w.limit = spec, time.monotonic(), self.timeout
+            w.log_offset = payload[0]
         elif kind == "done":
-            self._record(w.case, spec, payload[0])
-            w.remaining.remove(spec)
+            case, remaining = w.jobs[0]
+            self._record(case, spec, payload[0])
+            remaining.remove(spec)
             w.in_flight = None
         elif kind == "idle":
-            w.case, w.remaining, w.in_flight = None, [], None
+            w.jobs.popleft()
+            w.in_flight = None
             for name, seconds in (spec or {}).items():  # ("idle", the job's costs)
                 self.costs[name] = self.costs.get(name, 0.0) + seconds
 
     def _replace(
         self, w: _Worker, pool: list[_Worker], queue: deque, key: tuple, status: str, message: str
     ) -> None:
-        """Record the in-flight pair as lost, requeue the job's other frameworks, start a fresh worker."""
-        case, remaining = w.case, list(w.remaining)
-        lost = w.in_flight or (remaining[0] if remaining else None)
-        if case is not None and lost is not None:
-            self._lost(case, lost, status, message)
-            remaining.remove(lost)
+        """Record the in-flight pair as lost, requeue the job's other frameworks and the jobs queued
+        behind it, start a fresh worker."""
+        jobs = list(w.jobs)  # w keeps them: _stop kills a busy worker without asking it to stop
+        queue.extendleft(reversed(jobs[1:]))  # not started: they run again, in the same order
+        if jobs:
+            case, remaining = jobs[0]
+            lost = w.in_flight or (remaining[0] if remaining else None)
+            if lost is not None:
+                self._lost(case, lost, status, message)
+                remaining.remove(lost)
             if remaining:
                 queue.appendleft((case, remaining))
         self._stop(w)

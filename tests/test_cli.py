@@ -173,6 +173,7 @@ def test_crashing_and_hanging_adapter_leaves_every_other_result(tmp_path: Path) 
     status = {r["case"]: r for r in grouped["crashy"] if r["check"] in ("forward", "error_parity")}
     assert status["abort-here"]["status"] == "crash" and "SIGABRT" in status["abort-here"]["message"]
     assert "about to abort" in status["abort-here"]["message"], "the worker's stderr tail is quoted"
+    assert "finished a call" not in status["abort-here"]["message"], "only the crashed case's own output"
     assert status["exit-here"]["status"] == "crash" and "code 0" in status["exit-here"]["message"]
     assert status["hang-here"]["status"] == "timeout"
     assert status["plain"]["status"] == "pass" and status["after"]["status"] == "pass"
