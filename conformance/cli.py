@@ -356,7 +356,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.shard:
             document["runs"][0]["shard"] = shards.parse(args.shard).as_dict()
         _compare(document, args)
-    paths = write_reports(document, args.report_dir, timings)
+    with timings.phase("reports"):  # the formats' own phases overlap: two are written aside
+        paths = write_reports(document, args.report_dir, timings)
     _print_summary(outcome.results, outcome.frameworks)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,18 +121,30 @@ class Divergence:
 
     def _matches_named(self, result: Result) -> bool:
         """:meth:`matches` for a result of a framework this entry names."""
+        return self._covers(result) and self.names_case(result.file, result.case)
+
+    def _covers(self, result: Result) -> bool:
+        """The entry's check and statuses allow this result (its case aside)."""
         if self.check and result.check != self.check:
             return False
-        if result.status in XFAIL_FROM and result.status not in self.statuses:
-            return False
+        return not (result.status in XFAIL_FROM and result.status not in self.statuses)
+
+    def names_case(self, file: str, case: str) -> bool:
+        by_id, by_file_and_id = self._case_patterns
+        if by_id is not None and by_id.match(case):
+            return True
+        return by_file_and_id is not None and bool(by_file_and_id.match(f"{_file_name(file)}::{case}"))
+
+    @functools.cached_property
+    def _case_patterns(self) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
+        """The case globs as one regular expression each for ids and for "file.yaml::id" (a list
+        of hundreds of ids is then one match per case, not hundreds)."""
         patterns = (self.case,) if isinstance(self.case, str) else self.case
-        for p in patterns:
-            if "::" in p:
-                if fnmatch.fnmatchcase(f"{_file_name(result.file)}::{result.case}", p):
-                    return True
-            elif fnmatch.fnmatchcase(result.case, p):
-                return True
-        return False
+
+        def one(globs: list[str]) -> re.Pattern[str] | None:
+            return re.compile("|".join(fnmatch.translate(g) for g in globs)) if globs else None
+
+        return one([p for p in patterns if "::" not in p]), one([p for p in patterns if "::" in p])
 
     @property
     def label(self) -> str:
@@ -303,14 +316,20 @@ def apply(
     used: set[int] = set()
     frameworks: set[str] = set()
     naming: dict[str, _Entries] = {}  # framework -> the entries that name it
+    # (framework, file, case) -> the entries naming both: a case's checks share one look-up
+    candidates: dict[tuple[str, str, str], list[tuple[int, Divergence]]] = {}
     for result in results:
         frameworks.add(result.framework)
-        if result.framework not in naming:
-            naming[result.framework] = _Entries(
-                [(i, e) for i, e in enumerate(divergences) if e.names(result.framework)]
-            )
-        for index, entry in naming[result.framework].for_case(result.case):
-            if not entry._matches_named(result) or not holds(index, entry, result.framework):
+        key = (result.framework, result.file, result.case)
+        if key not in candidates:
+            if result.framework not in naming:
+                naming[result.framework] = _Entries(
+                    [(i, e) for i, e in enumerate(divergences) if e.names(result.framework)]
+                )
+            listed = naming[result.framework].for_case(result.case)
+            candidates[key] = [(i, e) for i, e in listed if e.names_case(result.file, result.case)]
+        for index, entry in candidates[key]:
+            if not entry._covers(result) or not holds(index, entry, result.framework):
                 continue
             used.add(index)
             if result.status in XFAIL_FROM:

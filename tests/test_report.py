@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 
 import pytest
 
+from conformance import reports
 from conformance.reports import load_document, render_html, render_markdown, write_reports
 from conformance.results import FAILING, STATUSES, Result, make_document, merge_documents, results_of
 
@@ -142,6 +144,28 @@ def test_write_reports_writes_every_format(tmp_path: Path) -> None:
     assert [p.name for p in paths.values()] == names
     for path in paths.values():
         assert path.parent == tmp_path / "new" / "dir" and path.stat().st_size > 0
+
+
+def test_reports_written_aside_are_the_same_and_a_failed_writer_loses_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    doc = document()
+    alone = write_reports(doc, tmp_path / "alone", parallel=False)
+    aside = write_reports(doc, tmp_path / "aside")
+    for name, path in alone.items():
+        assert aside[name].read_bytes() == path.read_bytes(), name
+    parent, real_write = os.getpid(), reports._write
+
+    def dies_when_forked(path: Path, text: str) -> None:
+        if os.getpid() != parent:
+            os._exit(3)  # the forked writer dies before writing anything
+        real_write(path, text)
+
+    monkeypatch.setattr(reports, "_write", dies_when_forked)
+    again = write_reports(doc, tmp_path / "again")
+    for name, path in alone.items():
+        assert again[name].read_bytes() == path.read_bytes(), f"{name} lost with the forked writer"
+    assert not list((tmp_path / "again").glob(".*partial")), "no half-written file is left"
 
 
 def test_results_json_is_strict_and_round_trips(tmp_path: Path) -> None:

@@ -7,6 +7,12 @@ CI test tabs.
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +35,19 @@ __all__ = [
 ]
 
 
+#: formats written by a forked process beside the one that writes the others: the two halves take
+#: about as long (the views that markdown, html and the summary share are computed once, there)
+ASIDE = ("json", "junit")
+#: seconds the process writing ASIDE may take before it is given up and they are written here
+ASIDE_TIMEOUT = 600.0
+
+
 def write_reports(
-    document: dict[str, Any], report_dir: str | Path, timings: Timings | None = None
+    document: dict[str, Any], report_dir: str | Path, timings: Timings | None = None, parallel: bool = True
 ) -> dict[str, Path]:
     """Write every report into ``report_dir``; return their paths by format. ``timings`` gets a
-    phase per format."""
+    phase per format. With ``parallel`` (and where processes fork), a forked process writes the
+    ASIDE formats meanwhile; if it fails for any reason, they are written here after all."""
     directory = Path(report_dir)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -43,15 +57,91 @@ def write_reports(
         "summary": directory / "summary.md",
         "junit": directory / "results.junit.xml",
     }
-    renderers = {
+    renderers: dict[str, Callable[[], str]] = {
         "json": lambda: to_json(pack(document)) + "\n",
         "markdown": lambda: render_markdown(document),
         "html": lambda: render_html(document),
         "summary": lambda: render_summary(document),
         "junit": lambda: render_junit(document),
     }
+    aside = _Aside.start({n: renderers[n] for n in ASIDE}, paths) if parallel else None
     with rendering():
         for name, render in renderers.items():
-            with maybe(timings, f"report {name}"):
-                paths[name].write_text(render(), encoding="utf-8")
+            if aside is None or name not in ASIDE:
+                with maybe(timings, f"report {name}"):
+                    _write(paths[name], render())
+    done = aside.join() if aside is not None else {}
+    with rendering():
+        for name in ASIDE:
+            if name in done:
+                if timings is not None:
+                    timings.phases[f"report {name}"] = done[name]
+            else:
+                with maybe(timings, f"report {name}"):
+                    _write(paths[name], renderers[name]())
     return paths
+
+
+def _write(path: Path, text: str) -> None:
+    """Whole or not at all: a reader never sees half a report, nor an old one half overwritten."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
+class _Aside:
+    """A forked process writing some reports while this one writes the rest. It tells what it
+    wrote (and how long each took) through a pipe, and touches no stream of the parent's: it may
+    have been forked while another thread held one's lock."""
+
+    def __init__(self, pid: int, reader: int) -> None:
+        self.pid, self.reader = pid, reader
+
+    @classmethod
+    def start(cls, renderers: dict[str, Callable[[], str]], paths: dict[str, Path]) -> _Aside | None:
+        if not hasattr(os, "fork"):
+            return None
+        reader, writer = os.pipe()
+        with warnings.catch_warnings():
+            # Python 3.12+ warns on fork in a process with threads (OpenBLAS's, a test runner's):
+            # the child below only renders and writes its own files, so no lock it needs is held
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child: never returns
+            os.close(reader)
+            status = 1
+            try:
+                seconds = {}
+                with rendering():
+                    for name, render in renderers.items():
+                        started = time.perf_counter()
+                        _write(paths[name], render())
+                        seconds[name] = time.perf_counter() - started
+                os.write(writer, json.dumps(seconds).encode())
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(writer)
+        return cls(pid, reader)
+
+    def join(self) -> dict[str, float]:
+        """The formats the child wrote, with their seconds; {} if it failed or took too long."""
+        deadline = time.monotonic() + ASIDE_TIMEOUT
+        while True:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+                status = -1
+                break
+            time.sleep(0.005)
+        with os.fdopen(self.reader, "rb") as pipe:
+            told = pipe.read()
+        if status != 0:
+            return {}
+        try:
+            return json.loads(told)
+        except ValueError:
+            return {}
