@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
+import math
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -133,6 +134,18 @@ class Case:
         if self.violations:
             return None
         return spec.output_shape(self.input_shape, self.params)
+
+    @property
+    def work(self) -> int:
+        """Multiply-adds of the forward pass (0 for a configuration that must be rejected): the
+        runner hands out the largest cases first, so that none is left alone at a run's end."""
+        if self.violations:
+            return 0
+        p = self.params
+        spatial = self.input_shape[-p.ndim :]
+        batch = self.input_shape[0] if self.batched else 1
+        per_position = p.in_channels * (p.out_channels // max(p.groups, 1)) * math.prod(p.kernel_size)
+        return batch * math.prod(spatial) * per_position
 
     def params_record(self) -> dict[str, Any]:
         """The ``params`` object of a result record."""

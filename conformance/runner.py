@@ -404,7 +404,10 @@ class Runner:
         return RunOutcome(results, frameworks, interrupted, layers, facts, dict(self.costs))
 
     def _run_group(self, cases: Sequence[Case], specs: list[str], key: tuple, total: int) -> None:
-        queue: deque[tuple[Case, list[str]]] = deque((case, list(specs)) for case in cases)
+        # largest first (a stable sort): a long case handed out last would keep the other workers
+        # idle; results are collected in the given order whatever the order they ran in
+        by_work = sorted(cases, key=lambda case: -case.work)
+        queue: deque[tuple[Case, list[str]]] = deque((case, list(specs)) for case in by_work)
         pool = self.pools.setdefault(key, [])
         wanted = min(self.workers, len(queue)) or 1
         if len(pool) < wanted:
