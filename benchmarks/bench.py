@@ -220,6 +220,10 @@ def _row(scale: int, workers: int, run: dict) -> dict:
         "checks_other_s": None if not work else work["checks_s"] - work["oracle_s"] - fw,
         # worker time outside the checks: the fork server's imports, inter-process traffic, waiting
         "workers_outside_checks_s": None if not work else phases.get("run", 0.0) * workers - work["checks_s"],
+        # inter-process traffic: workers sending results (blocked while the parent reads others),
+        # and waiting for their next job
+        "send_s": work.get("send_s"),
+        "wait_s": work.get("wait_s"),
         "baselines_s": phases.get("baselines", 0.0),
         "reproducers_s": phases.get("reproducers", 0.0),
         "document_s": phases.get("document", 0.0),
@@ -231,7 +235,8 @@ def _row(scale: int, workers: int, run: dict) -> dict:
         f"{scale:>4}x {workers:>3} {row['cache']:>5} {row['results']:>7} {wall:7.2f} {fw:6.2f} "
         f"{row['overhead_s']:7.2f} {row['overhead_over_framework']:6.2f} {row['startup_s']:6.2f} "
         f"{row['load_s'] + row['describe_s']:6.2f} {row['run_s']:6.2f} "
-        f"{_num(row['oracle_s'])} {_num(row['checks_other_s'])} {row['baselines_s']:6.2f} "
+        f"{_num(row['oracle_s'])} {_num(row['checks_other_s'])} {_num(row['send_s'])} "
+        f"{_num(row['wait_s'])} {row['baselines_s']:6.2f} "
         f"{row['document_s'] + row['reproducers_s']:6.2f} {reports:6.2f} "
         f"{row['results_json_bytes'] / 1e6:6.2f}",
         flush=True,
@@ -245,7 +250,8 @@ def _num(value: float | None) -> str:
 
 PHASE_HEADER = (
     f"{'scale':>5} {'n':>3} {'cache':>5} {'results':>7} {'wall':>7} {'fw':>6} {'ovhd':>7} {'ovh/fw':>6} "
-    f"{'start':>6} {'load':>6} {'run':>6} {'oracle':>6} {'checks':>6} {'basel':>6} {'doc':>6} "
+    f"{'start':>6} {'load':>6} {'run':>6} {'oracle':>6} {'checks':>6} {'send':>6} {'wait':>6} "
+    f"{'basel':>6} {'doc':>6} "
     f"{'reports':>6} {'MB':>6}"
 )
 
@@ -273,7 +279,8 @@ def main() -> None:
         print(
             "\nwhere a run's time goes: wall (seconds, measured outside), the frameworks' own calls (fw),"
             "\noverhead = wall x workers - fw; phases inside the command: interpreter start-up, loading cases"
-            "\nand adapters, the run (its workers' oracle and other check work summed over workers),"
+            "\nand adapters, the run (its workers' oracle and other check work, results sent and"
+            "\nwaits for the next job, summed over workers),"
             "\nbaselines, document and reproducers, reports; results.json size"
         )
         print(PHASE_HEADER)
