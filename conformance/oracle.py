@@ -1,12 +1,21 @@
 """The ground truth: transposed convolution in pure NumPy, computed in float64.
 
-Same argument order and layouts as ``torch.nn.functional.conv_transpose{1,2,3}d``. The kernel is
-the scatter form of the definition: every input element, times every kernel tap, lands at output
-position ``i·stride + k·dilation - lo``. One matmul per kernel tap computes all products for
-that tap at once, and a strided slice adds them into a zero-extended "full" output, which is then
-cropped by ``lo`` at the start and ``hi`` at the end of each axis (``padding`` gives ``(lo, hi)``
-pairs or symmetric ints) and extended by ``output_padding``, exactly as the output-length formula
-says. An unbatched input ``(C_in, *L)`` is computed as a batch of one.
+Same argument order and layouts as ``torch.nn.functional.conv_transpose{1,2,3}d``. By definition
+every input element ``i``, times every kernel tap ``k``, lands at position ``f = i·stride +
+k·dilation`` of a zero-extended "full" output, which is then cropped by ``lo`` at the start and
+``hi`` at the end of each axis (``padding`` gives ``(lo, hi)`` pairs or symmetric ints) and
+extended by ``output_padding``, exactly as the output-length formula says. An unbatched input
+``(C_in, *L)`` is computed as a batch of one.
+
+The forward kernel computes that sum phase by phase ("sub-pixel" form). Write each full position
+as ``f = u·s + r`` (phase ``r < s``) and each tap offset as ``k·d = q·s + r_k``: tap ``k`` only
+reaches phase ``r_k``, where it adds ``w_k · x[u - q]`` at position ``u``. So, per phase, the full
+output is a stride-1 correlation of ``x`` with the taps of that phase, and all phases together are
+one matrix product: the input stacked at every shift ``q`` times a weight matrix that holds tap
+``k`` at ``(phase r_k, shift q)`` and zeros where no tap lands. Interleaving the phases gives the
+full output. The gradients gather instead of scatter: each tap reads back the strided window of
+the full output it wrote, and one matrix product over all taps gives each gradient. Inputs are
+taken to be finite: those structural zeros would turn an inf into NaN where no product exists.
 """
 
 from __future__ import annotations
@@ -59,29 +68,38 @@ def params_for(
 
 
 @dataclass(frozen=True)
-class _Layout:
-    """Shared geometry of the forward kernel and its adjoint.
+class _Geometry:
+    """Sizes shared by the forward kernel and its adjoint, per spatial axis where a tuple.
 
-    ``xg``: input as ``(N, g, C_in/g, P)``; ``wg``: weight as ``(g, C_out/g, C_in/g, *K)``, one matrix
-    per group and tap; ``full``: shape of the zero-extended output; ``crop``: where the real output
-    sits in it; ``windows``: per kernel tap, the strided slice of ``full`` that tap writes.
+    ``full``: length of the zero-extended output (``(L-1)·s + d·(K-1) + 1 + output_padding``);
+    ``shifts``: ``Q = d·(K-1) // s + 1``, the shifts ``q`` of the input (``k·d = q·s + r``, so
+    ``q < Q``); ``phase``: ``U = L + Q - 1`` positions per phase, which the taps reach (``U·s``
+    may fall short of ``full`` by output_padding, which only adds zeros); ``crop``: where the
+    real output sits in the full one; ``windows``: per kernel tap, the strided slice of the full
+    output it writes (input position ``i`` to ``i·s + k·d``). None of it depends on padding or
+    output_padding except ``full`` and ``crop``, so every config with the same taps computes
+    each full-output element with the same operations, bit for bit.
     """
 
-    xg: np.ndarray
-    wg: np.ndarray
+    n: int
+    groups: int
+    cin_g: int
+    cout_g: int
+    spatial: tuple[int, ...]
     full: tuple[int, ...]
+    phase: tuple[int, ...]
+    shifts: tuple[int, ...]
     crop: tuple[slice, ...]
     windows: list[tuple[tuple[int, ...], tuple[slice, ...]]]
 
 
-def _layout(x: np.ndarray, weight: np.ndarray, p: ConvParams, out_shape: tuple[int, ...]) -> _Layout:
-    n, g = x.shape[0], p.groups
-    spatial = x.shape[2:]
-    cin_g, cout_g = p.in_channels // g, p.out_channels // g
-    full_len = [
+def _geometry(x_shape: tuple[int, ...], p: ConvParams, out_shape: tuple[int, ...]) -> _Geometry:
+    spatial = tuple(x_shape[2:])
+    full = tuple(
         (length - 1) * s + d * (k - 1) + 1 + op
         for length, k, s, d, op in zip(spatial, p.kernel_size, p.stride, p.dilation, p.output_padding)
-    ]
+    )
+    shifts = tuple(d * (k - 1) // s + 1 for k, s, d in zip(p.kernel_size, p.stride, p.dilation))
     windows = [
         (
             tap,
@@ -92,12 +110,33 @@ def _layout(x: np.ndarray, weight: np.ndarray, p: ConvParams, out_shape: tuple[i
         )
         for tap in itertools.product(*(range(k) for k in p.kernel_size))
     ]
-    return _Layout(
-        xg=x.reshape(n, g, cin_g, math.prod(spatial)),  # explicit sizes: N may be 0
-        wg=weight.reshape(g, cin_g, cout_g, *p.kernel_size).swapaxes(1, 2),
-        full=(n, g, cout_g, *full_len),
+    return _Geometry(
+        n=x_shape[0],
+        groups=p.groups,
+        cin_g=p.in_channels // p.groups,
+        cout_g=p.out_channels // p.groups,
+        spatial=spatial,
+        full=full,
+        phase=tuple(length + q - 1 for length, q in zip(spatial, shifts)),
+        shifts=shifts,
         crop=tuple(slice(lo, lo + size) for lo, size in zip(p.padding, out_shape[2:])),
         windows=windows,
+    )
+
+
+def _phase_weight(weight: np.ndarray, p: ConvParams, geo: _Geometry) -> np.ndarray:
+    """The weight as one matrix per group, ``(g, C_out/g · s^D, Q^D · C_in/g)``: row ``(c_out, r)``,
+    column ``(q, c_in)`` holds tap ``k`` where ``k·d = q·s + r`` on every axis, else zero."""
+    g, ndim = p.groups, p.ndim
+    dilated = np.zeros((g, geo.cin_g, geo.cout_g, *(q * s for q, s in zip(geo.shifts, p.stride))))
+    taps = tuple(slice(0, d * (k - 1) + 1, d) for k, d in zip(p.kernel_size, p.dilation))
+    dilated[(..., *taps)] = weight.reshape(g, geo.cin_g, geo.cout_g, *p.kernel_size)
+    # offset k·d -> (q, r) on each axis: (g, C_in/g, C_out/g, Q_1, s_1, ..., Q_D, s_D)
+    split = dilated.reshape(g, geo.cin_g, geo.cout_g, *itertools.chain(*zip(geo.shifts, p.stride)))
+    rows = (2, *range(4, 3 + 2 * ndim, 2))  # c_out, r_1..r_D
+    cols = (*range(3, 3 + 2 * ndim, 2), 1)  # q_1..q_D, c_in
+    return split.transpose(0, *rows, *cols).reshape(
+        g, geo.cout_g * math.prod(p.stride), math.prod(geo.shifts) * geo.cin_g
     )
 
 
@@ -127,10 +166,30 @@ def conv_transpose(
         if bias.shape != (p.out_channels,):
             raise ValueError(f"bias must have shape ({p.out_channels},), got {bias.shape}")
 
-    geo = _layout(x, weight, p, out_shape)
-    full = np.zeros(geo.full, dtype=np.float64)
-    for tap, window in geo.windows:
-        full[(..., *window)] += np.matmul(geo.wg[(..., *tap)], geo.xg).reshape(*geo.full[:3], *x.shape[2:])
+    geo = _geometry(x.shape, p, out_shape)
+    n, g, cin_g, cout_g, strides = geo.n, geo.groups, geo.cin_g, geo.cout_g, p.stride
+    w_phase = _phase_weight(weight, p, geo)
+    xg = x.reshape(n, g, cin_g, *geo.spatial)
+    placements = [  # shift q: the input lands at phase positions q .. q + L - 1
+        (q, tuple(slice(qi, qi + length) for qi, length in zip(q, geo.spatial)))
+        for q in itertools.product(*(range(count) for count in geo.shifts))
+    ]
+    reach = tuple(u * s for u, s in zip(geo.phase, strides))  # what the taps write, then zeros
+    full = np.zeros((n, g, cout_g, *(max(length, f) for length, f in zip(reach, geo.full))))
+    # One image at a time, so the temporaries stay in cache and are allocated once:
+    # shifted[g, q, c_in, u] = x[g, c_in, u - q], the input at every shift q (the zeros around it
+    # are the same for every image), and phases[g, (c_out, r), u] = full[g, c_out, u·s + r].
+    shifted = np.zeros((g, *geo.shifts, cin_g, *geo.phase))
+    columns = shifted.reshape(g, -1, math.prod(geo.phase))
+    phases = np.empty((g, cout_g * math.prod(strides), math.prod(geo.phase)))
+    for image in range(n):
+        for q, at in placements:
+            shifted[(slice(None), *q, slice(None), *at)] = xg[image]
+        np.matmul(w_phase, columns, out=phases)
+        by_phase = phases.reshape(g, cout_g, *strides, *geo.phase)
+        for r in itertools.product(*(range(s) for s in strides)):
+            interleaved = tuple(slice(ri, length, s) for ri, length, s in zip(r, reach, strides))
+            full[(image, ..., *interleaved)] = by_phase[(slice(None), slice(None), *r)]
     out = full[(..., *geo.crop)].reshape(out_shape)
     if bias is not None:
         out = out + bias.reshape(1, -1, *([1] * p.ndim))
@@ -177,9 +236,10 @@ def conv_transpose_vjp(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Vector-Jacobian product: ``(grad_x, grad_weight, grad_bias)`` for cotangent ``grad_out``.
 
-    The adjoint of the forward kernel: ``grad_out`` is placed back into the zero-extended full
-    output, each kernel tap gathers the strided window the forward scattered into, and one matmul
-    per tap gives that tap's contribution to ``grad_x`` and its slice of ``grad_weight``.
+    The adjoint of the scatter form: ``grad_out`` is placed back into the zero-extended full
+    output, each kernel tap gathers the strided window it wrote (input position ``i`` reads
+    ``i·s + k·d``), and, with the windows of all taps stacked as the rows of one matrix, one
+    matmul per image gives ``grad_x`` and another adds that image's share of ``grad_weight``.
     ``grad_bias`` is None when ``bias`` is None.
     """
     x = np.asarray(x, dtype=np.float64)
@@ -197,21 +257,34 @@ def conv_transpose_vjp(
     if grad_out.shape != out_shape:
         raise ValueError(f"grad_out must have the output's shape {out_shape}, got {grad_out.shape}")
 
-    geo = _layout(x, weight, p, out_shape)
-    xg, wg = geo.xg, geo.wg
-    full = np.zeros(geo.full, dtype=np.float64)
-    full[(..., *geo.crop)] = grad_out.reshape(*geo.full[:3], *out_shape[2:])
+    geo = _geometry(x.shape, p, out_shape)
+    n, g, cin_g, cout_g = geo.n, geo.groups, geo.cin_g, geo.cout_g
+    kernel, ndim, spatial = p.kernel_size, p.ndim, math.prod(geo.spatial)
+    taps = math.prod(kernel) * cout_g
+    # weight as (g, C_in/g, K^D · C_out/g), columns (k, c_out) like the rows of gathered below
+    w_taps = weight.reshape(g, cin_g, cout_g, *kernel).transpose(0, 1, *range(3, 3 + ndim), 2)
+    w_taps = w_taps.reshape(g, cin_g, taps)
+    xg = x.reshape(n, g, cin_g, spatial)  # explicit sizes: N may be 0
+    grad_outg = grad_out.reshape(n, g, cout_g, *out_shape[2:])
 
-    grad_xg = np.zeros_like(xg)
-    grad_wg = np.zeros_like(wg)
-    for tap, window in geo.windows:
-        gathered = full[(..., *window)].reshape(*geo.full[:3], xg.shape[3])  # (N, g, C_out/g, P)
-        w_tap = wg[(..., *tap)]  # (g, C_out/g, C_in/g)
-        grad_xg += np.matmul(w_tap.swapaxes(-1, -2), gathered)
-        grad_wg[(..., *tap)] = np.matmul(gathered, xg.swapaxes(-1, -2)).sum(axis=0)
+    grad_x = np.empty((n, g, cin_g, spatial))
+    grad_w = np.zeros((g, cin_g, taps))
+    # one image at a time, so the temporaries stay in cache: grad_out in the zero-extended full
+    # output (the zeros outside the crop are the same for every image), and
+    # gathered[g, k, c_out, i] = full[g, c_out, i·s + k·d], what tap k of input i wrote to
+    full = np.zeros((g, cout_g, *geo.full))
+    gathered = np.empty((g, *kernel, cout_g, *geo.spatial))
+    columns = gathered.reshape(g, taps, spatial)
+    for image in range(n):
+        full[(..., *geo.crop)] = grad_outg[image]
+        for tap, window in geo.windows:
+            gathered[(slice(None), *tap)] = full[(..., *window)]
+        np.matmul(w_taps, columns, out=grad_x[image])
+        grad_w += np.matmul(xg[image], columns.swapaxes(-1, -2))
 
-    grad_x = grad_xg.reshape(x.shape)
-    grad_weight = grad_wg.swapaxes(1, 2).reshape(weight.shape)
+    grad_x = grad_x.reshape(x.shape)
+    grad_weight = grad_w.reshape(g, cin_g, *kernel, cout_g).transpose(0, 1, 2 + ndim, *range(2, 2 + ndim))
+    grad_weight = grad_weight.reshape(weight.shape)
     grad_bias = None if bias is None else grad_out.sum(axis=(0, *range(2, grad_out.ndim)))
     return grad_x, grad_weight, grad_bias
 
