@@ -56,27 +56,42 @@ def best_of(fn, repeat: int = 5) -> float:
 
 
 def bench_oracle() -> list[dict]:
+    """The float64 oracle against torch's float64, forward and VJP (torch: forward + autograd
+    backward; the oracle's VJP computes the gradients alone), both at their default thread counts."""
     try:
         import torch
         import torch.nn.functional as F
     except ImportError:
         torch = None
     print("oracle (float64) vs torch float64, best of 5")
-    print(f"{'shape':32} {'oracle ms':>10} {'torch ms':>10} {'ratio':>7}")
+    print(f"{'shape':32} {'pass':>7} {'oracle ms':>10} {'torch ms':>10} {'ratio':>7}")
     rng = np.random.default_rng(0)
     rows = []
     for name, xs, ws, s, p, op, g in SHAPES:
         x, w = rng.standard_normal(xs), rng.standard_normal(ws)
-        t_oracle = best_of(lambda: oracle.conv_transpose(x, w, None, s, p, op, g))
-        line = f"{name:32} {t_oracle * 1e3:10.2f}"
-        rows.append({"shape": name, "oracle_s": t_oracle})
-        if torch is not None:
-            fn = {3: F.conv_transpose1d, 4: F.conv_transpose2d, 5: F.conv_transpose3d}[len(ws)]
-            tx, tw = torch.from_numpy(x), torch.from_numpy(w)
-            t_torch = best_of(lambda: fn(tx, tw, None, s, p, op, g))
-            line += f" {t_torch * 1e3:10.2f} {t_oracle / t_torch:7.1f}"
-            rows[-1].update(torch_s=t_torch, ratio=t_oracle / t_torch)
-        print(line)
+        out = oracle.conv_transpose(x, w, None, s, p, op, g)
+        cotangent = rng.standard_normal(out.shape)
+        timed = {
+            "forward": lambda: oracle.conv_transpose(x, w, None, s, p, op, g),
+            "vjp": lambda: oracle.conv_transpose_vjp(x, w, None, cotangent, s, p, op, g),
+        }
+        for kind, call in timed.items():
+            t_oracle = best_of(call)
+            line = f"{name:32} {kind:>7} {t_oracle * 1e3:10.2f}"
+            rows.append({"shape": name, "pass": kind, "oracle_s": t_oracle})
+            if torch is not None:
+                fn = {3: F.conv_transpose1d, 4: F.conv_transpose2d, 5: F.conv_transpose3d}[len(ws)]
+                tx, tw = torch.from_numpy(x), torch.from_numpy(w)
+                tg = torch.from_numpy(cotangent)
+
+                def torch_vjp() -> None:
+                    lx, lw = tx.clone().requires_grad_(), tw.clone().requires_grad_()
+                    torch.autograd.grad(fn(lx, lw, None, s, p, op, g), (lx, lw), tg)
+
+                t_torch = best_of(torch_vjp if kind == "vjp" else lambda: fn(tx, tw, None, s, p, op, g))
+                line += f" {t_torch * 1e3:10.2f} {t_oracle / t_torch:7.2f}"
+                rows[-1].update(torch_s=t_torch, ratio=t_oracle / t_torch)
+            print(line)
     return rows
 
 
