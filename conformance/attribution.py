@@ -4,9 +4,11 @@ An exception counts as the framework rejecting a configuration only if the frame
 An adapter whose own code fails first (a dict lookup keyed by the input's rank, a layout helper
 dividing by groups = 0) has not shown that the framework rejects anything: that is an adapter
 error. Python frames of the framework in the traceback show that it raised; a C function of the
-framework called straight from adapter code leaves no frame, so a profile hook (``sys.setprofile``,
-active only during the adapter call) records which C function raised last, from which frame and
-line, and the raise is the framework's when that is where the traceback ends. Extension
+framework called straight from adapter code leaves no frame, so the call is made once more under a
+profile hook (``sys.setprofile``) that records which C function raised last, from which frame and
+line, and the raise is the framework's when that is where the traceback ends. Only such a raise
+pays for the hook and the second call: the hook fires on every Python call, which made a framework
+written in Python (tinygrad, a layer API) about three times slower on every call. Extension
 functions that are not plain C functions (nanobind's, pybind11's) emit no profile event: a raise
 at a call instruction of adapter code with no C function recorded there is taken as theirs.
 """
@@ -115,6 +117,24 @@ class Attributor:
         return None if owner is None else type(owner).__module__
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Outcome:
+        started = time.perf_counter()
+        try:
+            value = fn(*args)
+        except Exception as exc:
+            seconds = time.perf_counter() - started
+            raised_by, where = self._who(exc.__traceback__, None)
+            if raised_by is None:  # only the C function that raised can tell: ask again, watching
+                raised_by, where = self._who_watched(fn, args, exc)
+            if raised_by == ADAPTER and self._chained_from_framework(exc):
+                raised_by, where = FRAMEWORK, ""  # the adapter re-raised the framework's own error
+            return Outcome(None, exc, seconds, raised_by, where)
+        return Outcome(value, None, time.perf_counter() - started)
+
+    def _who_watched(self, fn: Callable[..., Any], args: tuple, first: Exception) -> tuple[str, str]:
+        """Who raised ``first``, from a second call under a profile hook that records which C
+        function raised last. The hook costs every Python call of the framework (2-3x for a
+        framework written in Python), so only a raise that the traceback cannot attribute pays it:
+        one whose innermost frame is adapter code at a call instruction."""
         last_c_raise: list[tuple[FrameType, int, Any]] = []
 
         def profile(frame: FrameType, event: str, arg: Any) -> None:
@@ -122,20 +142,20 @@ class Attributor:
                 last_c_raise[:] = [(frame, frame.f_lasti, arg)]
 
         previous = sys.getprofile()
-        started = time.perf_counter()
         sys.setprofile(profile)
         try:
-            value = fn(*args)
-        except Exception as exc:
+            fn(*args)
+        except Exception as again:
             sys.setprofile(previous)
-            seconds = time.perf_counter() - started
-            raised_by, where = self._who(exc.__traceback__, last_c_raise)
-            if raised_by == ADAPTER and self._chained_from_framework(exc):
-                raised_by, where = FRAMEWORK, ""  # the adapter re-raised the framework's own error
-            return Outcome(None, exc, seconds, raised_by, where)
+            if type(again) is type(first):
+                found = self._who(again.__traceback__, last_c_raise)
+                if found[0] is not None:
+                    return found
         finally:
             sys.setprofile(previous)
-        return Outcome(value, None, time.perf_counter() - started)
+        # the second call went otherwise: what the traceback shows (a raise at a call instruction
+        # of adapter code with no C function recorded counts as the framework's, as below)
+        return FRAMEWORK, ""
 
     def _chained_from_framework(self, exc: BaseException) -> bool:
         """Whether an exception the adapter raised was raised while handling (or from) one of the
@@ -154,7 +174,8 @@ class Attributor:
             inner = inner.__cause__ or inner.__context__
         return False
 
-    def _who(self, tb: TracebackType | None, last_c_raise: list) -> tuple[str, str]:
+    def _who(self, tb: TracebackType | None, last_c_raise: list | None) -> tuple[str | None, str]:
+        """``last_c_raise`` None: not watched; (None, "") when only a watched call can tell."""
         innermost: TracebackType | None = None
         tb = tb.tb_next if tb is not None else None  # skip Attributor.call's own frame
         while tb is not None:
@@ -172,5 +193,7 @@ class Attributor:
             if self.is_framework(self._c_module(last_c_raise[0][2])):
                 return FRAMEWORK, ""
         elif _is_call(code, innermost.tb_lasti):
+            if last_c_raise is None:
+                return None, ""  # a C function raised there: whose, only a watched call can tell
             return FRAMEWORK, ""  # an extension function that the profile hook cannot see
         return ADAPTER, f"{Path(code.co_filename).name}:{innermost.tb_lineno} (in {code.co_name})"
