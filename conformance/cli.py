@@ -298,10 +298,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         known = _known_divergences(args.known_divergences, args.known_divergences_also)
         specs = _adapter_specs(args.framework, args.adapter)
         paths = _case_paths(args)
-    early = runner.prestart(specs, args.timeout)  # imports the frameworks while they are described
+    early = runner.prestart(specs, args.timeout)  # imports and describes the frameworks meanwhile
     try:
         with timings.phase("describe adapters"):
-            infos = runner.describe(specs)
+            infos = runner.describe(specs, early)
         names = [i.name for i in infos]
         if len(set(names)) != len(names):
             raise UsageError(f"two adapters share a name: {names}")

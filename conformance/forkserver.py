@@ -20,11 +20,13 @@ import importlib
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
 import signal
 import time
 from collections.abc import Callable, Sequence
 from multiprocessing import reduction
 from multiprocessing.connection import Connection
+from typing import Any
 
 from conformance.adapters import Adapter, load_adapter
 from conformance.attribution import attributor
@@ -54,6 +56,40 @@ def preload(specs: Sequence[str]) -> dict[str, Adapter]:
     return adapters
 
 
+def _described(describe: Callable[[str, Adapter], Any], adapters: dict[str, Adapter]) -> dict:
+    """What ``describe`` says of each loaded adapter; one it fails on is left to the parent."""
+    found = {}
+    for spec, adapter in adapters.items():
+        with contextlib.suppress(Exception):
+            found[spec] = describe(spec, adapter)
+    return found
+
+
+def _described_aside(describe: Callable[[str, Adapter], Any], adapters: dict[str, Adapter]) -> dict:
+    """:func:`_described` in a forked child: describing runs framework code (a layer's
+    initialisation) that may start threads or change state, and the server must stay as its
+    imports left it. {} if the child fails."""
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(reader)
+            with os.fdopen(writer, "wb") as out:
+                pickle.dump(_described(describe, adapters), out)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    try:
+        return pickle.loads(data) if status == 0 else {}
+    except Exception:
+        return {}
+
+
 def _server_main(
     control: Connection,
     setup: Callable[[dict[str, str], str], None],
@@ -61,14 +97,16 @@ def _server_main(
     env: dict[str, str],
     specs: list[str],
     log_path: str,
+    describe: Callable[[str, Adapter], Any] | None = None,
 ) -> None:
     setup(env, log_path)
     adapters = preload(specs)
     threads = thread_count()
     if threads != 1:
-        control.send(("declined", f"{threads} threads after importing {', '.join(specs)}"))
+        why = f"{threads} threads after importing {', '.join(specs)}"
+        control.send(("declined", (why, _described(describe, adapters) if describe else {})))
         return
-    control.send(("ready", sorted(adapters)))
+    control.send(("ready", _described_aside(describe, adapters) if describe else {}))
     exited: dict[int, int] = {}
     while True:
         try:
@@ -136,6 +174,8 @@ class ForkServer:
         self.process, self.control, self.timeout = process, control, timeout
         self.alive = True
         self.ready = False  # known once the server has said so (the first fork waits for it)
+        self.answered = False  # the server said whether it is ready (or died, or timed out)
+        self._described: dict = {}
 
     @classmethod
     def start(
@@ -147,28 +187,38 @@ class ForkServer:
         specs: list[str],
         log_path: str,
         timeout: float,
+        describe: Callable[[str, Adapter], Any] | None = None,
     ) -> ForkServer:
         """A server importing ``specs`` in the background (it forks only once ready: see
-        :meth:`fork`); ``timeout`` bounds the wait for it."""
+        :meth:`fork`); ``timeout`` bounds the wait for it. ``describe(spec, adapter)``, if given,
+        runs there on each adapter loaded, for :meth:`described`."""
         parent, child = context.Pipe()
         process = context.Process(
-            target=_server_main, args=(child, setup, serve, env, specs, log_path), daemon=True
+            target=_server_main, args=(child, setup, serve, env, specs, log_path, describe), daemon=True
         )
         process.start()
         child.close()
         return cls(process, parent, timeout)
 
     def _await_ready(self) -> bool:
-        if not self.ready and self.alive:
+        if not self.answered and self.alive:
+            self.answered = True
             try:
                 if self.control.poll(self.timeout):
-                    kind, _detail = self.control.recv()
+                    kind, detail = self.control.recv()
                     self.ready = kind == "ready"
+                    self._described = detail if self.ready else detail[1]
             except (EOFError, OSError):
                 pass
             if not self.ready:  # declined, died or timed out: the pool spawns its workers
                 self.close()
         return self.ready
+
+    def described(self) -> dict:
+        """spec -> what ``describe`` said of it in the server (waits until the server has loaded
+        its adapters); {} if it died or timed out."""
+        self._await_ready()
+        return dict(self._described)
 
     def fork(self, log_path: str) -> tuple[ForkedProcess, Connection] | None:
         """A new worker writing its output to ``log_path``, and the parent's end of its pipe; None

@@ -11,6 +11,7 @@ read as a pass.
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -71,24 +72,29 @@ class RunOutcome:
     costs: dict[str, float] = field(default_factory=dict)
 
 
-def describe(adapter_specs: Sequence[str]) -> list[AdapterInfo]:
-    """Load each adapter once in this process to validate the spec and learn name and version."""
-    infos = []
-    for spec in adapter_specs:
-        adapter = load_adapter(spec)
-        introspection = adapter.layer_api()
-        infos.append(
-            AdapterInfo(
-                spec,
-                adapter.name,
-                adapter.version(),
-                layer_api.describe(introspection) if introspection else None,
-                adapter.variant_env(),
-                variant=adapter.variant,
-                process_group=adapter.process_group,
-            )
-        )
-    return infos
+def describe(adapter_specs: Sequence[str], prestarted: Prestarted | None = None) -> list[AdapterInfo]:
+    """Each adapter's name, version and settings. An adapter that ``prestarted``'s fork server
+    loaded is described there, so this process never imports its framework (torch alone costs a
+    second to import and most of one to tear down at exit); any other is loaded here, which also
+    validates its spec and raises what loading it raises."""
+    known = prestarted.server.described() if prestarted is not None else {}
+    return [known.get(spec) or _describe(spec, load_adapter(spec)) for spec in adapter_specs]
+
+
+def _describe(spec: str, adapter: Adapter) -> AdapterInfo:
+    introspection = adapter.layer_api()
+    # Plain values only (JSON's, as reports write them): a framework's own types (torch's version
+    # is a str subclass) would import the framework where this is unpickled.
+    described = json.loads(json.dumps(layer_api.describe(introspection))) if introspection else None
+    return AdapterInfo(
+        spec,
+        str(adapter.name),
+        str(adapter.version()),
+        described,
+        {str(k): str(v) for k, v in adapter.variant_env().items()},
+        variant=adapter.variant,
+        process_group=adapter.process_group,
+    )
 
 
 #: the pool key of adapters with no variant and no process group
@@ -106,24 +112,26 @@ class Prestarted:
         shutil.rmtree(self.log_dir, ignore_errors=True)
 
 
-def _new_server(specs: list[str], env: dict[str, str], log_path: str, timeout: float) -> ForkServer:
+def _new_server(
+    specs: list[str], env: dict[str, str], log_path: str, timeout: float, describe: bool = False
+) -> ForkServer:
     with _thread_limits():
         return ForkServer.start(
             multiprocessing.get_context("spawn"), _worker_setup, _serve, env, specs, log_path,
-            max(LOAD_TIMEOUT, timeout),
+            max(LOAD_TIMEOUT, timeout), _describe if describe else None,
         )  # fmt: skip
 
 
 def prestart(specs: Sequence[str], timeout: float = 120.0) -> Prestarted | None:
-    """A fork server for the specs without a variant, started before any adapter is described:
-    the parent's describe() and the server then import the frameworks at the same time. Whether
-    they do share one pool is known only once they are described (an adapter may name a process
-    group); the runner uses the server if so and throws it away if not."""
+    """A fork server for the specs without a variant, started before any adapter is described: it
+    imports their frameworks and describes them (:func:`describe`) while this process goes on.
+    Whether they do share one pool is known only once they are described (an adapter may name a
+    process group); the runner uses the server if so and throws it away if not."""
     default = [s for s in specs if split_variant(s)[1] is None]
     if not default or not sys.platform.startswith("linux"):
         return None
     log_dir = tempfile.mkdtemp(prefix="conformance-workers-")
-    server = _new_server(default, {}, os.path.join(log_dir, "forkserver.log"), timeout)
+    server = _new_server(default, {}, os.path.join(log_dir, "forkserver.log"), timeout, describe=True)
     return Prestarted(default, server, log_dir)
 
 

@@ -3,6 +3,9 @@ and are never forked from a process with threads."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 from conformance import runner
@@ -55,3 +58,25 @@ def test_a_framework_that_starts_threads_at_import_is_never_forked(tmp_path: Pat
     outcome, made = _run(cases, [THREADED], fork=True)
     assert made and all(t is not ForkedProcess for t in made), "the server declined: workers are spawned"
     assert {r.status for r in outcome.results} == {"pass"}
+
+
+DESCRIBES_IN_SERVER = """
+import json, sys
+from conformance import runner
+specs = ["torch", "torch.nn"]
+early = runner.prestart(specs)
+infos = runner.describe(specs, early)
+early.close()
+print(json.dumps({"names": [i.name for i in infos], "plain": [type(i.version) is str for i in infos],
+                  "imported": "torch" in sys.modules}))
+"""
+
+
+def test_adapters_the_early_server_loaded_are_described_there_and_not_imported_here() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", DESCRIBES_IN_SERVER], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    told = json.loads(proc.stdout)
+    assert told["names"] == ["torch", "torch.nn"] and told["plain"] == [True, True], told
+    assert not told["imported"], "this process imported torch: the server's descriptions were not used"
