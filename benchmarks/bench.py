@@ -46,7 +46,7 @@ SHAPES = [
 ]
 
 
-def best_of(fn, repeat: int = 5) -> float:
+def best_of(fn, repeat: int = 11) -> float:
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -63,7 +63,7 @@ def bench_oracle() -> list[dict]:
         import torch.nn.functional as F
     except ImportError:
         torch = None
-    print("oracle (float64) vs torch float64, best of 5")
+    print("oracle (float64) vs torch float64, best of 11")
     print(f"{'shape':32} {'pass':>7} {'oracle ms':>10} {'torch ms':>10} {'ratio':>7}")
     rng = np.random.default_rng(0)
     rows = []
