@@ -144,7 +144,7 @@ class Case:
         p = self.params
         spatial = self.input_shape[-p.ndim :]
         batch = self.input_shape[0] if self.batched else 1
-        per_position = p.in_channels * (p.out_channels // max(p.groups, 1)) * math.prod(p.kernel_size)
+        per_position = p.in_channels * (p.out_channels // p.groups) * math.prod(p.kernel_size)
         return batch * math.prod(spatial) * per_position
 
     def params_record(self) -> dict[str, Any]:

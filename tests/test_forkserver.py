@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conformance import runner
 from conformance.cases import load_cases
 from conformance.forkserver import ForkedProcess
@@ -49,6 +51,28 @@ def test_forked_workers_give_the_spawned_verdicts_and_replace_crashed_ones(tmp_p
     status = {(r.case, r.check): r.status for r in forked.results if r.framework == "crashy"}
     assert status[("abort-here", "forward")] == "crash" and status[("exit-here", "forward")] == "crash"
     assert status[("after", "forward")] == "pass"
+
+
+def test_jobs_too_large_to_wait_behind_another_give_the_same_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "small.yaml"
+    path.write_text(SMALL_CASES.replace("  - id: hang-here\n    stride: 4\n", ""))
+    cases = load_cases([path])
+    pipelined, _ = _run(cases, [CRASHY, "torch"], fork=True)
+    sent: list[bool] = []
+    send = runner._Worker.send
+
+    def noted(self, job, checks, behind=False):
+        accepted = send(self, job, checks, behind)
+        sent.append(behind and not accepted)
+        return accepted
+
+    monkeypatch.setattr(runner, "PIPELINED_JOB_BYTES", 0)  # no job is small enough
+    monkeypatch.setattr(runner._Worker, "send", noted)
+    one_at_a_time, _ = _run(cases, [CRASHY, "torch"], fork=True)
+    assert any(sent), "a job was refused its place behind another"
+    assert _records(one_at_a_time) == _records(pipelined)
 
 
 def test_a_framework_that_starts_threads_at_import_is_never_forked(tmp_path: Path) -> None:
