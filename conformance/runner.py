@@ -274,7 +274,10 @@ class _Worker:
         if behind and len(message) > PIPELINED_JOB_BYTES:
             return False
         self.jobs.append((job[0], list(job[1])))
-        self.conn.send_bytes(message)  # what conn.recv() reads back
+        # a worker that died (of the job it runs) breaks the pipe: reading it says so, and the
+        # jobs it holds, this one too, are requeued (Runner._replace)
+        with contextlib.suppress(OSError):
+            self.conn.send_bytes(message)  # what conn.recv() reads back
         return True
 
     def log_tail(self) -> str:

@@ -75,6 +75,33 @@ def test_jobs_too_large_to_wait_behind_another_give_the_same_records(
     assert _records(one_at_a_time) == _records(pipelined)
 
 
+def test_a_job_sent_behind_a_case_that_kills_its_worker_runs_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the race CI met once: a job sent behind another after the worker died of it (broken pipe);
+    # the crashing case first, so that the first worker's first job is the one it dies of
+    path = tmp_path / "small.yaml"
+    small = SMALL_CASES.replace("  - id: hang-here\n    stride: 4\n", "")
+    path.write_text(
+        small.replace("  - id: plain\n", "").replace("  - id: after\n", "  - id: plain\n  - id: after\n")
+    )
+    cases = load_cases([path])
+    expected, _ = _run(cases, [CRASHY, "torch"], fork=True)
+    late: list[str] = []
+    send = runner._Worker.send
+
+    def after_the_death(self, job, checks, behind=False):
+        if behind and self.jobs[0][0].id in ("abort-here", "exit-here") and "crashy" in self.jobs[0][1][0]:
+            self.process.join(timeout=20)  # the worker runs crashy on that case first, and dies
+            late.append(job[0].id)
+        return send(self, job, checks, behind)
+
+    monkeypatch.setattr(runner._Worker, "send", after_the_death)
+    outcome, _ = _run(cases, [CRASHY, "torch"], fork=True)
+    assert late, "a job was sent to a worker already dead"
+    assert _records(outcome) == _records(expected)
+
+
 def test_a_framework_that_starts_threads_at_import_is_never_forked(tmp_path: Path) -> None:
     path = tmp_path / "small.yaml"
     path.write_text(SMALL_CASES.replace("  - id: hang-here\n    stride: 4\n", ""))
