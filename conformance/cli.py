@@ -8,6 +8,7 @@ passed (or the run was interrupted); 2 bad case file, bad known-divergences file
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import shlex
 import shutil
@@ -324,6 +325,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             outcome = run.run(cases)
     finally:
         run.close()
+    # the results live until this process exits: the cyclic collections of what follows (baselines,
+    # reports) need not walk them again and again
+    gc.freeze()
     timings.workers = outcome.costs
     filtered = bool(args.keyword or args.case or args.check or args.shard) or not _whole_library(paths)
     with timings.phase("baselines"):

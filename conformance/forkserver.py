@@ -16,6 +16,7 @@ server fails to start or dies.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import multiprocessing
 import multiprocessing.connection
@@ -101,6 +102,10 @@ def _server_main(
 ) -> None:
     setup(env, log_path)
     adapters = preload(specs)
+    # the frameworks' imports live as long as the server: the workers' cyclic collections need not
+    # walk them case after case (a framework's import leaves ~10^5 objects), and forked they stay
+    # shared pages, never written by a collection
+    gc.freeze()
     threads = thread_count()
     if threads != 1:
         why = f"{threads} threads after importing {', '.join(specs)}"

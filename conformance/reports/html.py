@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from pathlib import Path
 from typing import Any
 
@@ -68,93 +69,96 @@ def script_json(value: Any) -> Markup:
     return Markup(text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
-class _Strings:
-    """A table of distinct strings: rows refer to repeated values (file, params, rerun) by index."""
-
-    def __init__(self) -> None:
-        self.values: list[str] = []
-        self._index: dict[str, int] = {}
-
-    def __call__(self, value: str | None) -> int | None:
-        if not value:
-            return None
-        if value not in self._index:
-            self._index[value] = len(self.values)
-            self.values.append(value)
-        return self._index[value]
-
-
 def _short(value: Any) -> Any:
     """A float with 3 significant digits (17 digits told nobody anything and tripled the page)."""
-    if isinstance(value, float) and math.isfinite(value):
-        return float(f"{value:.3g}")
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return float(f"{value:.3g}")
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")  # as to_json writes them
     return value
-
-
-def _row_record(r: Result, strings: _Strings) -> dict[str, Any]:
-    """One result for the HTML table. Short keys, interned strings (case ids, shapes, tags,
-    messages, baseline entries), 3-digit floats and no empty or derivable fields keep ~16,000 rows
-    near two megabytes; the template's script expands them (see INTERNED there)."""
-    dtype = r.params.get("dtype") or r.expected_dtype
-    standard_rerun = f"conformance run {r.file} --case '{r.case}' --framework {r.framework}"
-    fields = {
-        "s": STATUSES.index(r.status),
-        "c": strings(r.case),
-        "f": strings(r.file),
-        "fw": strings(r.framework),
-        "k": strings(r.check),
-        "fa": strings(r.family if r.family and r.family != r.case else None),
-        "op": strings(r.params.get("op")),
-        "dt": strings(dtype),
-        "pt": strings(params_text(r.params)),
-        "r": strings(r.rerun) if r.rerun != standard_rerun else None,  # the script rebuilds the usual one
-        "rp": strings(r.reproducer),
-        "t": strings(",".join(r.tags)),
-        "es": strings(_shape(r.expected_shape)),
-        "as": 1
-        if r.actual_shape is not None and r.actual_shape == r.expected_shape
-        else strings(_shape(r.actual_shape)),
-        "ed": strings(r.expected_dtype) if r.expected_dtype != dtype else None,
-        "ad": strings(r.actual_dtype) if r.actual_dtype != (r.expected_dtype or dtype) else None,
-        "ae": _short(r.max_abs_err),
-        "re": _short(r.max_rel_err),
-        "eb": _short(r.max_err_over_bound),
-        "et": _short(r.max_err_over_tolerance),
-        "tw": _short(r.tolerance_at_worst),
-        "mm": r.mismatched,
-        "el": r.elements,
-        "wi": r.worst_index if r.mismatched else None,
-        "x": strings(r.exception),
-        "rb": strings(r.raised_by),
-        "m": strings(r.message),
-        "dv": strings(to_json(r.divergence) if r.divergence else None),
-        "d": _short(r.duration_s),
-        "ex": r.expect if r.expect != "ok" else None,
-    }
-    return {k: v for k, v in fields.items() if v not in (None, "", [], {})}
 
 
 def _shape(shape: list[int] | None) -> str | None:
     return None if shape is None else ",".join(map(str, shape))
 
 
+#: the table's columns, in the order a row lists them; INTERNED ones refer to the strings table
+_KEYS = (
+    "s", "c", "f", "fw", "k", "fa", "op", "dt", "pt", "r", "rp", "t", "es", "as", "ed", "ad",
+    "ae", "re", "eb", "et", "tw", "mm", "el", "wi", "x", "rb", "m", "dv", "d", "ex",
+)  # fmt: skip
+_INTERNED = frozenset(
+    ("c", "f", "fw", "k", "fa", "op", "dt", "pt", "r", "rp", "t", "es", "as", "ed", "ad",
+     "x", "rb", "m", "dv")
+)  # fmt: skip
+
+
+def _row(r: Result) -> tuple:
+    """One result for the HTML table, a value per _KEYS. Short keys, interned strings (case ids,
+    shapes, tags, messages, baseline entries), 3-digit floats and no empty or derivable fields
+    keep ~16,000 rows near two megabytes; the template's script expands them (see INTERNED there)."""
+    dtype = r.params.get("dtype") or r.expected_dtype
+    standard_rerun = f"conformance run {r.file} --case '{r.case}' --framework {r.framework}"
+    same_shape = r.actual_shape is not None and r.actual_shape == r.expected_shape
+    return (
+        STATUSES.index(r.status),
+        r.case,
+        r.file,
+        r.framework,
+        r.check,
+        r.family if r.family and r.family != r.case else None,
+        r.params.get("op"),
+        dtype,
+        params_text(r.params),
+        r.rerun if r.rerun != standard_rerun else None,  # the script rebuilds the usual one
+        r.reproducer,
+        ",".join(r.tags),
+        _shape(r.expected_shape),
+        1 if same_shape else _shape(r.actual_shape),  # 1: the expected shape
+        r.expected_dtype if r.expected_dtype != dtype else None,
+        r.actual_dtype if r.actual_dtype != (r.expected_dtype or dtype) else None,
+        _short(r.max_abs_err),
+        _short(r.max_rel_err),
+        _short(r.max_err_over_bound),
+        _short(r.max_err_over_tolerance),
+        _short(r.tolerance_at_worst),
+        r.mismatched,
+        r.elements,
+        r.worst_index if r.mismatched else None,
+        r.exception,
+        r.raised_by,
+        r.message,
+        to_json(r.divergence) if r.divergence else None,
+        _short(r.duration_s),
+        r.expect if r.expect != "ok" else None,
+    )
+
+
 def _table_data(results: list[Result]) -> Markup:
-    strings = _Strings()
     # failures first, as the table opens: crash, timeout, error, fail, xpass, xfail, then the rest
     ordered = sorted(results, key=lambda r: SEVERITY.get(r.status, 99))
-    records = [_row_record(r, strings) for r in ordered]
+    rows = [_row(r) for r in ordered]
+    n = len(rows)
+    # one table of distinct strings, numbered in the order the rows meet them
+    interned = [i for i, key in enumerate(_KEYS) if key in _INTERNED]
+    met = dict.fromkeys(
+        v for row in rows for v in operator.itemgetter(*interned)(row) if v and isinstance(v, str)
+    )
+    index = {value: i for i, value in enumerate(met)}
     # by column, not by row: the keys are written once, not once per row (a third of the page);
     # a field most rows have is a list (null where absent), a rare one an object by row index
-    columns: dict[str, Any] = {}
-    for key in dict.fromkeys(k for record in records for k in record):
-        present = [(i, record[key]) for i, record in enumerate(records) if key in record]
-        if 2 * len(present) >= len(records):
-            columns[key] = [record.get(key) for record in records]
+    found: list[tuple[int, int, str, Any]] = []  # (first row with it, place in a row, key, column)
+    for place, (key, values) in enumerate(zip(_KEYS, zip(*rows) if rows else [()] * len(_KEYS))):
+        if key in _INTERNED:
+            column = [index[v] if v and isinstance(v, str) else (v or None) for v in values]
         else:
-            columns[key] = {str(i): value for i, value in present}
-    return script_json(
-        {"statuses": STATUSES, "strings": strings.values, "n": len(records), "columns": columns}
-    )
+            column = list(values)
+        present = [i for i, v in enumerate(column) if v is not None and v != "" and v != [] and v != {}]
+        if present:
+            kept = column if 2 * len(present) >= n else {str(i): column[i] for i in present}
+            found.append((present[0], place, key, kept))
+    columns = {key: column for _, _, key, column in sorted(found, key=lambda f: f[:2])}
+    return script_json({"statuses": STATUSES, "strings": list(met), "n": n, "columns": columns})
 
 
 def _result_view(r: Result) -> dict[str, Any]:

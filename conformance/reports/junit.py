@@ -33,16 +33,8 @@ def _clean(text: Any) -> str:
     return _NOT_XML.sub("?", str(text))
 
 
-def _testcase(suite: ET.Element, r: Result) -> None:
-    case = ET.SubElement(
-        suite,
-        "testcase",
-        name=_clean(f"{r.case}[{r.check}]"),
-        classname=_clean(f"{r.framework}.{Path(r.file).stem}"),
-        file=_clean(r.file),
-        time=f"{r.duration_s or 0:.3f}",
-    )
-    details = "\n".join(
+def _details(r: Result) -> str:
+    return "\n".join(
         x
         for x in (
             params_text(r.params),
@@ -53,14 +45,25 @@ def _testcase(suite: ET.Element, r: Result) -> None:
         )
         if x and x != "re-run: "
     )
+
+
+def _testcase(suite: ET.Element, r: Result, classname: str) -> None:
+    case = ET.SubElement(
+        suite,
+        "testcase",
+        name=_clean(f"{r.case}[{r.check}]"),
+        classname=classname,
+        file=_clean(r.file),
+        time=f"{r.duration_s or 0:.3f}",
+    )
     if r.status in FAILURE:
         ET.SubElement(case, "failure", message=_clean(r.message or r.status), type=r.status).text = _clean(
-            details
+            _details(r)
         )
     elif r.status in ERROR:
         kind = r.exception or r.status
         ET.SubElement(case, "error", message=_clean(r.message or r.status), type=_clean(kind)).text = _clean(
-            details
+            _details(r)
         )
     elif r.status in SKIPPED:
         why = (r.divergence or {}).get("reason") or r.message or r.status
@@ -88,8 +91,11 @@ def render_junit(document: dict[str, Any]) -> str:
             skipped=str(counts["skipped"]),
             time=f"{sum(r.duration_s or 0 for r in mine):.3f}",
         )
+        classnames: dict[str, str] = {}  # by file: a suite holds thousands of one file's results
         for r in mine:
-            _testcase(suite, r)
+            if r.file not in classnames:
+                classnames[r.file] = _clean(f"{r.framework}.{Path(r.file).stem}")
+            _testcase(suite, r, classnames[r.file])
         totals.update(counts)
         totals["tests"] += len(mine)
     for key in ("tests", "failures", "errors", "skipped"):

@@ -318,12 +318,20 @@ def comparison_by_family(frameworks: list[str], results: Iterable[Result]) -> li
     (unsupported excluded) and names the most frequent reasons; every number comes from results.
     """
     valid = [r for r in results if r.check != "error_parity" and r.params]
+    # one pass: each params record (the results of a case share one) is classified once
+    families: dict[int, list[str]] = {}
+    members: dict[tuple[str, str], list[Result]] = {}
+    for r in valid:
+        key = id(r.params)
+        if key not in families:
+            families[key] = [f for f, member in PARAMETER_FAMILIES.items() if member(r.params)]
+        for family in families[key]:
+            members.setdefault((family, r.framework), []).append(r)
     rows = []
-    for family, member in PARAMETER_FAMILIES.items():
+    for family in PARAMETER_FAMILIES:
         row = {"family": family, "cells": []}
-        selected = [r for r in valid if member(r.params)]
         for name in frameworks:
-            mine = [r for r in selected if r.framework == name]
+            mine = members.get((family, name), [])
             ran = [r for r in mine if r.status != "unsupported"]
             bad = [r for r in ran if r.status in DIVERGENT]
             reasons = Counter(_reason(r) for r in bad).most_common(2)
@@ -680,6 +688,7 @@ def _ndim_class(p: dict[str, Any]) -> str:
 
 #: the maps drawn per framework: (title, row classifier, column classifier); a classifier takes a
 #: result and returns its row or column label
+#: (title, row label, column label); labels read a result's params and check, nothing else
 PARAMETER_MAPS: list[tuple[str, Callable[[Result], str], Callable[[Result], str]]] = [
     ("stride × padding", lambda r: _stride_class(r.params), lambda r: _padding_class(r.params)),
     (
@@ -734,20 +743,28 @@ def parameter_maps(frameworks: list[str], results: Iterable[Result]) -> list[Par
     valid = [r for r in results if r.params and r.expect != "error" and r.status != "unsupported"]
     maps = []
     for title, row_of, column_of in PARAMETER_MAPS:
-        labels = [(row_of(r), column_of(r)) for r in valid]
+        # a label depends on the params and the check only: worked out once per pair
+        known: dict[tuple[int, str], tuple[str, str]] = {}
+        labels = []
+        for r in valid:
+            pair = (id(r.params), r.check)
+            if pair not in known:
+                known[pair] = (row_of(r), column_of(r))
+            labels.append(known[pair])
         rows = sorted({a for a, _ in labels}, key=_label_order)
         columns = sorted({b for _, b in labels}, key=_label_order)
+        by_framework: dict[str, dict[tuple[str, str], MapCell]] = {name: {} for name in frameworks}
+        for r, key in zip(valid, labels):
+            cells = by_framework.get(r.framework)
+            if cells is None:
+                continue
+            cell = cells.get(key) or cells.setdefault(key, MapCell())
+            cell.ran += 1
+            cell.divergent += r.status in DIVERGENT or r.status == "xpass"
+            cell.failing += r.status in FAILING
         for name in frameworks:
-            cells: dict[tuple[str, str], MapCell] = {}
-            for r, key in zip(valid, labels):
-                if r.framework != name:
-                    continue
-                cell = cells.setdefault(key, MapCell())
-                cell.ran += 1
-                cell.divergent += r.status in DIVERGENT or r.status == "xpass"
-                cell.failing += r.status in FAILING
-            if cells:
-                maps.append(ParameterMap(title, name, rows, columns, cells))
+            if by_framework[name]:
+                maps.append(ParameterMap(title, name, rows, columns, by_framework[name]))
     return maps
 
 
