@@ -114,6 +114,10 @@ def bench_library(paths: list[str], frameworks: list[str], workers: int, rounds:
     return {"forward_only_s": fwd, "full_s": all_, "ratio": all_ / fwd, "results": len(full.results)}
 
 
+#: the frameworks of the README's reference run (`conformance run cases --framework torch ...`)
+REFERENCE_FRAMEWORKS = ["torch", "mlx", "torch.nn", "mlx.nn"]
+
+
 def framework_seconds(records: list[dict]) -> float:
     """The frameworks' own call time: forward and repeatability calls each, one vjp per (case,
     adapter) (every gradient result carries the same vjp call's time)."""
@@ -286,13 +290,16 @@ def main() -> None:
     parser.add_argument("--json", default="reports/bench.json", help="where the figures are written")
     args = parser.parse_args()
     frameworks = args.framework or ["torch"]
-    figures: dict = {"frameworks": frameworks, "cases": args.cases}
+    # --phases measures the reference run of the README (and of issue 14) unless told otherwise
+    phase_frameworks = args.framework or REFERENCE_FRAMEWORKS
+    figures: dict = {"frameworks": frameworks, "phase_frameworks": phase_frameworks, "cases": args.cases}
     figures["oracle"] = bench_oracle()
     if not args.skip_library:
         figures["library"] = bench_library(args.cases, frameworks, args.workers, args.rounds)
     if args.phases:
         print(
-            "\nwhere a run's time goes: wall (seconds, measured outside), the frameworks' own calls (fw),"
+            f"\nwhere a run's time goes ({', '.join(phase_frameworks)}): wall (seconds, measured outside),"
+            "\nthe frameworks' own calls (fw),"
             "\noverhead = wall x workers - fw; phases inside the command: interpreter start-up, loading cases"
             "\nand adapters, the run (its workers' oracle and other check work, results sent and"
             "\nwaits for the next job, summed over workers),"
@@ -301,7 +308,7 @@ def main() -> None:
         print(PHASE_HEADER)
         scales = [int(s) for s in args.scales.split(",")]
         workers = sorted({1, args.workers})
-        figures["phases"] = bench_phases(args.cases, frameworks, workers, scales, args.phase_rounds)
+        figures["phases"] = bench_phases(args.cases, phase_frameworks, workers, scales, args.phase_rounds)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(figures, indent=1))
     print(f"\nfigures written to {args.json}")

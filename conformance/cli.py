@@ -325,8 +325,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             outcome = run.run(cases)
     finally:
         run.close()
-    # the results live until this process exits: the cyclic collections of what follows (baselines,
-    # reports) need not walk them again and again
+    # the results live until the command exits: the cyclic collections of what follows (baselines,
+    # reports) need not walk them again and again (0.2 s of a 20,000-result run)
     gc.freeze()
     timings.workers = outcome.costs
     filtered = bool(args.keyword or args.case or args.check or args.shard) or not _whole_library(paths)

@@ -102,6 +102,19 @@ def test_a_job_sent_behind_a_case_that_kills_its_worker_runs_again(
     assert _records(outcome) == _records(expected)
 
 
+def test_every_frameworks_results_of_a_case_share_one_params_record(tmp_path: Path) -> None:
+    # the reports work out what they show of a case's params once per record (memoised by identity)
+    path = tmp_path / "small.yaml"
+    path.write_text(SMALL_CASES.replace("  - id: hang-here\n    stride: 4\n", ""))
+    cases = [c for c in load_cases([path]) if c.id in ("plain", "after", "rejects")]
+    outcome, _ = _run(cases, ["torch", "torch.nn"], fork=True)
+    records: dict[str, set[int]] = {}
+    for r in outcome.results:
+        records.setdefault(r.case, set()).add(id(r.params))
+    assert len(outcome.results) > 2 * len(cases)
+    assert all(len(ids) == 1 for ids in records.values()), records
+
+
 def test_a_framework_that_starts_threads_at_import_is_never_forked(tmp_path: Path) -> None:
     path = tmp_path / "small.yaml"
     path.write_text(SMALL_CASES.replace("  - id: hang-here\n    stride: 4\n", ""))
