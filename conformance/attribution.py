@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import CodeType, FrameType, TracebackType
 from typing import Any
 
 FRAMEWORK, ADAPTER = "framework", "adapter"
@@ -61,11 +61,13 @@ def _distribution_modules(distribution: str) -> tuple[str, ...]:
     )
 
 
-def _is_call(code: object, offset: int) -> bool:
-    for instruction in dis.get_instructions(code):
-        if instruction.offset == offset:
-            return instruction.opname.startswith(("CALL", "PRECALL"))
-    return False
+def _is_call(code: CodeType, offset: int) -> bool:
+    return offset in _call_offsets(code)
+
+
+@functools.cache  # disassembling a function is slow, and the same adapter functions raise case after case
+def _call_offsets(code: CodeType) -> frozenset[int]:
+    return frozenset(i.offset for i in dis.get_instructions(code) if i.opname.startswith(("CALL", "PRECALL")))
 
 
 def _top(module: str | None) -> str:

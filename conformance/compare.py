@@ -75,12 +75,14 @@ class Expected:
     def ratios(self, err: np.ndarray) -> list[np.ndarray]:
         """err / tolerance, err / |expected|, err / bound."""
         out = []
-        for divisor, positive, all_positive in self.divisors:
-            with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for divisor, positive, all_positive in self.divisors:
+                if all_positive:  # the usual case, in a third of the time: no mask to apply
+                    out.append(err / divisor)
+                    continue
                 ratio = np.divide(err, divisor, out=np.zeros_like(err), where=positive)
-            if not all_positive:
                 ratio[~positive & (err > 0)] = np.inf
-            out.append(ratio)
+                out.append(ratio)
         return out
 
 

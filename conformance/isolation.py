@@ -50,6 +50,8 @@ def modified(pristine: Mapping[str, np.ndarray | None], handed: Mapping[str, np.
         if before.shape != after.shape or before.dtype != after.dtype:
             changes.append(f"{name} (shape or dtype changed to {after.shape} {after.dtype})")
             continue
+        if before.tobytes() == after.tobytes():  # the usual answer, from one memcmp
+            continue
         width = np.dtype(f"u{before.itemsize}")
         differ = np.ascontiguousarray(before).view(width) != np.ascontiguousarray(after).view(width)
         count = int(np.count_nonzero(differ))
