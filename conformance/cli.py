@@ -296,11 +296,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     timings = Timings()
     with timings.phase("load cases"):
         checks = _checks(args.check)
-        known = _known_divergences(args.known_divergences, args.known_divergences_also)
         specs = _adapter_specs(args.framework, args.adapter)
-        paths = _case_paths(args)
     early = runner.prestart(specs, args.timeout)  # imports and describes the frameworks meanwhile
     try:
+        with timings.phase("load cases"):
+            known = _known_divergences(args.known_divergences, args.known_divergences_also)
+            paths = _case_paths(args)
         with timings.phase("describe adapters"):
             infos = runner.describe(specs, early)
         names = [i.name for i in infos]
