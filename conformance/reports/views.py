@@ -687,8 +687,8 @@ def _ndim_class(p: dict[str, Any]) -> str:
 
 
 #: the maps drawn per framework: (title, row classifier, column classifier); a classifier takes a
-#: result and returns its row or column label
-#: (title, row label, column label); labels read a result's params and check, nothing else
+#: result and returns its row or column label, read from its params and check only (parameter_maps
+#: works each label out once per pair)
 PARAMETER_MAPS: list[tuple[str, Callable[[Result], str], Callable[[Result], str]]] = [
     ("stride × padding", lambda r: _stride_class(r.params), lambda r: _padding_class(r.params)),
     (
