@@ -438,7 +438,7 @@ class Runner:
         if len(pool) < wanted:
             self._start_server(key, specs)
         pool.extend(self._spawn(key) for _ in range(len(pool), wanted))
-        too_large: set[int] = set()  # ids of queued jobs too large to wait behind another
+        too_large: set[tuple[str, str]] = set()  # cases whose jobs are too large to wait behind another
         while queue or any(w.busy for w in pool):
             for w in pool:
                 if not w.busy and queue:
@@ -447,9 +447,9 @@ class Runner:
                 # a second job only while there is more than one left per worker: at the end of
                 # the queue a job waiting behind a long case would keep another worker idle
                 while 0 < len(w.jobs) < PIPELINE_DEPTH and len(queue) > len(pool):
-                    if id(queue[0]) in too_large or not w.send(queue[0], self.checks, behind=True):
-                        too_large.add(id(queue[0]))  # not pickled again on every pass (an id reused
-                        # by a requeued job only costs that job its place behind another)
+                    case = queue[0][0]
+                    if (case.file, case.id) in too_large or not w.send(queue[0], self.checks, behind=True):
+                        too_large.add((case.file, case.id))  # not pickled again on every pass
                         break
                     queue.popleft()
             busy = [w for w in pool if w.busy]

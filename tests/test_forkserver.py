@@ -11,13 +11,23 @@ from pathlib import Path
 import pytest
 
 from conformance import runner
-from conformance.cases import load_cases
+from conformance.cases import Case, load_cases
 from conformance.forkserver import ForkedProcess
 from tests.test_cli import SMALL_CASES
 
 CRASHY = "tests/adapters/crashy.py:Crashy"
 THREADED = "tests/adapters/threaded.py:StartsThreadAtImport"
 VOLATILE = ("duration_s", "message")  # a crash message quotes the worker's log, which names its pid
+
+
+#: the CLI tests' small library without its 20 s hang (these tests run it more than once)
+NO_HANG = SMALL_CASES.replace("  - id: hang-here\n    stride: 4\n", "")
+
+
+def _small_cases(tmp_path: Path, text: str = NO_HANG, ids: tuple[str, ...] = ()) -> list[Case]:
+    path = tmp_path / "small.yaml"
+    path.write_text(text)
+    return [c for c in load_cases([path]) if not ids or c.id in ids]
 
 
 def _records(outcome: runner.RunOutcome) -> list[dict]:
@@ -39,9 +49,7 @@ def _run(cases, specs: list[str], fork: bool, timeout: float = 20.0) -> tuple[ru
 
 
 def test_forked_workers_give_the_spawned_verdicts_and_replace_crashed_ones(tmp_path: Path) -> None:
-    path = tmp_path / "small.yaml"
-    path.write_text(SMALL_CASES.replace("  - id: hang-here\n    stride: 4\n", ""))  # no 20 s hang twice
-    cases = load_cases([path])
+    cases = _small_cases(tmp_path)
     forked, made = _run(cases, [CRASHY, "torch"], fork=True)
     spawned, spawned_made = _run(cases, [CRASHY, "torch"], fork=False)
     assert set(made) == {ForkedProcess}, "every worker, the replacements too, is forked"
@@ -56,9 +64,7 @@ def test_forked_workers_give_the_spawned_verdicts_and_replace_crashed_ones(tmp_p
 def test_jobs_too_large_to_wait_behind_another_give_the_same_records(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "small.yaml"
-    path.write_text(SMALL_CASES.replace("  - id: hang-here\n    stride: 4\n", ""))
-    cases = load_cases([path])
+    cases = _small_cases(tmp_path)
     pipelined, _ = _run(cases, [CRASHY, "torch"], fork=True)
     sent: list[bool] = []
     send = runner._Worker.send
@@ -80,12 +86,9 @@ def test_a_job_sent_behind_a_case_that_kills_its_worker_runs_again(
 ) -> None:
     # the race CI met once: a job sent behind another after the worker died of it (broken pipe);
     # the crashing case first, so that the first worker's first job is the one it dies of
-    path = tmp_path / "small.yaml"
-    small = SMALL_CASES.replace("  - id: hang-here\n    stride: 4\n", "")
-    path.write_text(
-        small.replace("  - id: plain\n", "").replace("  - id: after\n", "  - id: plain\n  - id: after\n")
-    )
-    cases = load_cases([path])
+    crash_first = NO_HANG.replace("  - id: plain\n", "")
+    crash_first = crash_first.replace("  - id: after\n", "  - id: plain\n  - id: after\n")
+    cases = _small_cases(tmp_path, crash_first)
     expected, _ = _run(cases, [CRASHY, "torch"], fork=True)
     late: list[str] = []
     send = runner._Worker.send
@@ -104,9 +107,7 @@ def test_a_job_sent_behind_a_case_that_kills_its_worker_runs_again(
 
 def test_every_frameworks_results_of_a_case_share_one_params_record(tmp_path: Path) -> None:
     # the reports work out what they show of a case's params once per record (memoised by identity)
-    path = tmp_path / "small.yaml"
-    path.write_text(SMALL_CASES.replace("  - id: hang-here\n    stride: 4\n", ""))
-    cases = [c for c in load_cases([path]) if c.id in ("plain", "after", "rejects")]
+    cases = _small_cases(tmp_path, ids=("plain", "after", "rejects"))
     outcome, _ = _run(cases, ["torch", "torch.nn"], fork=True)
     records: dict[str, set[int]] = {}
     for r in outcome.results:
@@ -116,9 +117,7 @@ def test_every_frameworks_results_of_a_case_share_one_params_record(tmp_path: Pa
 
 
 def test_a_framework_that_starts_threads_at_import_is_never_forked(tmp_path: Path) -> None:
-    path = tmp_path / "small.yaml"
-    path.write_text(SMALL_CASES.replace("  - id: hang-here\n    stride: 4\n", ""))
-    cases = [c for c in load_cases([path]) if c.id in ("plain", "after", "rejects")]
+    cases = _small_cases(tmp_path, ids=("plain", "after", "rejects"))
     outcome, made = _run(cases, [THREADED], fork=True)
     assert made and all(t is not ForkedProcess for t in made), "the server declined: workers are spawned"
     assert {r.status for r in outcome.results} == {"pass"}
