@@ -302,6 +302,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         with timings.phase("load cases"):
             known = _known_divergences(args.known_divergences, args.known_divergences_also)
             paths = _case_paths(args)
+            cases = _shard_cases(filter_cases(select(load_cases(paths), args.case), args.keyword), args)
+        if not cases:
+            raise UsageError("no case matches the given paths, --case and -k")
         with timings.phase("describe adapters"):
             infos = runner.describe(specs, early)
         names = [i.name for i in infos]
@@ -314,11 +317,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     progress = None if args.quiet else runner.print_progress
     run = runner.Runner(infos, args.workers, args.timeout, progress, checks, prestarted=early)
     try:
-        run.start()  # the workers' frameworks are imported while the cases load
-        with timings.phase("load cases"):
-            cases = _shard_cases(filter_cases(select(load_cases(paths), args.case), args.keyword), args)
-        if not cases:
-            raise UsageError("no case matches the given paths, --case and -k")
+        run.start()  # every other pool's server imports its frameworks while the first pool runs
         if not args.quiet:
             versions = ", ".join(f"{i.name} {i.version}" for i in infos)
             print(f"conformance: {len(cases)} cases x {len(infos)} frameworks ({versions})", file=sys.stderr)
