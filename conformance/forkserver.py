@@ -177,6 +177,7 @@ class ForkServer:
         self, process: multiprocessing.process.BaseProcess, control: Connection, timeout: float
     ) -> None:
         self.process, self.control, self.timeout = process, control, timeout
+        self.started = time.monotonic()
         self.alive = True
         self.ready = False  # known once the server has said so (the first fork waits for it)
         self.answered = False  # the server said whether it is ready (or died, or timed out)
@@ -205,19 +206,34 @@ class ForkServer:
         child.close()
         return cls(process, parent, timeout)
 
-    def _await_ready(self) -> bool:
+    def _await_ready(self, wait: bool = True) -> bool:
         if not self.answered and self.alive:
-            self.answered = True
+            left = self.timeout - (time.monotonic() - self.started)
             try:
-                if self.control.poll(self.timeout):
+                if not self.control.poll(max(left, 0.0) if wait else 0.0):
+                    if not wait and left > 0:
+                        return False  # still loading
+                else:
                     kind, detail = self.control.recv()
                     self.ready = kind == "ready"
                     self._described = detail if self.ready else detail[1]
             except (EOFError, OSError):
                 pass
+            self.answered = True
             if not self.ready:  # declined, died or timed out: the pool spawns its workers
                 self.close()
         return self.ready
+
+    def poll_answer(self) -> bool:
+        """Whether the server has said if it is ready (or died, or ran out of time), without
+        waiting: a run goes on with other pools while this one's frameworks import."""
+        self._await_ready(wait=False)
+        return self.answered or not self.alive
+
+    @property
+    def loading(self) -> Connection | None:
+        """What becomes readable once the server answers (to wait on); None once it has."""
+        return None if self.answered or not self.alive else self.control
 
     def described(self) -> dict:
         """spec -> what ``describe`` said of it in the server (waits until the server has loaded

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance import layer_api
-from conformance.adapters import Adapter, load_adapter, split_variant
+from conformance.adapters import BUILTIN_PACKAGES, BUILTINS, Adapter, load_adapter, split_variant
 from conformance.cases import Case
 from conformance.checks import Reference, base_result, checks_for, run_checks
 from conformance.forkserver import ForkedProcess, ForkServer
@@ -52,15 +52,20 @@ class AdapterInfo:
 
     variant: str | None = None
     process_group: str | None = None  # Adapter.process_group
+    #: a built-in adapter whose fork server is still importing its framework: named, not yet
+    #: described (the runner fills it in once the server answers; see :func:`describe`)
+    pending: bool = False
 
     @property
     def pool_key(self) -> tuple:
-        """Adapters with the same key may share a worker process. A variant's settings are process
-        state (environment read at import, switches such as torch.backends.mkldnn.enabled), so
-        each variant gets workers of its own: it must not change what another adapter computes.
-        So does a framework that cannot share a process with others (``Adapter.process_group``)."""
+        """Adapters with the same key share worker processes: those of one framework (torch and
+        torch.nn), never two frameworks, so that one framework's import (its threads, its
+        floating-point settings, a library it loads) can never change what another computes, nor
+        its crash take the other's case down. A variant's settings are process state (environment
+        read at import, switches such as torch.backends.mkldnn.enabled), so each variant gets
+        workers of its own too. ``Adapter.process_group`` names the group outright."""
         variant = self.spec if self.variant is not None else None
-        return (tuple(sorted(self.env.items())), variant, self.process_group)
+        return (tuple(sorted(self.env.items())), variant, self.process_group or framework_group(self.spec))
 
 
 @dataclass
@@ -74,13 +79,33 @@ class RunOutcome:
     costs: dict[str, float] = field(default_factory=dict)
 
 
-def describe(adapter_specs: Sequence[str], prestarted: Prestarted | None = None) -> list[AdapterInfo]:
-    """Each adapter's name, version and settings. An adapter that ``prestarted``'s fork server
+def framework_group(spec: str) -> str:
+    """The worker group of an adapter, known from its spec alone: a built-in's framework package
+    (``torch.nn`` -> ``torch``), else the spec itself (without a variant)."""
+    base = split_variant(spec)[0]
+    return BUILTIN_PACKAGES.get(base, base)
+
+
+def describe(
+    adapter_specs: Sequence[str], prestarted: Prestarted | None = None, wait: bool = True
+) -> list[AdapterInfo]:
+    """Each adapter's name, version and settings. An adapter that a ``prestarted`` fork server
     loaded is described there, so this process never imports its framework (torch alone costs a
     second to import and most of one to tear down at exit); any other is loaded here, which also
-    validates its spec and raises what loading it raises."""
-    known = prestarted.server.described() if prestarted is not None else {}
-    return [known.get(spec) or _describe(spec, load_adapter(spec)) for spec in adapter_specs]
+    validates its spec and raises what loading it raises.
+
+    Without ``wait``, a built-in whose server is still importing is returned ``pending`` (its name
+    is its spec): a :class:`Runner` given it starts the pools that are ready and describes it when
+    its server answers, so MLX's cases run while torch imports."""
+    infos = []
+    for spec in adapter_specs:
+        server = prestarted.server_of(spec) if prestarted is not None else None
+        if server is not None and not wait and spec in BUILTINS and not server.poll_answer():
+            infos.append(AdapterInfo(spec, spec, "", pending=True))
+            continue
+        known = server.described() if server is not None else {}
+        infos.append(known.get(spec) or _describe(spec, load_adapter(spec)))
+    return infos
 
 
 def _describe(spec: str, adapter: Adapter) -> AdapterInfo:
@@ -99,18 +124,28 @@ def _describe(spec: str, adapter: Adapter) -> AdapterInfo:
     )
 
 
-#: the pool key of adapters with no variant and no process group
-DEFAULT_POOL: tuple = ((), None, None)
+def guessed_pool_key(spec: str) -> tuple:
+    """The pool key of an adapter without a variant, before it is described: right for every
+    built-in (a test holds them to it), a guess for others (one naming a process group)."""
+    return ((), None, framework_group(spec))
 
 
 @dataclass
 class Prestarted:
-    specs: list[str]
-    server: ForkServer
+    #: guessed pool key -> (its specs, the server loading them)
+    servers: dict[tuple, tuple[list[str], ForkServer]]
     log_dir: str
 
+    def server_of(self, spec: str) -> ForkServer | None:
+        for specs, server in self.servers.values():
+            if spec in specs:
+                return server
+        return None
+
     def close(self) -> None:
-        self.server.close()
+        for _, server in self.servers.values():
+            server.close()
+        self.servers = {}
         shutil.rmtree(self.log_dir, ignore_errors=True)
 
 
@@ -125,16 +160,23 @@ def _new_server(
 
 
 def prestart(specs: Sequence[str], timeout: float = 120.0) -> Prestarted | None:
-    """A fork server for the specs without a variant, started before any adapter is described: it
-    imports their frameworks and describes them (:func:`describe`) while this process goes on.
-    Whether they do share one pool is known only once they are described (an adapter may name a
-    process group); the runner uses the server if so and throws it away if not."""
-    default = [s for s in specs if split_variant(s)[1] is None]
-    if not default or not sys.platform.startswith("linux"):
+    """A fork server for each framework of the specs without a variant, started before any
+    adapter is described: each imports its framework and describes its adapters (:func:`describe`)
+    while this process goes on. Whether the pools are those guessed is known only once their
+    adapters are described (one may name a process group); the runner uses a server whose guess
+    was right and throws the others away."""
+    groups: dict[tuple, list[str]] = {}
+    for spec in specs:
+        if split_variant(spec)[1] is None:
+            groups.setdefault(guessed_pool_key(spec), []).append(spec)
+    if not groups or not sys.platform.startswith("linux"):
         return None
     log_dir = tempfile.mkdtemp(prefix="conformance-workers-")
-    server = _new_server(default, {}, os.path.join(log_dir, "forkserver.log"), timeout, describe=True)
-    return Prestarted(default, server, log_dir)
+    servers = {
+        key: (group, _new_server(group, {}, os.path.join(log_dir, f"forkserver-{i}.log"), timeout, True))
+        for i, (key, group) in enumerate(groups.items())
+    }
+    return Prestarted(servers, log_dir)
 
 
 def rerun_command(case: Case, info: AdapterInfo) -> str:
@@ -334,6 +376,40 @@ def _exit_description(code: int | None) -> str:
     return f"exited with code {code}"
 
 
+@dataclass
+class _Pool:
+    """The workers of one pool key (AdapterInfo.pool_key), the jobs left for them and their server."""
+
+    key: tuple
+    specs: list[str]
+    server: ForkServer | None = None
+    workers: list[_Worker] = field(default_factory=list)
+    queue: deque[tuple[Case, list[str]]] = field(default_factory=deque)
+    queued_work: float = 0.0  # Case.work of the queued jobs, times their frameworks
+    described: bool = False  # every adapter of the pool is described: its jobs may go out
+    #: cases whose jobs are too large to wait behind another (not pickled again on every pass)
+    too_large: set[tuple[str, str]] = field(default_factory=set)
+
+    @property
+    def busy(self) -> int:
+        return sum(w.busy for w in self.workers)
+
+    @property
+    def loading(self) -> multiprocessing.connection.Connection | None:
+        """The server's connection while it imports (it becomes readable when the server answers)."""
+        return None if self.described or self.server is None else self.server.loading
+
+    def take(self) -> tuple[Case, list[str]]:
+        job = self.queue.popleft()
+        self.queued_work -= job[0].work * len(job[1])
+        return job
+
+    def put_back(self, jobs: Sequence[tuple[Case, list[str]]]) -> None:
+        """Jobs to run next, in the given order (those of a worker that died)."""
+        self.queue.extendleft(reversed(jobs))
+        self.queued_work += sum(case.work * len(specs) for case, specs in jobs)
+
+
 class Runner:
     def __init__(
         self,
@@ -345,8 +421,10 @@ class Runner:
         fork: bool = True,
         prestarted: Prestarted | None = None,
     ) -> None:
-        """``fork``: fork each pool's workers from a fork server (Linux), else spawn every one.
-        ``prestarted``: a fork server started before the adapters were described (:func:`prestart`)."""
+        """``workers``: how many cases run at once, over all pools (a fork server still importing
+        counts as one). ``fork``: fork each pool's workers from a fork server (Linux), else spawn
+        every one. ``prestarted``: fork servers started before the adapters were described
+        (:func:`prestart`); ``adapters`` may then hold ``pending`` ones (:func:`describe`)."""
         self.prestarted = prestarted
         self.other_log_dirs: list[str] = []
         self.adapters = {a.spec: a for a in adapters}
@@ -359,10 +437,8 @@ class Runner:
         self.results: dict[tuple[str, str, str], list[Result]] = {}
         self._params: dict[tuple[str, str], dict] = {}  # a case's params record, shared (_record)
         self.costs: dict[str, float] = {}
-        #: one pool per pool key (AdapterInfo.pool_key), kept between run() calls with keep_alive
-        self.pools: dict[tuple, list[_Worker]] = {}
-        #: each pool's fork server (None: its workers are spawned); see conformance.forkserver
-        self.servers: dict[tuple, ForkServer | None] = {}
+        #: one pool per pool key, kept between run() calls with keep_alive
+        self.pools: dict[tuple, _Pool] = {}
         self.fork = fork and sys.platform.startswith("linux")
 
     def _log_path(self, name: str) -> str:
@@ -370,30 +446,56 @@ class Runner:
             self.log_dir = tempfile.mkdtemp(prefix="conformance-workers-")
         return os.path.join(self.log_dir, f"{name}-{time.monotonic_ns()}.log")
 
-    def _start_server(self, key: tuple, specs: list[str]) -> None:
-        if key in self.servers:
-            return
-        server = None
-        early, self.prestarted = self.prestarted, None
-        if early is not None:
-            self.other_log_dirs.append(early.log_dir)  # removed by close(), once the server is gone
-            if early.specs == specs and key == DEFAULT_POOL:
-                server = early.server
-            else:  # the guess was wrong (a process group): its imports are thrown away
-                early.server.close()
-        if server is None and self.fork:
-            env = self.adapters[specs[0]].env
-            server = _new_server(specs, env, self._log_path("forkserver"), self.timeout)
-        self.servers[key] = server
+    def _pool(self, key: tuple, specs: list[str]) -> _Pool:
+        pool = self.pools.get(key)
+        if pool is None:
+            pool = self.pools[key] = _Pool(key, list(specs))
+            early = self.prestarted.servers.pop(key, None) if self.prestarted is not None else None
+            if early is not None and early[0] == pool.specs:
+                pool.server = early[1]
+            else:
+                if early is not None:  # the guess was wrong (a process group): its imports are thrown away
+                    early[1].close()
+                if self.fork:
+                    env = self.adapters[specs[0]].env
+                    pool.server = _new_server(specs, env, self._log_path("forkserver"), self.timeout, True)
+        return pool
 
-    def _spawn(self, key: tuple) -> _Worker:
+    def _drop_prestarted(self) -> None:
+        """Close the early servers no pool took (their log folder goes once their workers are gone)."""
+        if self.prestarted is not None:
+            for _, server in self.prestarted.servers.values():
+                server.close()
+            self.other_log_dirs.append(self.prestarted.log_dir)
+            self.prestarted = None
+
+    def _ready(self, pool: _Pool) -> bool:
+        """Whether the pool's jobs may go out: its server has answered (ready, declined, dead or out
+        of time; it has none) and so its adapters are described."""
+        if pool.described:
+            return True
+        if pool.server is not None and not pool.server.poll_answer():
+            return False
+        known = pool.server.described() if pool.server is not None else {}
+        for spec in pool.specs:
+            if self.adapters[spec].pending:
+                info = known.get(spec) or _describe(spec, load_adapter(spec))
+                if info.pool_key != pool.key:
+                    raise RuntimeError(
+                        f"harness bug: built-in adapter {spec!r} belongs to pool {info.pool_key}, "
+                        f"not to {pool.key} as guessed_pool_key() says"
+                    )
+                self.adapters[spec] = info
+        pool.described = True
+        return True
+
+    def _spawn(self, pool: _Pool) -> _Worker:
         log_path = self._log_path("worker")
-        server = self.servers.get(key)
-        forked = server.fork(log_path) if server is not None else None
+        forked = pool.server.fork(log_path) if pool.server is not None else None
         if forked is not None:
             return _Worker(*forked, log_path)
         parent_conn, child_conn = self.context.Pipe()
-        env = next(a.env for a in self.adapters.values() if a.pool_key == key)
+        env = self.adapters[pool.specs[0]].env
         process = self.context.Process(target=_worker_main, args=(child_conn, log_path, env), daemon=True)
         with _thread_limits():
             process.start()
@@ -425,35 +527,46 @@ class Runner:
 
     def start(self) -> None:
         """Start every pool's fork server now, so that it imports its frameworks while the caller
-        does other work (or while the pools before it run); :meth:`run` does it otherwise."""
+        does other work; :meth:`run` does it otherwise."""
         for key, specs in self._groups().items():
-            self._start_server(key, specs)
+            self._pool(key, specs)
+        self._drop_prestarted()
 
     def run(self, cases: Sequence[Case], keep_alive: bool = False) -> RunOutcome:
         """Every case through every adapter. With ``keep_alive`` the workers stay up for the next
         call (each new worker imports the frameworks again, which costs seconds).
 
-        Adapters whose variants need different environment variables (read by a framework once, at
-        import) run in separate worker pools, one after the other."""
+        The pools run at the same time, ``workers`` cases at once in all: one whose server is
+        ready runs while another's still imports its framework, and a core goes where the most
+        work is left."""
         specs = list(self.adapters)
-        groups = self._groups()
         self.results, self.costs, self._params = {}, {}, {}
         total = len(cases) * len(specs)
+        # largest first (a stable sort): a long case handed out last would keep the other workers
+        # idle; results are collected in the given order whatever the order they ran in
+        by_work = sorted(cases, key=lambda case: -case.work)
+        pools = []
+        for key, group in self._groups().items():
+            pool = self._pool(key, group)
+            pool.queue, pool.queued_work = deque(), 0.0
+            pool.put_back([(case, list(group)) for case in by_work])
+            pools.append(pool)
+        self._drop_prestarted()
         interrupted = False
         collecting = gc.isenabled()
         # no cyclic collections while results come in: they hold no cycles, and each collection
         # walked every result received so far (a fifth of a second of a 20,000-result run)
         gc.disable()
         try:
-            for key, group in groups.items():
-                self._run_group(cases, group, key, total)
-                if not keep_alive:
-                    self._close_pool(key)
+            self._run_pools(pools, total, keep_alive)
         except KeyboardInterrupt:
             interrupted = True
         finally:
             if collecting:
                 gc.enable()
+            if not interrupted:
+                for pool in pools:  # a run of no case still reports every framework's version
+                    self._describe_now(pool)
             if not keep_alive or interrupted:
                 self.close()
         results = self._collect(cases, specs, interrupted)
@@ -462,44 +575,63 @@ class Runner:
         facts = {a.name: a.facts for a in self.adapters.values() if a.facts}
         return RunOutcome(results, frameworks, interrupted, layers, facts, dict(self.costs))
 
-    def _run_group(self, cases: Sequence[Case], specs: list[str], key: tuple, total: int) -> None:
-        # largest first (a stable sort): a long case handed out last would keep the other workers
-        # idle; results are collected in the given order whatever the order they ran in
-        by_work = sorted(cases, key=lambda case: -case.work)
-        queue: deque[tuple[Case, list[str]]] = deque((case, list(specs)) for case in by_work)
-        pool = self.pools.setdefault(key, [])
-        wanted = min(self.workers, len(queue)) or 1
-        if len(pool) < wanted:
-            self._start_server(key, specs)
-        pool.extend(self._spawn(key) for _ in range(len(pool), wanted))
-        too_large: set[tuple[str, str]] = set()  # cases whose jobs are too large to wait behind another
-        while queue or any(w.busy for w in pool):
-            for w in pool:
-                if not w.busy and queue:
-                    w.in_flight = None
-                    w.send(queue.popleft(), self.checks)
-                # a second job only while there is more than one left per worker: at the end of
-                # the queue a job waiting behind a long case would keep another worker idle
-                while 0 < len(w.jobs) < PIPELINE_DEPTH and len(queue) > len(pool):
-                    case = queue[0][0]
-                    if (case.file, case.id) in too_large or not w.send(queue[0], self.checks, behind=True):
-                        too_large.add((case.file, case.id))  # not pickled again on every pass
-                        break
-                    queue.popleft()
-            busy = [w for w in pool if w.busy]
-            ready = multiprocessing.connection.wait([w.conn for w in busy], timeout=0.5)
-            for w in busy:
+    def _describe_now(self, pool: _Pool) -> None:
+        if not pool.described:
+            if pool.server is not None:
+                pool.server.described()  # waits for it
+            self._ready(pool)
+
+    def _run_pools(self, pools: list[_Pool], total: int, keep_alive: bool) -> None:
+        active = list(pools)
+        while active:
+            for pool in active:
+                self._ready(pool)
+            self._dispatch(active)
+            busy = [(w, pool) for pool in active for w in pool.workers if w.busy]
+            loading = [c for c in (pool.loading for pool in active) if c is not None]
+            ready = multiprocessing.connection.wait([w.conn for w, _ in busy] + loading, timeout=0.5)
+            for w, pool in busy:
                 if w.conn in ready:
-                    self._receive(w, pool, queue, key)
+                    self._receive(w, pool)
                 elif w.in_flight and time.monotonic() - w.started > w.limit:
                     what = "per-case timeout" if w.limit == self.timeout else "limit for loading the adapter"
-                    self._replace(
-                        w, pool, queue, key, "timeout", f"no result within the {w.limit:g} s {what}"
-                    )
+                    self._replace(w, pool, "timeout", f"no result within the {w.limit:g} s {what}")
+            for pool in [p for p in active if p.described and not p.queue and not p.busy]:
+                active.remove(pool)
+                if not keep_alive:
+                    self._close_pool(pool.key)
             if self.progress:
                 self.progress(len(self.results), total)
 
-    def _receive(self, w: _Worker, pool: list[_Worker], queue: deque, key: tuple) -> None:
+    def _dispatch(self, pools: list[_Pool]) -> None:
+        """Hand out jobs while fewer than ``workers`` cases run (a server still importing counts as
+        one: it keeps a core busy), each to the ready pool with the most work left per worker."""
+        free = self.workers - sum(pool.busy + (pool.loading is not None) for pool in pools)
+        while free > 0:
+            ready = [pool for pool in pools if pool.described and pool.queue]
+            if not ready:
+                break
+            pool = max(ready, key=lambda p: p.queued_work / (p.busy + 1))
+            w = next((w for w in pool.workers if not w.busy), None)
+            if w is None:
+                w = self._spawn(pool)
+                pool.workers.append(w)
+            w.in_flight = None
+            w.send(pool.take(), self.checks)
+            free -= 1
+        for pool in pools:
+            for w in pool.workers:
+                # a second job only while there is more than one left per worker: at the end of
+                # the queue a job waiting behind a long case would keep another worker idle
+                while 0 < len(w.jobs) < PIPELINE_DEPTH and len(pool.queue) > len(pool.workers):
+                    case = pool.queue[0][0]
+                    ident = (case.file, case.id)
+                    if ident in pool.too_large or not w.send(pool.queue[0], self.checks, behind=True):
+                        pool.too_large.add(ident)
+                        break
+                    pool.take()
+
+    def _receive(self, w: _Worker, pool: _Pool) -> None:
         try:
             events = w.conn.recv()
         except (EOFError, OSError):
@@ -507,7 +639,7 @@ class Runner:
             why = _exit_description(w.process.exitcode)
             tail = w.log_tail()
             message = f"worker process {why} while running this case" + (f"; output: {tail}" if tail else "")
-            self._replace(w, pool, queue, key, "crash", message)
+            self._replace(w, pool, "crash", message)
             return
         for event in events:
             self._event(w, *event)
@@ -532,13 +664,11 @@ class Runner:
             for name, seconds in payload[0].items():  # ("idle", None, the job's costs)
                 self.costs[name] = self.costs.get(name, 0.0) + seconds
 
-    def _replace(
-        self, w: _Worker, pool: list[_Worker], queue: deque, key: tuple, status: str, message: str
-    ) -> None:
+    def _replace(self, w: _Worker, pool: _Pool, status: str, message: str) -> None:
         """Record the in-flight pair as lost, requeue the job's other frameworks and the jobs queued
         behind it, start a fresh worker."""
         jobs = list(w.jobs)  # w keeps them: _stop kills a busy worker without asking it to stop
-        queue.extendleft(reversed(jobs[1:]))  # not started: they run again, in the same order
+        again = jobs[1:]  # not started: they run again, in the same order
         if jobs:
             case, remaining = jobs[0]
             lost = w.in_flight or (remaining[0] if remaining else None)
@@ -546,22 +676,25 @@ class Runner:
                 self._lost(case, lost, status, message)
                 remaining.remove(lost)
             if remaining:
-                queue.appendleft((case, remaining))
+                again.insert(0, (case, remaining))
+        pool.put_back(again)
         self._stop(w)
-        pool[pool.index(w)] = self._spawn(key)
+        pool.workers[pool.workers.index(w)] = self._spawn(pool)
 
     def _close_pool(self, key: tuple) -> None:
-        for w in self.pools.pop(key, []):
+        pool = self.pools.pop(key, None)
+        if pool is None:
+            return
+        for w in pool.workers:
             self._stop(w)
-        server = self.servers.pop(key, None)
-        if server is not None:
-            server.close()
+        if pool.server is not None:
+            pool.server.close()
 
     def close(self) -> None:
         if self.prestarted is not None:  # never used
             self.prestarted.close()
             self.prestarted = None
-        for key in list(self.pools) + list(self.servers):
+        for key in list(self.pools):
             self._close_pool(key)
         for directory in self.other_log_dirs:
             shutil.rmtree(directory, ignore_errors=True)
