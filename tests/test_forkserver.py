@@ -143,3 +143,73 @@ def test_adapters_the_early_server_loaded_are_described_there_and_not_imported_h
     told = json.loads(proc.stdout)
     assert told["names"] == ["torch", "torch.nn"] and told["plain"] == [True, True], told
     assert not told["imported"], "this process imported torch: the server's descriptions were not used"
+
+
+ALONE = "tests/adapters/alone.py:FailsBesideTorch"
+
+
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "spawned"])
+def test_frameworks_never_share_a_worker_process(tmp_path: Path, fork: bool) -> None:
+    # one framework's import (its threads, its floating-point settings) must not change what
+    # another computes: the planted adapter fails wherever torch was imported beside it
+    cases = _small_cases(tmp_path, ids=("plain", "after", "rejects"))
+    first, _ = _run(cases, [ALONE, "torch"], fork=fork)
+    second, _ = _run(cases, ["torch", ALONE], fork=fork)
+    alone = [r for r in first.results if r.framework == "fails-beside-torch"]
+    assert alone and {r.status for r in alone} == {"pass"}, [r.message for r in alone]
+    key = {"file", "case", "framework", "check"}
+    order = sorted(_records(first), key=lambda r: [str(r[k]) for k in sorted(key)])
+    assert order == sorted(_records(second), key=lambda r: [str(r[k]) for k in sorted(key)])
+
+
+def test_no_more_cases_run_at_once_than_workers_over_all_pools(tmp_path: Path) -> None:
+    cases = _small_cases(tmp_path, ids=("plain", "after", "rejects"))
+    run = runner.Runner(runner.describe([ALONE, "torch", "torch.nn"]), workers=2, timeout=20.0)
+    dispatch, most = run._dispatch, []
+
+    def counted(pools):
+        dispatch(pools)
+        most.append(sum(pool.busy + (pool.loading is not None) for pool in pools))
+
+    run._dispatch = counted
+    outcome = run.run(cases)
+    assert len({r.framework for r in outcome.results}) == 3
+    assert most and max(most) <= 2, most
+
+
+@pytest.mark.parametrize("spec", ["torch", "torch.nn", "mlx", "mlx.nn"])
+def test_a_builtins_pool_is_known_before_it_is_described(spec: str) -> None:
+    # a pending adapter's pool is its guessed one; the runner treats a wrong guess as a harness bug
+    pytest.importorskip(runner.BUILTIN_PACKAGES[spec])
+    assert runner.describe([spec])[0].pool_key == runner.guessed_pool_key(spec)
+
+
+DESCRIBED_LATER = """
+import json, sys
+from conformance import runner
+from conformance.cases import load_cases
+specs = ["torch", "mlx"]
+early = runner.prestart(specs)
+infos = runner.describe(specs, early, wait=False)
+pending = [i.spec for i in infos if i.pending]
+run = runner.Runner(infos, workers=2, prestarted=early)
+outcome = run.run(load_cases([sys.argv[1]]))
+print(json.dumps({"pending": pending, "frameworks": outcome.frameworks,
+                  "statuses": sorted({r.status for r in outcome.results}),
+                  "imported": "torch" in sys.modules}))
+"""
+
+
+def test_adapters_still_importing_are_described_when_their_server_answers(tmp_path: Path) -> None:
+    pytest.importorskip("mlx")
+    (tmp_path / "small.yaml").write_text(NO_HANG.replace("  - id: abort-here\n    stride: 2\n", ""))
+    proc = subprocess.run(
+        [sys.executable, "-c", DESCRIBED_LATER, str(tmp_path / "small.yaml")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    told = json.loads(proc.stdout)
+    assert "torch" in told["pending"], "torch's server answered before describe() asked: nothing tested"
+    expected = {i.name: i.version for i in runner.describe(["torch", "mlx"])}
+    assert told["frameworks"] == expected
+    assert not {"error", "crash", "timeout"} & set(told["statuses"]) and not told["imported"], told
