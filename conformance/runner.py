@@ -564,11 +564,13 @@ class Runner:
         finally:
             if collecting:
                 gc.enable()
-            if not interrupted:
-                for pool in pools:  # a run of no case still reports every framework's version
-                    self._describe_now(pool)
-            if not keep_alive or interrupted:
-                self.close()
+            try:
+                if not interrupted:
+                    for pool in pools:  # a run of no case still reports every framework's version
+                        self._describe_now(pool)
+            finally:
+                if not keep_alive or interrupted:
+                    self.close()
         results = self._collect(cases, specs, interrupted)
         frameworks = {a.name: a.version for a in self.adapters.values()}
         layers = [a.layer_api for a in self.adapters.values() if a.layer_api]
