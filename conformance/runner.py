@@ -469,13 +469,16 @@ class Runner:
             self.other_log_dirs.append(self.prestarted.log_dir)
             self.prestarted = None
 
-    def _ready(self, pool: _Pool) -> bool:
+    def _ready(self, pool: _Pool, wait: bool = False) -> bool:
         """Whether the pool's jobs may go out: its server has answered (ready, declined, dead or out
-        of time; it has none) and so its adapters are described."""
+        of time; it has none) and so its adapters are described. ``wait``: for the answer."""
         if pool.described:
             return True
-        if pool.server is not None and not pool.server.poll_answer():
-            return False
+        if pool.server is not None:
+            if wait:
+                pool.server.described()
+            elif not pool.server.poll_answer():
+                return False
         known = pool.server.described() if pool.server is not None else {}
         for spec in pool.specs:
             if self.adapters[spec].pending:
@@ -567,7 +570,7 @@ class Runner:
             try:
                 if not interrupted:
                     for pool in pools:  # a run of no case still reports every framework's version
-                        self._describe_now(pool)
+                        self._ready(pool, wait=True)
             finally:
                 if not keep_alive or interrupted:
                     self.close()
@@ -576,12 +579,6 @@ class Runner:
         layers = [a.layer_api for a in self.adapters.values() if a.layer_api]
         facts = {a.name: a.facts for a in self.adapters.values() if a.facts}
         return RunOutcome(results, frameworks, interrupted, layers, facts, dict(self.costs))
-
-    def _describe_now(self, pool: _Pool) -> None:
-        if not pool.described:
-            if pool.server is not None:
-                pool.server.described()  # waits for it
-            self._ready(pool)
 
     def _run_pools(self, pools: list[_Pool], total: int, keep_alive: bool) -> None:
         active = list(pools)
