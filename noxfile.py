@@ -13,6 +13,7 @@ missing is skipped, and so is one whose system tools are missing (tinygrad's CPU
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,12 @@ CACHE = Path(__file__).resolve().parent / ".nox" / "compilation-cache"
 #: the oracle's reference arrays (conformance.reference_cache), shared by every environment: keyed
 #: by the case, the oracle's code and NumPy's version, so they are never stale
 ORACLE_CACHE = Path(__file__).resolve().parent / ".nox" / "oracle-cache"
+
+
+#: each environment's results, kept for the next gate in this checkout (conformance.reuse): a result
+#: is reused only while its case, adapter, the harness's code, the installed packages, the machine
+#: and the environment variables are all as they were; CONFORMANCE_FRESH=1 computes everything
+RESULTS_STORE = Path(__file__).resolve().parent / ".nox" / "results-store"
 
 
 SKIPPED = "skipped.txt"  # reports/<environment>/skipped.txt: why that environment did not run
@@ -135,6 +142,8 @@ def run_environment(session: nox.Session, name: str) -> None:
     if env.tests:
         session.run("pytest", "-q", "-p", "no:cacheprovider", *env.tests)
     selected = [a for f in env.frameworks for a in ("--framework", f)]
+    if os.environ.get("CONFORMANCE_FRESH", "") in ("", "0"):
+        selected += ["--reuse-results", str(RESULTS_STORE / name)]
     CACHE.mkdir(parents=True, exist_ok=True)
     session.run(
         "conformance",

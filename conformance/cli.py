@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from conformance import changes, divergences, library, reproducer, runner, shards
+from conformance import changes, divergences, library, reproducer, reuse, runner, shards
 from conformance.adapters import AdapterLoadError, importable_builtins, resolve_spec
 from conformance.cases import CaseFileError, case_files, load_cases, select
 from conformance.checks import CHECKS
@@ -88,6 +88,13 @@ def _parser() -> argparse.ArgumentParser:
         help="write standalone reproducer scripts for failing results (default) or for known divergences too",
     )
     run.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    run.add_argument(
+        "--reuse-results",
+        metavar="DIR",
+        default=None,
+        help="keep results in DIR and reuse those whose case, adapter, harness, installed packages, "
+        "machine and environment are unchanged since they were computed (see conformance.reuse)",
+    )
     run.add_argument(
         "--timings",
         metavar="FILE",
@@ -317,7 +324,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             early.close()
         raise
     progress = None if args.quiet else runner.print_progress
-    run = runner.Runner(infos, args.workers, args.timeout, progress, checks, prestarted=early)
+    store = None
+    if args.reuse_results:
+        store = reuse.Store(args.reuse_results, checks)
+        if store.why_not:
+            print(
+                f"conformance: nothing reused or kept in {args.reuse_results}: {store.why_not}",
+                file=sys.stderr,
+            )
+    run = runner.Runner(infos, args.workers, args.timeout, progress, checks, prestarted=early, store=store)
     try:
         run.start()  # every pool's server imports its frameworks meanwhile
         if not args.quiet:
@@ -361,10 +376,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         if args.shard:
             document["runs"][0]["shard"] = shards.parse(args.shard).as_dict()
+        if store is not None:
+            document["runs"][0]["reused"] = {
+                "results": outcome.reused,
+                "of": len(outcome.results),
+                "store": str(args.reuse_results),
+            }
         _compare(document, args)
     with timings.phase("reports"):  # the formats' own phases overlap: two are written aside
         paths = write_reports(document, args.report_dir, timings)
     _print_summary(outcome.results, outcome.frameworks)
+    if outcome.reused:
+        print(
+            f"reused {outcome.reused} of {len(outcome.results)} results from {args.reuse_results} "
+            "(computed by an earlier run with the same inputs; run without --reuse-results to compute all)",
+            file=sys.stderr,
+        )
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     _print_failures(outcome.results)

@@ -28,7 +28,7 @@ from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any
 
-from conformance import layer_api
+from conformance import layer_api, reuse
 from conformance.adapters import BUILTIN_PACKAGES, BUILTINS, Adapter, load_adapter, split_variant
 from conformance.cases import Case
 from conformance.checks import Reference, base_result, checks_for, run_checks
@@ -77,6 +77,7 @@ class RunOutcome:
     framework_facts: dict[str, dict] = field(default_factory=dict)  # name -> build facts
     #: seconds the workers spent in checks, and in the oracle within them, summed over workers
     costs: dict[str, float] = field(default_factory=dict)
+    reused: int = 0  # results taken from a reuse store (conformance.reuse), not computed
 
 
 def framework_group(spec: str) -> str:
@@ -420,11 +421,16 @@ class Runner:
         checks: Sequence[str] | None = None,
         fork: bool = True,
         prestarted: Prestarted | None = None,
+        store: reuse.Store | None = None,
     ) -> None:
         """``workers``: how many cases run at once, over all pools (a fork server still importing
         counts as one). ``fork``: fork each pool's workers from a fork server (Linux), else spawn
         every one. ``prestarted``: fork servers started before the adapters were described
-        (:func:`prestart`); ``adapters`` may then hold ``pending`` ones (:func:`describe`)."""
+        (:func:`prestart`); ``adapters`` may then hold ``pending`` ones (:func:`describe`).
+        ``store``: results of earlier runs to reuse where their key still holds, and where this
+        run's are kept (:mod:`conformance.reuse`)."""
+        self.store = store
+        self._reused: set[tuple[str, str, str]] = set()
         self.prestarted = prestarted
         self.other_log_dirs: list[str] = []
         self.adapters = {a.spec: a for a in adapters}
@@ -490,7 +496,34 @@ class Runner:
                     )
                 self.adapters[spec] = info
         pool.described = True
+        if self.store is not None:
+            self._reuse(pool)
         return True
+
+    def _reuse(self, pool: _Pool) -> None:
+        """Take the results the store holds for the pool's queued jobs out of its queue."""
+        shelves = {spec: self.store.shelf(self.adapters[spec]) for spec in pool.specs}
+        if not any(shelves.values()):
+            return
+        left = []
+        for case, specs in pool.queue:
+            checks = checks_for(case, self.checks)
+            todo = []
+            for spec in specs:
+                shelf = shelves[spec]
+                found = shelf.get(case, self.adapters[spec].name, checks) if shelf is not None else None
+                if found is None:
+                    todo.append(spec)
+                else:
+                    self._record(case, spec, found)
+                    self._reused.add((case.file, case.id, spec))
+            if todo:
+                left.append((case, todo))
+        pool.queue, pool.queued_work = deque(), 0.0
+        pool.put_back(left)
+        for spec, shelf in shelves.items():
+            if shelf is not None and not self.adapters[spec].facts:
+                self.adapters[spec].facts = dict(shelf.facts)  # a worker that runs reports its own
 
     def _spawn(self, pool: _Pool) -> _Worker:
         log_path = self._log_path("worker")
@@ -543,7 +576,7 @@ class Runner:
         ready runs while another's still imports its framework, and a core goes where the most
         work is left."""
         specs = list(self.adapters)
-        self.results, self.costs, self._params = {}, {}, {}
+        self.results, self.costs, self._params, self._reused = {}, {}, {}, set()
         total = len(cases) * len(specs)
         # largest first (a stable sort): a long case handed out last would keep the other workers
         # idle; results are collected in the given order whatever the order they ran in
@@ -575,10 +608,19 @@ class Runner:
                 if not keep_alive or interrupted:
                     self.close()
         results = self._collect(cases, specs, interrupted)
+        if self.store is not None:
+            computed = [
+                (case, self.adapters[spec], self.results[(case.file, case.id, spec)])
+                for case in cases
+                for spec in specs
+                if (case.file, case.id, spec) not in self._reused
+            ]
+            self.store.save(computed, {spec: info.facts for spec, info in self.adapters.items()})
         frameworks = {a.name: a.version for a in self.adapters.values()}
         layers = [a.layer_api for a in self.adapters.values() if a.layer_api]
         facts = {a.name: a.facts for a in self.adapters.values() if a.facts}
-        return RunOutcome(results, frameworks, interrupted, layers, facts, dict(self.costs))
+        reused = sum(len(self.results[key]) for key in self._reused)
+        return RunOutcome(results, frameworks, interrupted, layers, facts, dict(self.costs), reused)
 
     def _run_pools(self, pools: list[_Pool], total: int, keep_alive: bool) -> None:
         active = list(pools)

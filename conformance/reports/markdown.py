@@ -302,7 +302,11 @@ def _md_versions(document: dict[str, Any], frameworks: list[str]) -> str:
     for row in env_rows:
         row["run"] += " (interrupted)" if row["interrupted"] else ""
     env = _md_table([[md_text(row[c]) for c in columns] for row in env_rows], columns)
-    commands = [f"- run {row['run']}: {md_code(row['command'])}" for row in env_rows if row["command"]]
+    commands = [
+        f"- run {row['run']}: {md_code(row['command'])}" + (f" ({row['reused']})" if row["reused"] else "")
+        for row in env_rows
+        if row["command"]
+    ]
     label = "Environment" + (" (one row per merged run)" if len(env_rows) > 1 else "")
     parts = ["## Versions", _md_table(rows, ["framework", "version"]), label, env]
     if commands:

@@ -467,7 +467,16 @@ def _environment_row(index: int, run: dict[str, Any]) -> dict[str, str]:
         "frameworks": ", ".join(f"{n} {v}" for n, v in frameworks.items()),
         "command": str(run.get("command") or ""),
         "interrupted": "yes" if run.get("interrupted") else "",
+        "reused": _reused_text(run.get("reused") or {}),
     }
+
+
+def _reused_text(reused: dict[str, Any]) -> str:
+    """'12 of 20 results reused ...' for a run given --reuse-results, else ''."""
+    if not reused:
+        return ""
+    of = f" of {reused['of']:,}" if isinstance(reused.get("of"), int) else ""
+    return f"{reused.get('results', 0):,}{of} results reused from an earlier run with the same inputs"
 
 
 def environment_rows(document: dict[str, Any]) -> list[dict[str, str]]:
