@@ -178,7 +178,8 @@ class Shelf:
         self.entries: dict[str, list[dict[str, Any]]] = {}
         self.facts: dict[str, Any] = {}
         self.changed = False
-        with contextlib.suppress(OSError, ValueError):
+        # a missing, partial or foreign file holds nothing: its results are computed again
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
             data = json.loads(path.read_text(encoding="utf-8"))
             if data.get("format") == FORMAT and data.get("adapter") == description:
                 self.entries, self.facts = dict(data["results"]), dict(data.get("facts") or {})

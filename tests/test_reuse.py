@@ -195,3 +195,12 @@ def test_the_command_line_counts_reused_results_in_the_document(tmp_path: Path) 
     runs = json.loads((tmp_path / "b" / "results.json").read_text())["runs"]
     assert runs[0]["reused"] == {"results": 15, "of": 15, "store": str(store)}
     assert "15 of 15 results reused" in (tmp_path / "b" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("content", ["", "{not json", "[]", '{"format": "conformance.reuse/1"}'])
+def test_an_unreadable_shelf_holds_nothing(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "shelf.json"
+    path.write_text(content)
+    shelf = reuse.Shelf(path, {"spec": "torch"})
+    case = _cases(tmp_path)[0]
+    assert shelf.get(case, "torch", ["forward"]) is None
