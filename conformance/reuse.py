@@ -8,8 +8,8 @@ calling the framework again (as a build tool reuses a test's result when none of
 changed). The key holds:
 
 - the case: every field of its definition (its line in the file too);
-- the adapter: a built-in's spec, name, version (tinygrad's names its compiler), variant settings
-  and layer introspection;
+- the adapter: a built-in's spec, name, version (tinygrad's names its compiler) and variant
+  settings;
 - the harness: every file of the conformance package (oracle, checks, adapters, this module);
 - the installed software: each distribution's name, version and RECORD (which holds the hash of
   every file it installed);
@@ -255,7 +255,8 @@ class Store:
                 "env": info.env,
                 "variant": info.variant,
                 "process_group": info.process_group,
-                "layer_api": info.layer_api,
+                # not info.layer_api: it holds weight-initialisation statistics sampled afresh on
+                # every run, and what decides it (the adapter's code, the framework) is keyed above
             }
             key = _sha(self.run_digest, json.dumps(description, sort_keys=True))[:32]
             folder = re.sub(r"[^A-Za-z0-9._-]+", "_", info.spec)
