@@ -14,7 +14,8 @@ changed). The key holds:
 - the installed software: each distribution's name, version and RECORD (which holds the hash of
   every file it installed);
 - the machine: every field of the CPU's description but its clock, the usable cores, OS, kernel
-  release, libc, Python;
+  release, libc, the system's package database (dpkg, RPM or apk: a system library or compiler
+  installed or upgraded), Python;
 - the environment variables, but a terminal session's own; the selected checks.
 
 What cannot be keyed is never reused: adapters given as ``--adapter`` (their framework may be a
@@ -142,13 +143,30 @@ def installed_digest() -> str:
     return _sha(*sorted(entries))
 
 
+#: the system's package databases (Debian, RPM, Alpine): a library or compiler installed or upgraded
+#: outside Python (libstdc++, clang for tinygrad) changes them
+SYSTEM_PACKAGES = (
+    "/var/lib/dpkg/status",
+    "/var/lib/rpm/rpmdb.sqlite",
+    "/var/lib/rpm/Packages",
+    "/lib/apk/db/installed",
+)
+
+
 def machine_digest() -> str:
-    """The CPU's description (but its clock), usable cores, OS, kernel, libc, Python."""
+    """The CPU's description (but its clock), usable cores, OS, kernel, libc, the system's packages,
+    Python."""
     from conformance.machine import _cpuinfo, machine_facts
 
     cpu = {k: v for k, v in _cpuinfo().items() if k not in CLOCK_FIELDS}
     facts = {k: v for k, v in machine_facts().items() if k != "env"}
-    return _sha(json.dumps([cpu, facts], sort_keys=True), sys.version, sys.executable, platform.platform())
+    packages = []
+    for path in SYSTEM_PACKAGES:
+        with contextlib.suppress(OSError):
+            packages.append(_sha(path, Path(path).read_bytes()))
+    return _sha(
+        json.dumps([cpu, facts, packages], sort_keys=True), sys.version, sys.executable, platform.platform()
+    )
 
 
 def environment_digest() -> str:

@@ -123,6 +123,17 @@ def test_the_machine_digest_follows_the_cpu_but_not_its_clock(monkeypatch: pytes
     assert reuse.machine_digest() != before
 
 
+def test_the_machine_digest_follows_the_system_package_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    status = tmp_path / "status"
+    status.write_text("Package: clang-14\nVersion: 1:14.0.6-12\n")
+    monkeypatch.setattr(reuse, "SYSTEM_PACKAGES", (str(status),))
+    before = reuse.machine_digest()
+    status.write_text("Package: clang-14\nVersion: 1:14.0.6-13\n")  # an upgraded compiler
+    assert reuse.machine_digest() != before
+
+
 def _fake_distribution(site: Path, record: str, editable: bool = False) -> None:
     info = site / "fakeframework-1.0.dist-info"
     info.mkdir(parents=True, exist_ok=True)
