@@ -6,7 +6,9 @@ pass the default library, and every copy of it carrying one plausible bug must b
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 import textwrap
 from collections import Counter
 from pathlib import Path
@@ -300,3 +302,22 @@ def test_report_rejects_a_file_that_is_not_results(tmp_path: Path) -> None:
     bogus.write_text('{"hello": 1}')
     proc = run_cli("report", bogus, "--report-dir", tmp_path / "r")
     assert proc.returncode == 2 and str(bogus) in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_every_run_option_the_readme_lists_is_one_the_command_takes() -> None:
+    from conformance.cli import _parser
+
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```sh\nconformance run \[PATH \.\.\.\](.*?)\nconformance repro", readme, re.S)
+    assert block, "README lists no `conformance run` options"
+    listed = re.findall(r"^\s+(-{1,2}[a-z][\w-]*)", block.group(1), re.M)
+    run = next(
+        action.choices["run"]
+        for action in _parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    taken = {option for action in run._actions for option in action.option_strings}
+    assert "--reuse-results" in listed and len(listed) > 10
+    assert set(listed) <= taken, (
+        f"README lists options `conformance run` does not take: {set(listed) - taken}"
+    )
