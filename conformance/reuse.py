@@ -12,7 +12,8 @@ changed). The key holds:
   settings;
 - the harness: every file of the conformance package (oracle, checks, adapters, this module);
 - the installed software: each distribution's name, version and RECORD (which holds the hash of
-  every file it installed);
+  every file it installed), and the size and modification time of each file it lists (a file
+  patched in place leaves the RECORD as it was);
 - the machine: every field of the CPU's description but its clock, the usable cores, OS, kernel
   release, libc, the system's package database (dpkg, RPM or apk: a system library or compiler
   installed or upgraded), Python;
@@ -29,9 +30,11 @@ latest key of each adapter is kept.
 from __future__ import annotations
 
 import contextlib
+import csv
 import functools
 import hashlib
 import importlib.metadata
+import io
 import json
 import os
 import platform
@@ -139,8 +142,23 @@ def installed_digest() -> str:
         name = re.sub(r"[-_.]+", "-", dist.metadata["Name"] or "").lower()
         if _editable(dist) and name != "conformance":  # this project's source is harness_digest()
             raise NotKeyable(f"{name} is an editable install: its source has no record")
-        entries.append(f"{name} {dist.version}\n{dist.read_text('RECORD') or ''}")
+        record = dist.read_text("RECORD") or ""
+        entries.append(f"{name} {dist.version}\n{record}\n{_files_now(dist.locate_file(''), record)}")
     return _sha(*sorted(entries))
+
+
+def _files_now(base: object, record: str) -> str:
+    """Size and modification time of each file a RECORD lists: a file patched in place after
+    installing (a framework's source edited in site-packages) leaves its RECORD as it was."""
+    stamps = []
+    for row in csv.reader(io.StringIO(record)):
+        if row:
+            try:
+                found = os.stat(os.path.join(str(base), row[0]))
+                stamps.append(f"{row[0]} {found.st_size} {found.st_mtime_ns}")
+            except OSError:
+                stamps.append(f"{row[0]} missing")
+    return _sha(*stamps)
 
 
 #: the system's package databases (Debian, RPM, Alpine): a library or compiler installed or upgraded

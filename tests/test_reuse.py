@@ -145,7 +145,7 @@ def _fake_distribution(site: Path, record: str, editable: bool = False) -> None:
         )
 
 
-def test_the_installed_digest_follows_every_file_record_and_refuses_editable_installs(
+def test_the_installed_digest_follows_every_record_and_file_and_refuses_editable_installs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("PYTHONPATH", raising=False)
@@ -154,6 +154,13 @@ def test_the_installed_digest_follows_every_file_record_and_refuses_editable_ins
     before = reuse.installed_digest()
     _fake_distribution(tmp_path, "fakeframework/kernel.so,sha256=bbbb,10\n")  # a rebuilt kernel
     assert reuse.installed_digest() != before
+    source = tmp_path / "fakeframework" / "functional.py"
+    source.parent.mkdir()
+    source.write_text("def conv_transpose(x): ...\n")
+    _fake_distribution(tmp_path, "fakeframework/functional.py,sha256=cccc,27\n")
+    installed = reuse.installed_digest()
+    source.write_text("def conv_transpose(x): ...  # patched in place\n")  # its RECORD unchanged
+    assert reuse.installed_digest() != installed
     _fake_distribution(tmp_path, "fakeframework/kernel.so,sha256=bbbb,10\n", editable=True)
     with pytest.raises(reuse.NotKeyable, match="fakeframework is an editable install"):
         reuse.installed_digest()
