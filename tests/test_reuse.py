@@ -4,6 +4,7 @@ and a reused result is the record the framework gave."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -134,10 +135,10 @@ def test_the_machine_digest_follows_the_system_package_database(
     assert reuse.machine_digest() != before
 
 
-def _fake_distribution(site: Path, record: str, editable: bool = False) -> None:
-    info = site / "fakeframework-1.0.dist-info"
+def _fake_distribution(site: Path, record: str, editable: bool = False, name: str = "fakeframework") -> None:
+    info = site / f"{name}-1.0.dist-info"
     info.mkdir(parents=True, exist_ok=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakeframework\nVersion: 1.0\n")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
     (info / "RECORD").write_text(record)
     if editable:
         (info / "direct_url.json").write_text(
@@ -223,3 +224,19 @@ def test_an_unreadable_shelf_holds_nothing(tmp_path: Path, content: str) -> None
     shelf = reuse.Shelf(path, {"spec": "torch"})
     case = _cases(tmp_path)[0]
     assert shelf.get(case, "torch", ["forward"]) is None
+
+
+def test_reinstalling_this_project_in_place_keeps_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each nox session runs `pip install -e .`, which writes this project's install files anew:
+    their times must not change the key (its source is keyed by harness_digest)."""
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    finder = tmp_path / "__editable___conformance_finder.py"
+    finder.write_text("# finder\n")
+    _fake_distribution(tmp_path, "__editable___conformance_finder.py,sha256=dddd,9\n", True, "conformance")
+    before = reuse.installed_digest()
+    finder.write_text("# finder\n")  # written again, as pip does
+    os.utime(finder, ns=(1, 1))
+    assert reuse.installed_digest() == before
