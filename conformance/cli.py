@@ -383,7 +383,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "store": str(args.reuse_results),
             }
         _compare(document, args)
-    with timings.phase("reports"):  # the formats' own phases overlap: two are written aside
+    with timings.phase("reports"):  # the formats' own phases overlap: some are written aside
         paths = write_reports(document, args.report_dir, timings)
     _print_summary(outcome.results, outcome.frameworks)
     if outcome.reused:
