@@ -32,7 +32,7 @@ from conformance import layer_api, reuse
 from conformance.adapters import BUILTIN_PACKAGES, BUILTINS, Adapter, load_adapter, split_variant
 from conformance.cases import Case
 from conformance.checks import Reference, base_result, checks_for, run_checks
-from conformance.forkserver import ForkedProcess, ForkServer
+from conformance.forkserver import ForkedProcess, ForkServer, main_script_not_rerun
 from conformance.results import Result
 
 LOG_TAIL_BYTES = 1500
@@ -533,7 +533,7 @@ class Runner:
         parent_conn, child_conn = self.context.Pipe()
         env = self.adapters[pool.specs[0]].env
         process = self.context.Process(target=_worker_main, args=(child_conn, log_path, env), daemon=True)
-        with _thread_limits():
+        with _thread_limits(), main_script_not_rerun():
             process.start()
         child_conn.close()  # so the parent sees EOF when the worker dies
         return _Worker(process, parent_conn, log_path)

@@ -213,3 +213,27 @@ def test_adapters_still_importing_are_described_when_their_server_answers(tmp_pa
     expected = {i.name: i.version for i in runner.describe(["torch", "mlx"])}
     assert told["frameworks"] == expected
     assert not {"error", "crash", "timeout"} & set(told["statuses"]) and not told["imported"], told
+
+
+@pytest.mark.parametrize("fork", [True, False])
+def test_a_main_script_is_not_run_again_in_the_processes_a_run_starts(tmp_path: Path, fork: bool) -> None:
+    """multiprocessing re-runs a parent's main script in every process it spawns (the
+    ``conformance`` command's script imports the CLI: a fifth of a second in each fork server)."""
+    marker = tmp_path / "imports.txt"
+    script = tmp_path / "main_script.py"
+    script.write_text(
+        "import sys\n"
+        f"open({str(marker)!r}, 'a').write('imported\\n')\n"
+        "if __name__ == '__main__':\n"
+        f"    sys.path.insert(0, {str(Path.cwd())!r})\n"
+        "    from conformance import runner\n"
+        "    from conformance.cases import load_cases\n"
+        f"    cases = load_cases([{str(tmp_path / 'small.yaml')!r}])[:2]\n"
+        f"    run = runner.Runner(runner.describe(['{CRASHY}']), workers=1, fork={fork})\n"
+        "    print(len(run.run(cases).results))\n"
+    )
+    _small_cases(tmp_path, ids=("abort-here",))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) > 0
+    assert marker.read_text() == "imported\n", "the main script ran again in a spawned process"
