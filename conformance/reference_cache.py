@@ -42,10 +42,16 @@ Arrays = dict[str, "np.ndarray | None"]
 
 def cache_dir() -> Path | None:
     """Where reference arrays are kept, or None when the cache is off."""
-    configured = os.environ.get(ENV)
+    return _cache_dir(os.environ.get(ENV), os.environ.get("XDG_CACHE_HOME"), os.environ.get("HOME"))
+
+
+@functools.lru_cache(maxsize=8)
+def _cache_dir(configured: str | None, xdg_cache_home: str | None, home: str | None) -> Path | None:
+    # asked twice per case: worked out once per setting (Path.home() and Path() cost more than reading
+    # a small cached file)
     if configured is not None:
         return None if configured.strip().lower() in (OFF, "") else Path(configured)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    base = xdg_cache_home or Path.home() / ".cache"
     return Path(base) / "conformance" / "oracle"
 
 

@@ -18,6 +18,7 @@ import multiprocessing.connection
 import os
 import shutil
 import signal
+import struct
 import sys
 import tempfile
 import time
@@ -206,7 +207,58 @@ def _thread_limits() -> Iterator[None]:
             os.environ.pop(k, None)
 
 
+class PhaseFile:
+    """What a worker is doing, in a small file beside its log: which adapter of which job it loads
+    or runs, since when, and where that phase's output starts in the log. The parent reads it only
+    when the worker dies or may have overrun its time: a message to the parent for every phase
+    (two per case in a pool of two adapters) cost the run a tenth of its CPU time, most of it
+    waking the parent. A reader may meet a write half done: the record starts and ends with the
+    same generation number, and one that does not is read again."""
+
+    RECORD = struct.Struct(
+        "<qqqqdqq"
+    )  # generation, job, adapter index, phase, started, log offset, generation
+    IDLE, LOADING, RUNNING = 0, 1, 2
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.generation = 0
+
+    def write(self, job: int, index: int, phase: int) -> None:
+        self.generation += 1
+        record = self.RECORD.pack(
+            self.generation, job, index, phase, time.monotonic(), _log_size(), self.generation
+        )
+        os.pwrite(self.fd, record, 0)
+
+    @classmethod
+    def read(cls, path: str) -> tuple[int, int, int, float, int] | None:
+        """(job, adapter index, phase, started, log offset) as last written, or None."""
+        try:
+            with open(path, "rb") as f:
+                for _ in range(100):
+                    data = f.read(cls.RECORD.size)
+                    if len(data) < cls.RECORD.size:
+                        return None
+                    first, *fields, last = cls.RECORD.unpack(data)
+                    if first == last:
+                        return tuple(fields)  # type: ignore[return-value]
+                    f.seek(0)
+        except OSError:
+            pass
+        return None
+
+
+def phase_path(log_path: str) -> str:
+    return log_path + ".phase"
+
+
+#: this worker's PhaseFile (set up by _worker_setup)
+_phase_file: PhaseFile | None = None
+
+
 def _worker_setup(env: dict[str, str], log_path: str) -> None:
+    global _phase_file
     for var, value in THREAD_LIMITS.items():  # frameworks that read these at import still see them
         os.environ.setdefault(var, value)
     os.environ.update(env)  # a variant's kernel-path settings, read by the framework at import
@@ -216,6 +268,7 @@ def _worker_setup(env: dict[str, str], log_path: str) -> None:
     os.dup2(log_fd, 2)
     os.close(log_fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    _phase_file = PhaseFile(phase_path(log_path))
 
 
 def _worker_main(conn: multiprocessing.connection.Connection, log_path: str, env: dict[str, str]) -> None:
@@ -226,11 +279,10 @@ def _worker_main(conn: multiprocessing.connection.Connection, log_path: str, env
 def _serve(conn: multiprocessing.connection.Connection, adapters: dict[str, Adapter]) -> None:
     """Run the jobs the parent sends; ``adapters`` are those already loaded (by a fork server).
 
-    What the worker tells the parent goes in batches (a list of events a message): an event the
-    parent needs at once (an adapter loading or a case starting, so that its timeout runs; the job
-    done) takes along those that can wait (a framework's results, its facts). That cuts the
-    messages the parent reads by almost half, and its reading competes with the workers for the
-    cores."""
+    The worker tells the parent what it did once per job: every adapter's results, its facts the
+    first time, the job's costs, in one message. What it is doing meanwhile goes to its
+    :class:`PhaseFile`, for the parent to read if it dies or runs too long (the parent then runs
+    the job's adapters whose results had not come back again, but the one that died)."""
     reported: set[str] = set()
     pending: list[tuple] = []
     sent_s = 0.0  # in sends, over the worker's life
@@ -247,6 +299,8 @@ def _serve(conn: multiprocessing.connection.Connection, adapters: dict[str, Adap
 
     waited = time.perf_counter()
     counted_s = 0.0  # of sent_s, what earlier jobs' costs counted
+    serial = 0  # the jobs received: the parent numbers those it sends alike
+    phase = _phase_file.write if _phase_file is not None else (lambda *_: None)
     while True:
         try:
             job = conn.recv()
@@ -255,14 +309,15 @@ def _serve(conn: multiprocessing.connection.Connection, adapters: dict[str, Adap
         if job is None:
             return
         wait_s = time.perf_counter() - waited  # idle: the parent had not sent the next job yet
+        serial += 1
         case, specs, selected = job
         reference = Reference(case)
         checks_s = 0.0
-        for spec in specs:
+        for index, spec in enumerate(specs):
             results = None
             try:
                 if spec not in adapters:
-                    send(("loading", spec, _log_size()))
+                    phase(serial, index, PhaseFile.LOADING)
                     adapters[spec] = load_adapter(spec)
                 if spec not in reported:
                     pending.append(("facts", spec, _facts(adapters[spec])))
@@ -271,8 +326,8 @@ def _serve(conn: multiprocessing.connection.Connection, adapters: dict[str, Adap
                 results = _harness_errors(case, spec, selected, exc)
             if results is None:
                 # (a send that fails, say on the last framework's results, ends the worker while
-                # that framework is the one the parent knows to be running: the crash is its own)
-                send(("start", spec, _log_size()))
+                # that framework is the one its phase file names: the crash is its own)
+                phase(serial, index, PhaseFile.RUNNING)
                 started = time.perf_counter()
                 try:
                     results = run_checks(case, adapters[spec], reference, selected)
@@ -326,6 +381,29 @@ PIPELINE_DEPTH = 2
 #: a job queued behind another is at most this large when pickled: it must fit the pipe's buffer, or
 #: the parent would block sending it while the worker blocks sending results the parent is not reading
 PIPELINED_JOB_BYTES = 16_384
+#: seconds between looks at running workers' phase files for one past its time limit
+TIMEOUT_CHECK_INTERVAL = 0.1
+
+
+@dataclass
+class _Sent:
+    """A job sent to a worker: its case, its adapters in the order they run, those whose results
+    have not come back, and its number (the worker numbers the jobs it receives alike)."""
+
+    case: Case
+    specs: list[str]
+    remaining: list[str]
+    serial: int
+
+
+@dataclass
+class _InFlight:
+    spec: str
+    limit: float  # seconds the phase (loading the adapter, or running the case) may take
+    started: float  # time.monotonic()
+    #: where the phase's output starts in the log: a crash quotes only its own output, never what
+    #: earlier cases printed in this worker (which depends on how cases were shared out)
+    log_offset: int
 
 
 @dataclass
@@ -333,14 +411,9 @@ class _Worker:
     process: multiprocessing.process.BaseProcess | ForkedProcess
     conn: multiprocessing.connection.Connection
     log_path: str
-    #: jobs sent and not finished, in the order the worker runs them: (case, specs not yet done)
-    jobs: deque[tuple[Case, list[str]]] = field(default_factory=deque)
-    in_flight: str | None = None
-    started: float = 0.0
-    limit: float = 0.0  # seconds the in-flight phase (loading an adapter, or a case) may take
-    #: where the in-flight phase's output starts in the log: a crash quotes only its own output,
-    #: never what earlier cases printed in this worker (which depends on how cases were shared out)
-    log_offset: int = 0
+    #: jobs sent and not finished, in the order the worker runs them
+    jobs: deque[_Sent] = field(default_factory=deque)
+    sent: int = 0  # jobs sent over the worker's life
 
     @property
     def busy(self) -> bool:
@@ -351,16 +424,35 @@ class _Worker:
         message = bytes(ForkingPickler.dumps((job[0], list(job[1]), checks)))
         if behind and len(message) > PIPELINED_JOB_BYTES:
             return False
-        self.jobs.append((job[0], list(job[1])))
+        self.sent += 1
+        self.jobs.append(_Sent(job[0], list(job[1]), list(job[1]), self.sent))
         # a worker that died (of the job it runs) breaks the pipe: reading it says so, and the
         # jobs it holds, this one too, are requeued (Runner._replace)
         with contextlib.suppress(OSError):
             self.conn.send_bytes(message)  # what conn.recv() reads back
         return True
 
-    def log_tail(self) -> str:
+    def in_flight(self, timeout: float) -> _InFlight | None:
+        """The adapter the worker is loading or running for its first job, as its phase file says;
+        None between adapters, or once that adapter's results came back."""
+        found = PhaseFile.read(phase_path(self.log_path)) if self.jobs else None
+        if found is None:
+            return None
+        serial, index, phase, started, log_offset = found
+        job = self.jobs[0]
+        if serial != job.serial or phase == PhaseFile.IDLE or job.specs[index] not in job.remaining:
+            return None
+        limit = timeout if phase == PhaseFile.RUNNING else max(LOAD_TIMEOUT, timeout)
+        return _InFlight(job.specs[index], limit, started, log_offset)
+
+    def last_log_offset(self) -> int:
+        """Where the output of the worker's latest phase starts in its log."""
+        found = PhaseFile.read(phase_path(self.log_path))
+        return found[4] if found is not None else 0
+
+    def log_tail(self, offset: int) -> str:
         try:
-            data = Path(self.log_path).read_bytes()[self.log_offset :][-LOG_TAIL_BYTES:]
+            data = Path(self.log_path).read_bytes()[offset:][-LOG_TAIL_BYTES:]
         except OSError:
             return ""
         return " ".join(data.decode("utf-8", "replace").split())
@@ -624,6 +716,7 @@ class Runner:
 
     def _run_pools(self, pools: list[_Pool], total: int, keep_alive: bool) -> None:
         active = list(pools)
+        checked = time.monotonic()  # when running workers' phases were last held to their limits
         while active:
             for pool in active:
                 self._ready(pool)
@@ -631,12 +724,23 @@ class Runner:
             busy = [(w, pool) for pool in active for w in pool.workers if w.busy]
             loading = [c for c in (pool.loading for pool in active) if c is not None]
             ready = multiprocessing.connection.wait([w.conn for w, _ in busy] + loading, timeout=0.5)
+            check = time.monotonic() - checked > TIMEOUT_CHECK_INTERVAL
+            checked = time.monotonic() if check else checked
             for w, pool in busy:
                 if w.conn in ready:
                     self._receive(w, pool)
-                elif w.in_flight and time.monotonic() - w.started > w.limit:
-                    what = "per-case timeout" if w.limit == self.timeout else "limit for loading the adapter"
-                    self._replace(w, pool, "timeout", f"no result within the {w.limit:g} s {what}")
+                elif (
+                    check
+                    and (flight := w.in_flight(self.timeout))
+                    and time.monotonic() - flight.started > flight.limit
+                ):
+                    what = (
+                        "per-case timeout"
+                        if flight.limit == self.timeout
+                        else "limit for loading the adapter"
+                    )
+                    message = f"no result within the {flight.limit:g} s {what}"
+                    self._replace(w, pool, "timeout", message, flight)
             for pool in [p for p in active if p.described and not p.queue and not p.busy]:
                 active.remove(pool)
                 if not keep_alive:
@@ -657,7 +761,6 @@ class Runner:
             if w is None:
                 w = self._spawn(pool)
                 pool.workers.append(w)
-            w.in_flight = None
             w.send(pool.take(), self.checks)
             free -= 1
         for pool in pools:
@@ -678,9 +781,10 @@ class Runner:
         except (EOFError, OSError):
             w.process.join(timeout=5)
             why = _exit_description(w.process.exitcode)
-            tail = w.log_tail()
+            flight = w.in_flight(self.timeout)
+            tail = w.log_tail(flight.log_offset if flight is not None else w.last_log_offset())
             message = f"worker process {why} while running this case" + (f"; output: {tail}" if tail else "")
-            self._replace(w, pool, "crash", message)
+            self._replace(w, pool, "crash", message, flight)
             return
         for event in events:
             self._event(w, *event)
@@ -688,31 +792,24 @@ class Runner:
     def _event(self, w: _Worker, kind: str, spec: str | None, *payload: Any) -> None:
         if kind == "facts":
             self.adapters[spec].facts = payload[0]
-        elif kind == "loading":
-            w.in_flight, w.started, w.limit = spec, time.monotonic(), max(LOAD_TIMEOUT, self.timeout)
-            w.log_offset = payload[0]
-        elif kind == "start":
-            w.in_flight, w.started, w.limit = spec, time.monotonic(), self.timeout
-            w.log_offset = payload[0]
         elif kind == "done":
-            case, remaining = w.jobs[0]
-            self._record(case, spec, payload[0])
-            remaining.remove(spec)
-            w.in_flight = None
+            job = w.jobs[0]
+            self._record(job.case, spec, payload[0])
+            job.remaining.remove(spec)
         elif kind == "idle":
             w.jobs.popleft()
-            w.in_flight = None
             for name, seconds in payload[0].items():  # ("idle", None, the job's costs)
                 self.costs[name] = self.costs.get(name, 0.0) + seconds
 
-    def _replace(self, w: _Worker, pool: _Pool, status: str, message: str) -> None:
-        """Record the in-flight pair as lost, requeue the job's other frameworks and the jobs queued
-        behind it, start a fresh worker."""
+    def _replace(self, w: _Worker, pool: _Pool, status: str, message: str, flight: _InFlight | None) -> None:
+        """Record the in-flight pair as lost, requeue the job's other frameworks (those that ran
+        before it too: their results had not come back) and the jobs queued behind it, start a
+        fresh worker."""
         jobs = list(w.jobs)  # w keeps them: _stop kills a busy worker without asking it to stop
-        again = jobs[1:]  # not started: they run again, in the same order
+        again = [(job.case, job.remaining) for job in jobs[1:]]  # not started: run again, in order
         if jobs:
-            case, remaining = jobs[0]
-            lost = w.in_flight or (remaining[0] if remaining else None)
+            case, remaining = jobs[0].case, jobs[0].remaining
+            lost = flight.spec if flight is not None else (remaining[0] if remaining else None)
             if lost is not None:
                 self._lost(case, lost, status, message)
                 remaining.remove(lost)

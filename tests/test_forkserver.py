@@ -94,7 +94,11 @@ def test_a_job_sent_behind_a_case_that_kills_its_worker_runs_again(
     send = runner._Worker.send
 
     def after_the_death(self, job, checks, behind=False):
-        if behind and self.jobs[0][0].id in ("abort-here", "exit-here") and "crashy" in self.jobs[0][1][0]:
+        if (
+            behind
+            and self.jobs[0].case.id in ("abort-here", "exit-here")
+            and "crashy" in self.jobs[0].specs[0]
+        ):
             self.process.join(timeout=20)  # the worker runs crashy on that case first, and dies
             late.append(job[0].id)
         return send(self, job, checks, behind)
@@ -237,3 +241,32 @@ def test_a_main_script_is_not_run_again_in_the_processes_a_run_starts(tmp_path: 
     assert proc.returncode == 0, proc.stderr
     assert int(proc.stdout) > 0
     assert marker.read_text() == "imported\n", "the main script ran again in a spawned process"
+
+
+@pytest.mark.parametrize("fork", [True, False])
+def test_a_worker_that_dies_on_one_adapter_keeps_the_results_of_the_adapter_before_it(
+    tmp_path: Path, fork: bool
+) -> None:
+    """A worker reports a job's results once it has run all its adapters: when the second dies
+    (or hangs), the first's results (not yet sent) are computed again, and the crash is the
+    second's alone, quoting only its own output."""
+    steady, crashy = "tests/adapters/crashy.py:SteadyBeside", "tests/adapters/crashy.py:CrashyBeside"
+    cases = _small_cases(
+        tmp_path, SMALL_CASES, ids=("plain", "abort-here", "exit-here", "hang-here", "after")
+    )
+    infos = runner.describe([steady, crashy])
+    assert infos[0].pool_key == infos[1].pool_key, "the two adapters share worker processes"
+    outcome = runner.Runner(infos, workers=2, timeout=2, fork=fork).run(cases)
+    alone = runner.Runner(runner.describe([steady]), workers=1, fork=fork).run(cases)
+    beside = runner.RunOutcome([r for r in outcome.results if r.framework == "steady-beside"], {})
+    assert _records(beside) == _records(alone)
+    crashes = {r.case: r for r in outcome.results if r.framework == "crashy-beside" and r.status == "crash"}
+    assert set(crashes) == {"abort-here", "exit-here"}
+    hung = {
+        r.check: r.status for r in outcome.results if r.framework == "crashy-beside" and r.case == "hang-here"
+    }
+    assert set(hung.values()) == {"timeout"}
+    assert "about to abort" in crashes["abort-here"].message
+    assert "finished a call" not in crashes["abort-here"].message, "it quotes an earlier case's output"
+    passed = {r.case for r in outcome.results if r.framework == "crashy-beside" and r.status == "pass"}
+    assert passed == {"plain", "after"}

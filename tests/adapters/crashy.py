@@ -36,3 +36,28 @@ class Crashy(Adapter):
         return conv_transpose(
             x, weight, bias, p.stride, p.padding, p.output_padding, p.groups, p.dilation
         ).astype(x.dtype)
+
+
+class CrashyBeside(Crashy):
+    """Crashy in a worker process it shares with :class:`SteadyBeside`, which runs first."""
+
+    name = "crashy-beside"
+    process_group = "crashy-and-steady"
+
+
+class SteadyBeside(Adapter):
+    """A correct adapter sharing its worker processes with :class:`CrashyBeside`."""
+
+    name = "steady-beside"
+    framework_modules = (__name__,)
+    process_group = "crashy-and-steady"
+
+    def forward(
+        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams
+    ) -> np.ndarray:
+        if violations(x.shape, params):
+            raise ValueError("invalid configuration")
+        p = params
+        return conv_transpose(
+            x, weight, bias, p.stride, p.padding, p.output_padding, p.groups, p.dilation
+        ).astype(x.dtype)
