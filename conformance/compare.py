@@ -70,7 +70,10 @@ class Expected:
         self.tolerance = tolerance(bound, dtype, reduction_length, override)
         self.magnitude = np.abs(values)
         # where a divisor is zero, err/divisor is 0 for no error and inf for any
-        self.divisors = [(d, d > 0, bool(np.all(d > 0))) for d in (self.tolerance, self.magnitude, bound)]
+        self.divisors = []
+        for divisor in (self.tolerance, self.magnitude, bound):
+            positive = divisor > 0
+            self.divisors.append((divisor, positive, bool(positive.all())))
 
     def ratios(self, err: np.ndarray) -> list[np.ndarray]:
         """err / tolerance, err / |expected|, err / bound."""
@@ -136,7 +139,7 @@ def compare_to(target: Expected, actual: object) -> Comparison:
         max_rel_err=float(rel.max()) if err.size else 0.0,
         max_err_over_bound=float(over_bound.max()) if err.size else 0.0,
         tolerance_at_worst=float(tol[worst]) if err.size else 0.0,
-        max_err_over_tolerance=float(over_tol.max()) if err.size else 0.0,
+        max_err_over_tolerance=float(over_tol[worst]) if err.size else 0.0,
         mismatched=mismatched,
         elements=int(err.size),
         worst_index=[int(i) for i in worst],
