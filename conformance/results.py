@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,10 +57,20 @@ class Result:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Result:
-        return cls(**{k: v for k, v in data.items() if k in _FIELD_SET})
+        try:  # a full record (every document's, in memory): its fields taken as they are
+            values = _FIELD_VALUES(data)
+        except KeyError:
+            return cls(**{k: v for k, v in data.items() if k in _FIELD_SET})
+        # what __init__ would do (it only assigns the fields, in their order), at a fifth of the
+        # cost of a call with 29 keyword arguments: documents of 20,000 records are common
+        result = cls.__new__(cls)
+        result.__dict__.update(zip(_FIELDS, values))
+        return result
 
 
-_FIELD_SET = frozenset(f.name for f in dataclasses.fields(Result))
+_FIELDS = tuple(f.name for f in dataclasses.fields(Result))
+_FIELD_SET = frozenset(_FIELDS)
+_FIELD_VALUES = operator.itemgetter(*_FIELDS)
 
 
 # --- results.json documents ---------------------------------------------------------------------
