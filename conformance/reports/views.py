@@ -116,13 +116,26 @@ def frameworks_of(document: dict[str, Any], results: Iterable[Result]) -> list[s
     return names
 
 
+@_once
+def status_counts(results: Iterable[Result]) -> Counter:
+    """(file, family, framework, check, status) -> how many results: what the matrices and the
+    summary count, in one pass shared by them. Its keys come in the order their first results do, so
+    whatever is built from them meets families, frameworks, checks and statuses in result order."""
+    return Counter((r.file, r.family or r.case, r.framework, r.check, r.status) for r in results)
+
+
 def families_of(results: Iterable[Result]) -> list[Family]:
     families: dict[tuple[str, str], Family] = {}
-    for r in results:
-        family = families.setdefault((r.file, r.family or r.case), Family(r.file, r.family or r.case))
-        if r.check not in family.checks:
-            family.checks.append(r.check)
-        family.counts.setdefault(r.framework, Counter())[r.status] += 1
+    for (file, name, framework, check, status), n in status_counts(results).items():
+        family = families.get((file, name))
+        if family is None:
+            family = families[file, name] = Family(file, name)
+        if check not in family.checks:
+            family.checks.append(check)
+        counts = family.counts.get(framework)
+        if counts is None:
+            counts = family.counts[framework] = Counter()
+        counts[status] += n
     return list(families.values())
 
 
@@ -193,10 +206,13 @@ def check_matrix(frameworks: list[str], results: Iterable[Result]) -> tuple[list
     cells ``matrix_cell`` over every case of that framework and check."""
     counts: dict[tuple[str, str], Counter] = {}
     checks: list[str] = []
-    for r in results:
-        counts.setdefault((r.framework, r.check), Counter())[r.status] += 1
-        if r.check not in checks:
-            checks.append(r.check)
+    for (_, _, framework, check, status), n in status_counts(results).items():
+        cell = counts.get((framework, check))
+        if cell is None:
+            cell = counts[framework, check] = Counter()
+            if check not in checks:
+                checks.append(check)
+        cell[status] += n
     order = {c: i for i, c in enumerate(CHECK_ORDER)}
     checks.sort(key=lambda c: order.get(c, len(order)))
     rows = [[name, *(matrix_cell(counts.get((name, c))) for c in checks)] for name in frameworks]
@@ -318,35 +334,55 @@ def comparison_by_family(frameworks: list[str], results: Iterable[Result]) -> li
     (unsupported excluded) and names the most frequent reasons; every number comes from results.
     """
     valid = [r for r in results if r.check != "error_parity" and r.params]
-    # one pass: each params record (the results of a case share one) is classified once
-    families: dict[int, list[str]] = {}
-    members: dict[tuple[str, str], list[Result]] = {}
+    # each params record (the results of a case share one) is classified once
+    families = {
+        key: tuple(f for f, member in PARAMETER_FAMILIES.items() if member(params))
+        for key, params in {id(r.params): r.params for r in valid}.items()
+    }
+    # a cell's numbers come from counts by framework, families and status; only the results whose
+    # reasons it names (divergent ones, and unsupported ones where none ran) are listed, in order
+    counted = Counter(
+        zip([r.framework for r in valid], [families[id(r.params)] for r in valid], [r.status for r in valid])
+    )
+    statuses: dict[tuple[str, str], Counter] = {}
+    for (framework, memberships, status), n in counted.items():
+        for family in memberships:
+            cell = statuses.get((family, framework))
+            if cell is None:
+                cell = statuses[family, framework] = Counter()
+            cell[status] += n
+    listed: dict[tuple[str, str, bool], list[Result]] = {}
     for r in valid:
-        key = id(r.params)
-        if key not in families:
-            families[key] = [f for f, member in PARAMETER_FAMILIES.items() if member(r.params)]
-        for family in families[key]:
-            members.setdefault((family, r.framework), []).append(r)
+        if r.status in DIVERGENT or r.status == "unsupported":
+            for family in families[id(r.params)]:
+                listed.setdefault((family, r.framework, r.status in DIVERGENT), []).append(r)
+    # a divergent result's reason, once (it is named in each of its families)
+    reasons_of = {
+        key: _reason(r)
+        for key, r in {id(r): r for (*_, bad), rs in listed.items() if bad for r in rs}.items()
+    }
     rows = []
     for family in PARAMETER_FAMILIES:
         row = {"family": family, "cells": []}
         for name in frameworks:
-            mine = members.get((family, name), [])
-            ran = [r for r in mine if r.status != "unsupported"]
-            bad = [r for r in ran if r.status in DIVERGENT]
-            reasons = Counter(_reason(r) for r in bad).most_common(2)
+            counts = statuses.get((family, name), Counter())
+            mine = sum(counts.values())
+            ran = mine - counts["unsupported"]
+            bad = listed.get((family, name, True), [])
+            reasons = Counter(reasons_of[id(r)] for r in bad).most_common(2)
             if not mine:
                 kind, text = "none", "·"
             elif not ran:  # why it cannot express them: the adapters' declared reasons
                 kind, text = "na", "unsupported"
-                reasons = Counter(shorten(r.message, 120) for r in mine).most_common(2)
+                unsupported = listed.get((family, name, False), [])
+                reasons = Counter(shorten(r.message, 120) for r in unsupported).most_common(2)
             elif not bad:
-                kind, text = "ok", f"0/{len(ran)}"
+                kind, text = "ok", f"0/{ran}"
             else:
                 kind = "bad" if any(r.status in FAILING for r in bad) else "known"
-                text = f"{len(bad)}/{len(ran)} diverge"
-            if ran and len(ran) < len(mine):
-                text += f" · {len(mine) - len(ran)} unsupported"
+                text = f"{len(bad)}/{ran} diverge"
+            if ran and ran < mine:
+                text += f" · {mine - ran} unsupported"
             row["cells"].append(
                 {"kind": kind, "text": text, "reasons": [f"{n}× {why}" for why, n in reasons]}
             )
@@ -489,8 +525,10 @@ def environment_rows(document: dict[str, Any]) -> list[dict[str, str]]:
 def summary_rows(frameworks: list[str], results: list[Result]) -> list[list[Any]]:
     """One row per framework: name, a count per status, total (recounted, not trusted)."""
     counts = {name: Counter() for name in frameworks}
-    for r in results:
-        counts.setdefault(r.framework, Counter())[r.status] += 1
+    for (_, _, framework, _, status), n in status_counts(results).items():
+        if framework not in counts:
+            counts[framework] = Counter()
+        counts[framework][status] += n
     return [[name, *(c[s] for s in STATUSES), sum(c.values())] for name, c in counts.items()]
 
 
@@ -695,18 +733,22 @@ def _ndim_class(p: dict[str, Any]) -> str:
     return f"{p['op'][-2]}-d" if "op" in p else f"{len(p['input_shape']) - 2}-d"
 
 
+def _dtype_class(p: dict[str, Any]) -> str:
+    return str(p.get("dtype", "?"))
+
+
+#: a map's axis labelled by the result's check rather than by its params
+BY_CHECK = None
 #: the maps drawn per framework: (title, row classifier, column classifier); a classifier takes a
-#: result and returns its row or column label, read from its params and check only (parameter_maps
-#: works each label out once per pair)
-PARAMETER_MAPS: list[tuple[str, Callable[[Result], str], Callable[[Result], str]]] = [
-    ("stride × padding", lambda r: _stride_class(r.params), lambda r: _padding_class(r.params)),
-    (
-        "output_padding × dilation",
-        lambda r: _output_padding_class(r.params),
-        lambda r: _dilation_class(r.params),
-    ),
-    ("groups × dimensionality", lambda r: _groups_class(r.params), lambda r: _ndim_class(r.params)),
-    ("dtype × check", lambda r: str(r.params.get("dtype", "?")), lambda r: r.check),
+#: result's params and returns its row or column label, or is BY_CHECK (parameter_maps labels each
+#: params record once: the results of a case share one)
+PARAMETER_MAPS: list[
+    tuple[str, Callable[[dict[str, Any]], str] | None, Callable[[dict[str, Any]], str] | None]
+] = [
+    ("stride × padding", _stride_class, _padding_class),
+    ("output_padding × dilation", _output_padding_class, _dilation_class),
+    ("groups × dimensionality", _groups_class, _ndim_class),
+    ("dtype × check", _dtype_class, BY_CHECK),
 ]
 
 
@@ -750,27 +792,47 @@ class ParameterMap:
 def parameter_maps(frameworks: list[str], results: Iterable[Result]) -> list[ParameterMap]:
     """Per framework and map: divergent over ran results (valid configurations) per cell."""
     valid = [r for r in results if r.params and r.expect != "error" and r.status != "unsupported"]
+    # each params record labelled once, for every map (None where an axis is BY_CHECK)
+    labelled = {
+        key: tuple(
+            tuple(None if classify is BY_CHECK else classify(params) for classify in (row_of, column_of))
+            for _, row_of, column_of in PARAMETER_MAPS
+        )
+        for key, params in {id(r.params): r.params for r in valid}.items()
+    }
+    checks = set(r.check for r in valid)
+    # results counted by framework, labels, check and status: a few thousand keys, not a pass over
+    # every result per map; keys come in result order, so each map's cells do too
+    counted = Counter(
+        zip(
+            [r.framework for r in valid],
+            [labelled[id(r.params)] for r in valid],
+            [r.check for r in valid],
+            [r.status for r in valid],
+        )
+    )
     maps = []
-    for title, row_of, column_of in PARAMETER_MAPS:
-        # a label depends on the params and the check only: worked out once per pair
-        known: dict[tuple[int, str], tuple[str, str]] = {}
-        labels = []
-        for r in valid:
-            pair = (id(r.params), r.check)
-            if pair not in known:
-                known[pair] = (row_of(r), column_of(r))
-            labels.append(known[pair])
-        rows = sorted({a for a, _ in labels}, key=_label_order)
-        columns = sorted({b for _, b in labels}, key=_label_order)
+    for place, (title, row_of, column_of) in enumerate(PARAMETER_MAPS):
+        rows, columns = (
+            sorted(
+                checks if classify is BY_CHECK else {found[place][axis] for found in labelled.values()},
+                key=_label_order,
+            )
+            for axis, classify in enumerate((row_of, column_of))
+        )
         by_framework: dict[str, dict[tuple[str, str], MapCell]] = {name: {} for name in frameworks}
-        for r, key in zip(valid, labels):
-            cells = by_framework.get(r.framework)
+        for (framework, found, check, status), n in counted.items():
+            cells = by_framework.get(framework)
             if cells is None:
                 continue
+            row, column = found[place]
+            key = (check if row_of is BY_CHECK else row, check if column_of is BY_CHECK else column)
             cell = cells.get(key) or cells.setdefault(key, MapCell())
-            cell.ran += 1
-            cell.divergent += r.status in DIVERGENT or r.status == "xpass"
-            cell.failing += r.status in FAILING
+            cell.ran += n
+            if status in DIVERGENT or status == "xpass":
+                cell.divergent += n
+            if status in FAILING:
+                cell.failing += n
         for name in frameworks:
             if by_framework[name]:
                 maps.append(ParameterMap(title, name, rows, columns, by_framework[name]))
@@ -794,18 +856,24 @@ def over_tolerance(r: Result) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
+@_once
+def _passing_headroom(results: Iterable[Result]) -> list[tuple[Result, float]]:
+    """The passing results that record err/tol, with it: what the headroom chart and the closest
+    list both read."""
+    return [(r, eb) for r in results if r.status == "pass" and (eb := over_tolerance(r)) is not None]
+
+
 def headroom(frameworks: list[str], results: Iterable[Result]) -> dict[tuple[str, str], list[float]]:
     """(framework, dtype) -> err/tol of its passing numeric results (1 is the tolerance)."""
     found: dict[tuple[str, str], list[float]] = {}
-    for r in results:
-        eb = over_tolerance(r)
-        if r.status == "pass" and eb is not None:
-            found.setdefault((r.framework, str(r.params.get("dtype", "?"))), []).append(float(eb))
+    for r, eb in _passing_headroom(results):
+        found.setdefault((r.framework, str(r.params.get("dtype", "?"))), []).append(eb)
     order = {name: i for i, name in enumerate(frameworks)}
     return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0][0], 99), _label_order(kv[0][1]))))
 
 
 def closest_to_tolerance(results: Iterable[Result], limit: int = 10) -> list[Result]:
     """The passing results with the least headroom: where a small regression would fail first."""
-    passing = [r for r in results if r.status == "pass" and over_tolerance(r) is not None]
-    return sorted(passing, key=lambda r: -(over_tolerance(r) or 0.0))[:limit]
+    passing = _passing_headroom(results)
+    nearest = sorted(range(len(passing)), key=lambda i: -(passing[i][1] or 0.0))[:limit]
+    return [passing[i][0] for i in nearest]
