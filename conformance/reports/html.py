@@ -5,6 +5,7 @@ divergences and a filterable, sortable table of every result. Renders views only
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import operator
 from pathlib import Path
@@ -93,72 +94,145 @@ _INTERNED = frozenset(
 )  # fmt: skip
 
 
-def _row(r: Result) -> tuple:
-    """One result for the HTML table, a value per _KEYS. Short keys, interned strings (case ids,
-    shapes, tags, messages, baseline entries), 3-digit floats and no empty or derivable fields
-    keep ~16,000 rows near two megabytes; the template's script expands them (see INTERNED there)."""
-    dtype = r.params.get("dtype") or r.expected_dtype
-    standard_rerun = f"conformance run {r.file} --case '{r.case}' --framework {r.framework}"
-    same_shape = r.actual_shape is not None and r.actual_shape == r.expected_shape
-    return (
-        STATUSES.index(r.status),
-        r.case,
-        r.file,
-        r.framework,
-        r.check,
-        r.family if r.family and r.family != r.case else None,
-        r.params.get("op"),
-        dtype,
-        params_text(r.params),
-        r.rerun if r.rerun != standard_rerun else None,  # the script rebuilds the usual one
-        r.reproducer,
-        ",".join(r.tags),
-        _shape(r.expected_shape),
-        1 if same_shape else _shape(r.actual_shape),  # 1: the expected shape
-        r.expected_dtype if r.expected_dtype != dtype else None,
-        r.actual_dtype if r.actual_dtype != (r.expected_dtype or dtype) else None,
-        _short(r.max_abs_err),
-        _short(r.max_rel_err),
-        _short(r.max_err_over_bound),
-        _short(r.max_err_over_tolerance),
-        _short(r.tolerance_at_worst),
-        r.mismatched,
-        r.elements,
-        r.worst_index if r.mismatched else None,
-        r.exception,
-        r.raised_by,
-        r.message,
-        to_json(r.divergence) if r.divergence else None,
-        _short(r.duration_s),
-        r.expect if r.expect != "ok" else None,
-    )
+def _columns(ordered: list[Result]) -> dict[str, list]:
+    """The results for the HTML table, a list per _KEYS (built a column at a time: a row at a time
+    took twice as long). Short keys, interned strings (case ids, shapes, tags, messages, baseline
+    entries), 3-digit floats and no empty or derivable fields keep ~16,000 rows near two megabytes;
+    the template's script expands them (see INTERNED there)."""
+    params = [r.params for r in ordered]
+    dtypes = [p.get("dtype") or r.expected_dtype for p, r in zip(params, ordered)]
+    # the results of a case share one params record and mostly one divergence entry: each once
+    shared = {id(p): p for p in params}
+    texts = {key: params_text(p) for key, p in shared.items()}
+    divergences = {id(r.divergence): r.divergence for r in ordered if r.divergence}
+    divergence_texts = {key: to_json(d) for key, d in divergences.items()}
+    status_index = {s: i for i, s in enumerate(STATUSES)}
+
+    def _field(name: str) -> list:
+        return list(map(operator.attrgetter(name), ordered))
+
+    return {
+        "s": [status_index[r.status] for r in ordered],
+        "c": _field("case"),
+        "f": _field("file"),
+        "fw": _field("framework"),
+        "k": _field("check"),
+        "fa": [r.family if r.family and r.family != r.case else None for r in ordered],
+        "op": [p.get("op") for p in params],
+        "dt": dtypes,
+        "pt": [texts[id(p)] for p in params],
+        # the script rebuilds the usual re-run line
+        "r": [
+            r.rerun
+            if r.rerun != f"conformance run {r.file} --case '{r.case}' --framework {r.framework}"
+            else None
+            for r in ordered
+        ],
+        "rp": _field("reproducer"),
+        "t": [",".join(r.tags) for r in ordered],
+        "es": [_shape(r.expected_shape) for r in ordered],
+        # 1: the expected shape
+        "as": [
+            1 if r.actual_shape is not None and r.actual_shape == r.expected_shape else _shape(r.actual_shape)
+            for r in ordered
+        ],
+        "ed": [r.expected_dtype if r.expected_dtype != dtype else None for r, dtype in zip(ordered, dtypes)],
+        "ad": [
+            r.actual_dtype if r.actual_dtype != (r.expected_dtype or dtype) else None
+            for r, dtype in zip(ordered, dtypes)
+        ],
+        "ae": _shorts([r.max_abs_err for r in ordered]),
+        "re": _shorts([r.max_rel_err for r in ordered]),
+        "eb": _shorts([r.max_err_over_bound for r in ordered]),
+        "et": _shorts([r.max_err_over_tolerance for r in ordered]),
+        "tw": _shorts([r.tolerance_at_worst for r in ordered]),
+        "mm": _field("mismatched"),
+        "el": _field("elements"),
+        "wi": [r.worst_index if r.mismatched else None for r in ordered],
+        "x": _field("exception"),
+        "rb": _field("raised_by"),
+        "m": _field("message"),
+        "dv": [divergence_texts[id(r.divergence)] if r.divergence else None for r in ordered],
+        "d": _shorts([r.duration_s for r in ordered]),
+        "ex": [r.expect if r.expect != "ok" else None for r in ordered],
+    }
+
+
+def _shorts(values: list[Any]) -> list[Any]:
+    """_short of each value. A value repeats (20,000 results hold ~5,000 of each error), so each
+    distinct float is worked out once, the finite ones in one %-format call ("%.3g" is the format
+    above); one by one, they took a fifth of the page's time."""
+    if not set(map(type, values)) <= {float, type(None)}:
+        return [_short(v) for v in values]
+    distinct = set(values)
+    distinct.discard(None)
+    # a zero is its own _short: left out, as -0.0 == 0.0 would take the other's sign
+    finite = [v for v in distinct if v and math.isfinite(v)]
+    known: dict[float, Any] = dict(zip(finite, map(float, ("%.3g " * len(finite) % tuple(finite)).split())))
+    known.update((v, _short(v)) for v in distinct if not math.isfinite(v))
+    return list(map(known.get, values, values))
+
+
+def _string_index(columns: dict[str, list]) -> dict[str, int]:
+    """The distinct strings of the INTERNED columns, numbered in the order that reading the table a
+    row at a time meets them: by the first (row, column) of each."""
+    first: dict[str, tuple[int, int]] = {}
+    for place, key in enumerate(_KEYS):
+        if key not in _INTERNED:
+            continue
+        column = columns[key]
+        try:  # each value's first row: the reversed column's last
+            rows = dict(zip(reversed(column), range(len(column) - 1, -1, -1)))
+        except TypeError:  # a value that cannot be a key is no string either
+            rows = {v: i for i, v in reversed(list(enumerate(column))) if isinstance(v, str)}
+        for value, row in rows.items():
+            if value and isinstance(value, str):
+                met = first.get(value)
+                if met is None or (row, place) < met:
+                    first[value] = (row, place)
+    return {value: i for i, value in enumerate(sorted(first, key=first.__getitem__))}
+
+
+def _interned(column: list, index: dict[str, int]) -> tuple[list, bool]:
+    """A column with each string replaced by its number in the strings table, empty ones by null;
+    and whether null is its only empty value (numbers and nulls only)."""
+    if set(map(type, column)) <= {str, int, type(None)}:  # at C speed, where no value needs a question
+        lookup = {**index, "": None, 0: None}
+        return list(map(lookup.get, column, column)), True
+    return [index[v] if v and isinstance(v, str) else (v or None) for v in column], False
+
+
+def _present_rows(column: list, only_null_empty: bool = False) -> list[int]:
+    """The rows that have the column's field: a value that is not null, "", [] or {}."""
+    if not only_null_empty:
+        kinds = set(map(type, column))
+        only_null_empty = kinds <= {type(None), bool, int, float, str, list, dict} and not any(
+            column.count(empty) for kind, empty in ((str, ""), (list, []), (dict, {})) if kind in kinds
+        )
+    if only_null_empty:  # at C speed
+        rows = range(len(column))
+        return list(itertools.compress(rows, map(operator.is_not, column, itertools.repeat(None))))
+    return [i for i, v in enumerate(column) if v is not None and v != "" and v != [] and v != {}]
 
 
 def _table_data(results: list[Result]) -> Markup:
     # failures first, as the table opens: crash, timeout, error, fail, xpass, xfail, then the rest
     ordered = sorted(results, key=lambda r: SEVERITY.get(r.status, 99))
-    rows = [_row(r) for r in ordered]
-    n = len(rows)
-    # one table of distinct strings, numbered in the order the rows meet them
-    interned = [i for i, key in enumerate(_KEYS) if key in _INTERNED]
-    met = dict.fromkeys(
-        v for row in rows for v in operator.itemgetter(*interned)(row) if v and isinstance(v, str)
-    )
-    index = {value: i for i, value in enumerate(met)}
+    n = len(ordered)
+    values = _columns(ordered)
+    # one table of distinct strings
+    index = _string_index(values)
     # by column, not by row: the keys are written once, not once per row (a third of the page);
     # a field most rows have is a list (null where absent), a rare one an object by row index
     found: list[tuple[int, int, str, Any]] = []  # (first row with it, place in a row, key, column)
-    for place, (key, values) in enumerate(zip(_KEYS, zip(*rows) if rows else [()] * len(_KEYS))):
-        if key in _INTERNED:
-            column = [index[v] if v and isinstance(v, str) else (v or None) for v in values]
-        else:
-            column = list(values)
-        present = [i for i, v in enumerate(column) if v is not None and v != "" and v != [] and v != {}]
+    for place, key in enumerate(_KEYS):
+        column, only_null_empty = _interned(values[key], index) if key in _INTERNED else (values[key], False)
+        present = _present_rows(column, only_null_empty)
         if present:
             kept = column if 2 * len(present) >= n else {str(i): column[i] for i in present}
             found.append((present[0], place, key, kept))
     columns = {key: column for _, _, key, column in sorted(found, key=lambda f: f[:2])}
-    return script_json({"statuses": STATUSES, "strings": list(met), "n": n, "columns": columns})
+    return script_json({"statuses": STATUSES, "strings": list(index), "n": n, "columns": columns})
 
 
 def _result_view(r: Result) -> dict[str, Any]:
