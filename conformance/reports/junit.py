@@ -8,8 +8,8 @@ divergence's reason). Renders views only.
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,10 @@ ERROR = frozenset({"error", "crash", "timeout"})
 SKIPPED = frozenset({"xfail", "unsupported"})
 # XML 1.0 cannot carry most control characters, even escaped; exception texts sometimes hold them
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+#: what _clean replaces or _attribute escapes: a name without any is written as it is
+_UNSAFE_ATTRIBUTE = re.compile('[&<>"\r\n\t\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]')
 
 
 def _clean(text: Any) -> str:
@@ -47,58 +51,107 @@ def _details(r: Result) -> str:
     )
 
 
-def _testcase(suite: ET.Element, r: Result, classname: str) -> None:
-    case = ET.SubElement(
-        suite,
-        "testcase",
-        name=_clean(f"{r.case}[{r.check}]"),
-        classname=classname,
-        file=_clean(r.file),
-        time=f"{r.duration_s or 0:.3f}",
-    )
+def _attribute(text: str) -> str:
+    """An attribute value escaped as xml.etree.ElementTree writes one (which this module used to,
+    at three times the cost): &, <, >, " and the line breaks and tabs it must keep."""
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    if "<" in text:
+        text = text.replace("<", "&lt;")
+    if ">" in text:
+        text = text.replace(">", "&gt;")
+    if '"' in text:
+        text = text.replace('"', "&quot;")
+    if "\r" in text:
+        text = text.replace("\r", "&#13;")
+    if "\n" in text:
+        text = text.replace("\n", "&#10;")
+    if "\t" in text:
+        text = text.replace("\t", "&#09;")
+    return text
+
+
+def _text(text: str) -> str:
+    """Character data escaped as ElementTree writes it."""
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    if "<" in text:
+        text = text.replace("<", "&lt;")
+    if ">" in text:
+        text = text.replace(">", "&gt;")
+    return text
+
+
+def _element(
+    tag: str, attributes: dict[str, str], text: str = "", children: Sequence[str] = (), depth: int = 0
+) -> str:
+    """One element as ElementTree writes it once ET.indent(space=" ") has laid it out ``depth``
+    levels down: an empty one closes itself; each child on a line of its own, one space deeper."""
+    opened = f"<{tag}" + "".join(f' {name}="{_attribute(value)}"' for name, value in attributes.items())
+    if children:
+        line = "\n" + " " * (depth + 1)
+        return f"{opened}>{line}{line.join(children)}\n{' ' * depth}</{tag}>"
+    return f"{opened}>{_text(text)}</{tag}>" if text else f"{opened} />"
+
+
+def _testcase(r: Result, classname: str, file: str) -> str:
+    """One <testcase> (depth 2), with its failure, error or skip; classname and file come escaped.
+    Written out rather than by _element: there is one per result."""
+    name = f"{r.case}[{r.check}]"
+    if _UNSAFE_ATTRIBUTE.search(name):
+        name = _attribute(_clean(name))
+    opened = f'<testcase name="{name}" classname="{classname}" file="{file}" time="{r.duration_s or 0:.3f}"'
     if r.status in FAILURE:
-        ET.SubElement(case, "failure", message=_clean(r.message or r.status), type=r.status).text = _clean(
-            _details(r)
+        inner = _element(
+            "failure", {"message": _clean(r.message or r.status), "type": r.status}, _clean(_details(r))
         )
     elif r.status in ERROR:
         kind = r.exception or r.status
-        ET.SubElement(case, "error", message=_clean(r.message or r.status), type=_clean(kind)).text = _clean(
-            _details(r)
+        inner = _element(
+            "error", {"message": _clean(r.message or r.status), "type": _clean(kind)}, _clean(_details(r))
         )
     elif r.status in SKIPPED:
         why = (r.divergence or {}).get("reason") or r.message or r.status
-        ET.SubElement(case, "skipped", message=_clean(f"{r.status}: {why}"))
+        inner = _element("skipped", {"message": _clean(f"{r.status}: {why}")})
+    else:
+        return f"{opened} />"
+    return f"{opened}>\n   {inner}\n  </testcase>"
 
 
 def render_junit(document: dict[str, Any]) -> str:
+    """The XML that ElementTree wrote (ET.indent with one space), written as text: its elements
+    and its serialiser took two thirds of the time for 20,000 results."""
     results = document_results(document)
-    root = ET.Element("testsuites", name="conformance")
     totals: Counter = Counter()
+    suites = []
+    by_framework: dict[str, list[Result]] = {}
+    for r in results:
+        by_framework.setdefault(r.framework, []).append(r)
     for name in frameworks_of(document, results):
-        mine = [r for r in results if r.framework == name]
+        mine = by_framework.get(name, [])
         counts = Counter(
             "failures" if r.status in FAILURE else "errors" if r.status in ERROR else "skipped"
             for r in mine
             if r.status not in ("pass",)
         )
-        suite = ET.SubElement(
-            root,
-            "testsuite",
-            name=_clean(name),
-            tests=str(len(mine)),
-            failures=str(counts["failures"]),
-            errors=str(counts["errors"]),
-            skipped=str(counts["skipped"]),
-            time=f"{sum(r.duration_s or 0 for r in mine):.3f}",
-        )
-        classnames: dict[str, str] = {}  # by file: a suite holds thousands of one file's results
+        # by file: a suite holds thousands of one file's results
+        classnames: dict[str, tuple[str, str]] = {}
         for r in mine:
             if r.file not in classnames:
-                classnames[r.file] = _clean(f"{r.framework}.{Path(r.file).stem}")
-            _testcase(suite, r, classnames[r.file])
+                classname = _clean(f"{r.framework}.{Path(r.file).stem}")
+                classnames[r.file] = (_attribute(classname), _attribute(_clean(r.file)))
+        attributes = {
+            "name": _clean(name),
+            "tests": str(len(mine)),
+            "failures": str(counts["failures"]),
+            "errors": str(counts["errors"]),
+            "skipped": str(counts["skipped"]),
+            "time": f"{sum(r.duration_s or 0 for r in mine):.3f}",
+        }
+        cases = [_testcase(r, *classnames[r.file]) for r in mine]
+        suites.append(_element("testsuite", attributes, children=cases, depth=1))
         totals.update(counts)
         totals["tests"] += len(mine)
-    for key in ("tests", "failures", "errors", "skipped"):
-        root.set(key, str(totals[key]))
-    ET.indent(root, space=" ")
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+    totals_text = {key: str(totals[key]) for key in ("tests", "failures", "errors", "skipped")}
+    root = _element("testsuites", {"name": "conformance", **totals_text}, children=suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + root + "\n"
