@@ -46,14 +46,19 @@ REQUIRED_RESULT_FIELDS = ("case", "file", "framework", "check", "status")
 def to_json(value: Any, indent: int | None = None) -> str:
     """Strict JSON (no NaN/Infinity tokens, which JSON.parse and many tools reject): non-finite
     floats become "nan" / "inf" / "-inf", NumPy scalars plain numbers."""
-    separators = (",", ": ") if indent is not None else (",", ":")  # compact where nobody reads it
+    options: dict[str, Any] = {
+        "indent": indent,
+        "separators": (",", ": ") if indent is not None else (",", ":"),  # compact where nobody reads it
+        "allow_nan": False,
+        "ensure_ascii": False,
+        # documents and views are trees: no need to track every container (7 % of the encoding)
+        "check_circular": False,
+    }
     try:  # most documents hold neither: encoded as they are, and the encoder checks that
-        return json.dumps(value, indent=indent, separators=separators, allow_nan=False, ensure_ascii=False)
+        return json.dumps(value, **options)
     except (ValueError, TypeError):
         pass
-    return json.dumps(
-        _finite(value), indent=indent, separators=separators, allow_nan=False, ensure_ascii=False
-    )
+    return json.dumps(_finite(value), **options)
 
 
 def _finite(value: Any) -> Any:
@@ -80,6 +85,17 @@ def _rerun_prefix(record: dict[str, Any]) -> str:
     return f"conformance run {record['file']} --case '{record['case']}' "
 
 
+#: what a packed record compares each field of a record with, to leave it out where equal: its
+#: default, or _ALWAYS (which nothing equals) for a field every record keeps; _CASE for the fields
+#: of its case, which it never keeps (a field not named here is compared with None)
+_ALWAYS, _CASE = object(), object()
+_PACKING = {
+    **_DEFAULTS,
+    **dict.fromkeys(REQUIRED_RESULT_FIELDS, _ALWAYS),
+    **dict.fromkeys((*CASE_FIELDS, "case", "file"), _CASE),
+}
+
+
 def pack(document: dict[str, Any]) -> dict[str, Any]:
     """The on-disk form of an in-memory document (see the module's docstring): errors to 7
     significant digits, times to the microsecond, each framework's re-run selector once (a record
@@ -88,22 +104,29 @@ def pack(document: dict[str, Any]) -> dict[str, Any]:
     index_of: dict[str, int] = {}
     divergences: list[dict[str, Any]] = []
     divergence_index: dict[str, int] = {}
+    divergence_texts: dict[int, str] = {}  # by id: a loaded document's records share their entries
     selectors: dict[str, str] = {}
+    leave_out = _PACKING.get
+    rounded: dict[float, float] = {}  # errors repeat: each nonzero one rounded once
     records = []
     for record in document.get("results", []):
         key = case_key(record)
-        if key not in index_of:
-            index_of[key] = len(cases)
+        at = index_of.get(key)
+        if at is None:
+            at = index_of[key] = len(cases)
             case = {"file": record["file"], "id": record["case"]}
             case.update((name, record[name]) for name in CASE_FIELDS if name in record)
             cases.append(case)
-        case = cases[index_of[key]]
-        packed: dict[str, Any] = {"case": index_of[key]}
-        for name, value in record.items():
-            if name in CASE_FIELDS or name in ("case", "file"):
-                continue
-            if name in REQUIRED_RESULT_FIELDS or value != _DEFAULTS.get(name):
-                packed[name] = value
+        else:
+            case = cases[at]
+        packed: dict[str, Any] = {"case": at}
+        packed.update(
+            {
+                name: v
+                for name, v in record.items()
+                if (default := leave_out(name)) is not _CASE and v != default
+            }
+        )
         expected_shape = record.get("expected_shape")
         if expected_shape != case.get("expected_shape"):  # a gradient's shape is its own: once per case
             shapes = case.setdefault("check_shapes", {})
@@ -118,23 +141,35 @@ def pack(document: dict[str, Any]) -> dict[str, Any]:
                     packed.pop(name, None)
                 else:
                     packed[name] = record.get(name)
-        if packed.get("divergence"):
-            text = json.dumps(packed["divergence"], sort_keys=True)
+        divergence = packed.get("divergence")
+        if divergence:
+            text = divergence_texts.get(id(divergence))
+            if text is None:
+                text = divergence_texts[id(divergence)] = json.dumps(divergence, sort_keys=True)
             if text not in divergence_index:
                 divergence_index[text] = len(divergences)
-                divergences.append(packed["divergence"])
+                divergences.append(divergence)
             packed["divergence"] = divergence_index[text]
-        rerun, prefix = packed.get("rerun", ""), _rerun_prefix(record)
-        if rerun.startswith(prefix):
-            selector = selectors.setdefault(record["framework"], rerun[len(prefix) :])
-            if selector == rerun[len(prefix) :]:
-                del packed["rerun"]
+        rerun = packed.get("rerun")
+        if rerun:
+            prefix = _rerun_prefix(record)
+            if rerun.startswith(prefix):
+                selector = selectors.setdefault(record["framework"], rerun[len(prefix) :])
+                if selector == rerun[len(prefix) :]:
+                    del packed["rerun"]
         for name in ERROR_FIELDS:
             value = packed.get(name)
             if isinstance(value, float):  # non-finite errors as strings here, so the encoder never meets them
-                packed[name] = float(f"{value:.7g}") if math.isfinite(value) else _finite(value)
-        if isinstance(packed.get("duration_s"), float):
-            packed["duration_s"] = round(packed["duration_s"], 6)
+                if value and math.isfinite(value):  # a zero stays out: 0.0 == -0.0
+                    short = rounded.get(value)
+                    if short is None:
+                        short = rounded[value] = float(f"{value:.7g}")
+                    packed[name] = short
+                else:
+                    packed[name] = float(f"{value:.7g}") if math.isfinite(value) else _finite(value)
+        duration = packed.get("duration_s")
+        if isinstance(duration, float):
+            packed["duration_s"] = round(duration, 6)
         records.append(packed)
     return {
         **document,
