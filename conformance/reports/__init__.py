@@ -21,7 +21,7 @@ from conformance.reports.jsondoc import load_document, pack, to_json
 from conformance.reports.junit import render_junit
 from conformance.reports.markdown import render_markdown
 from conformance.reports.summary import render_summary
-from conformance.reports.views import rendering
+from conformance.reports.views import prepare, rendering
 from conformance.timings import Timings, maybe
 
 __all__ = [
@@ -37,7 +37,7 @@ __all__ = [
 
 #: formats written by a forked process beside the one that writes the others: the two halves take
 #: about as long (markdown beside JSON and JUnit: the reports phase 0.73-0.80 -> 0.68-0.70 s in the
-#: reference run, alternating A/B, though markdown works out the views it shares with html again)
+#: reference run, alternating A/B). The views both halves show are worked out before the fork.
 ASIDE = ("json", "junit", "markdown")
 #: seconds the process writing ASIDE may take before it is given up and they are written here
 ASIDE_TIMEOUT = 600.0
@@ -65,19 +65,22 @@ def write_reports(
         "summary": lambda: render_summary(document),
         "junit": lambda: render_junit(document),
     }
-    aside = _Aside.start({n: renderers[n] for n in ASIDE}, paths) if parallel else None
     with rendering():
+        if parallel:  # the views both processes show, worked out once: the forked one inherits them
+            with maybe(timings, "report views"):
+                prepare(document)
+        aside = _Aside.start({n: renderers[n] for n in ASIDE}, paths) if parallel else None
+        written = set(ASIDE) if aside is not None else set()  # by the process aside, if it succeeds
         for name, render in renderers.items():
-            if aside is None or name not in ASIDE:
+            if name not in written:
                 with maybe(timings, f"report {name}"):
                     _write(paths[name], render())
-    done = aside.join() if aside is not None else {}
-    with rendering():
+        done = aside.join() if aside is not None else {}
         for name in ASIDE:
             if name in done:
                 if timings is not None:
                     timings.phases[f"report {name}"] = done[name]
-            else:
+            elif aside is not None:  # it failed: written here after all
                 with maybe(timings, f"report {name}"):
                     _write(paths[name], renderers[name]())
     return paths
@@ -113,11 +116,12 @@ class _Aside:
             status = 1
             try:
                 seconds = {}
-                with rendering():
-                    for name, render in renderers.items():
-                        started = time.perf_counter()
-                        _write(paths[name], render())
-                        seconds[name] = time.perf_counter() - started
+                # in the rendering scope it was forked in (write_reports'): the views computed
+                # there are not computed again
+                for name, render in renderers.items():
+                    started = time.perf_counter()
+                    _write(paths[name], render())
+                    seconds[name] = time.perf_counter() - started
                 os.write(writer, json.dumps(seconds).encode())
                 status = 0
             finally:

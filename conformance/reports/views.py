@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -61,13 +62,17 @@ def rendering() -> Iterator[None]:
 
 def _once(fn: Callable) -> Callable:
     @functools.wraps(fn)
-    def wrapper(*args: Any) -> Any:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         memo = _SCOPE.get()
         if memo is None:
-            return fn(*args)
-        key = (fn.__name__, *(_memo_key(a) for a in args))
+            return fn(*args, **kwargs)
+        key = (
+            fn.__name__,
+            *(_memo_key(a) for a in args),
+            *((name, _memo_key(value)) for name, value in sorted(kwargs.items())),
+        )
         if key not in memo:
-            memo[key] = (fn(*args), args)  # holding the arguments keeps their ids theirs
+            memo[key] = (fn(*args, **kwargs), args, kwargs)  # holding the arguments keeps their ids theirs
         return memo[key][0]
 
     return wrapper
@@ -84,6 +89,18 @@ def _memo_key(arg: Any) -> Any:
 def document_results(document: dict[str, Any]) -> list[Result]:
     """The document's records as Result objects."""
     return results_of(document)
+
+
+def prepare(document: dict[str, Any]) -> None:
+    """Work out, in the current rendering scope, the views that the formats written by different
+    processes share (the Result objects, the status counts, the causes, the comparison by parameter
+    family): a process forked afterwards inherits them instead of working them out again."""
+    results = document_results(document)
+    frameworks = frameworks_of(document, results)
+    status_counts(results)
+    comparison_by_family(frameworks, results)
+    causes(results)
+    causes(results, known=True)
 
 
 # --- the facts every format shows ---------------------------------------------------------------
@@ -110,9 +127,9 @@ class Family:
 def frameworks_of(document: dict[str, Any], results: Iterable[Result]) -> list[str]:
     """The document's frameworks in their order, then any that only the results name."""
     names = list(document.get("frameworks") or {})
-    for r in results:
-        if r.framework not in names:
-            names.append(r.framework)
+    for name in dict.fromkeys(map(operator.attrgetter("framework"), results)):
+        if name not in names:
+            names.append(name)
     return names
 
 
@@ -596,6 +613,7 @@ class Cause:
         return list(seen.values())
 
 
+@_once
 def causes(results: Iterable[Result], known: bool = False) -> list[Cause]:
     """Failing results (``known``: known divergences, xfail) grouped by cause, the most severe and
     then the most frequent first. Known divergences group by their baseline entry's reason."""
