@@ -175,29 +175,25 @@ def _shorts(values: list[Any]) -> list[Any]:
 
 def _string_index(columns: dict[str, list]) -> dict[str, int]:
     """The distinct strings of the INTERNED columns, numbered in the order that reading the table a
-    row at a time meets them: by the first (row, column) of each."""
-    first: dict[str, tuple[int, int]] = {}
-    for place, key in enumerate(_KEYS):
-        if key not in _INTERNED:
-            continue
-        column = columns[key]
-        try:  # each value's first row: the reversed column's last
-            rows = dict(zip(reversed(column), range(len(column) - 1, -1, -1)))
-        except TypeError:  # a value that cannot be a key is no string either
-            rows = {v: i for i, v in reversed(list(enumerate(column))) if isinstance(v, str)}
-        for value, row in rows.items():
-            if value and isinstance(value, str):
-                met = first.get(value)
-                if met is None or (row, place) < met:
-                    first[value] = (row, place)
-    return {value: i for i, value in enumerate(sorted(first, key=first.__getitem__))}
+    row at a time meets them."""
+    rows = zip(*(columns[key] for key in _KEYS if key in _INTERNED))
+    try:  # every value, strings or not, in that order at C speed
+        met = dict.fromkeys(itertools.chain.from_iterable(rows))
+    except TypeError:  # a value that cannot be a key, so no string
+        met = dict.fromkeys(
+            v
+            for row in zip(*(columns[key] for key in _KEYS if key in _INTERNED))
+            for v in row
+            if isinstance(v, str)
+        )
+    return {value: i for i, value in enumerate(v for v in met if v and isinstance(v, str))}
 
 
-def _interned(column: list, index: dict[str, int]) -> tuple[list, bool]:
+def _interned(column: list, index: dict[str, int], lookup: dict[Any, int | None]) -> tuple[list, bool]:
     """A column with each string replaced by its number in the strings table, empty ones by null;
-    and whether null is its only empty value (numbers and nulls only)."""
+    and whether null is its only empty value (numbers and nulls only). ``lookup`` is the index
+    with "" and 0 (what ``v or None`` makes null) added."""
     if set(map(type, column)) <= {str, int, type(None)}:  # at C speed, where no value needs a question
-        lookup = {**index, "": None, 0: None}
         return list(map(lookup.get, column, column)), True
     return [index[v] if v and isinstance(v, str) else (v or None) for v in column], False
 
@@ -222,11 +218,14 @@ def _table_data(results: list[Result]) -> Markup:
     values = _columns(ordered)
     # one table of distinct strings
     index = _string_index(values)
+    lookup: dict[Any, int | None] = {**index, "": None, 0: None}
     # by column, not by row: the keys are written once, not once per row (a third of the page);
     # a field most rows have is a list (null where absent), a rare one an object by row index
     found: list[tuple[int, int, str, Any]] = []  # (first row with it, place in a row, key, column)
     for place, key in enumerate(_KEYS):
-        column, only_null_empty = _interned(values[key], index) if key in _INTERNED else (values[key], False)
+        column, only_null_empty = (
+            _interned(values[key], index, lookup) if key in _INTERNED else (values[key], False)
+        )
         present = _present_rows(column, only_null_empty)
         if present:
             kept = column if 2 * len(present) >= n else {str(i): column[i] for i in present}
