@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import math
-import operator
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -127,7 +126,7 @@ class Family:
 def frameworks_of(document: dict[str, Any], results: Iterable[Result]) -> list[str]:
     """The document's frameworks in their order, then any that only the results name."""
     names = list(document.get("frameworks") or {})
-    for name in dict.fromkeys(map(operator.attrgetter("framework"), results)):
+    for name in dict.fromkeys([r.framework for r in results]):
         if name not in names:
             names.append(name)
     return names
@@ -566,7 +565,9 @@ def _stem(r: Result) -> str:
 @dataclass
 class Cause:
     """Divergent results of one framework (all its kernel-path variants together) that fail the
-    same way: one line in the summary and both reports, with a representative result."""
+    same way: one line in the summary and both reports, with a representative result. What it
+    derives from its results is worked out once, when first asked (the formats ask several
+    times): causes() completes and sorts its results before that."""
 
     framework: str  # the base framework: torch for torch, torch[native], torch[avx512]
     check: str
@@ -579,27 +580,30 @@ class Cause:
     def representative(self) -> Result:
         return self.results[0]
 
-    @property
+    @functools.cached_property
     def variants(self) -> list[str]:
         """The adapters (kernel-path variants) that have it, in the order they first appear."""
         return list(dict.fromkeys(r.framework for r in self.results))
 
-    @property
+    @functools.cached_property
     def statuses(self) -> Counter:
         return Counter(r.status for r in self.results)
 
-    @property
+    @functools.cached_property
     def region(self) -> str:
         """The features every one of its results has (:func:`conformance.signatures.region`), then
         those that at least 80 % have."""
-        regions = [region(r.params, r.rules) for r in self.results]
+        # the results of a case share its params and rules: each case's region once
+        cases = {(id(r.params), tuple(r.rules)): r for r in self.results}
+        found = {key: region(r.params, r.rules) for key, r in cases.items()}
+        regions = [found[id(r.params), tuple(r.rules)] for r in self.results]
         common = frozenset.intersection(*regions)
         counts = Counter(f for features in regions for f in features - common)
         most = frozenset(f for f, n in counts.items() if n >= 0.8 * len(regions))
         text = region_text(common)
         return text + (f"; most: {region_text(most)}" if most else "")
 
-    @property
+    @functools.cached_property
     def severity(self) -> int:
         return min(SEVERITY.get(r.status, 99) for r in self.results)
 
@@ -893,5 +897,5 @@ def headroom(frameworks: list[str], results: Iterable[Result]) -> dict[tuple[str
 def closest_to_tolerance(results: Iterable[Result], limit: int = 10) -> list[Result]:
     """The passing results with the least headroom: where a small regression would fail first."""
     passing = _passing_headroom(results)
-    nearest = sorted(range(len(passing)), key=lambda i: -(passing[i][1] or 0.0))[:limit]
-    return [passing[i][0] for i in nearest]
+    keys = [-(eb or 0.0) for _, eb in passing]
+    return [passing[i][0] for i in sorted(range(len(passing)), key=keys.__getitem__)[:limit]]
