@@ -108,15 +108,12 @@ def _columns(ordered: list[Result]) -> dict[str, list]:
     divergence_texts = {key: to_json(d) for key, d in divergences.items()}
     status_index = {s: i for i, s in enumerate(STATUSES)}
 
-    def _field(name: str) -> list:
-        return list(map(operator.attrgetter(name), ordered))
-
     return {
         "s": [status_index[r.status] for r in ordered],
-        "c": _field("case"),
-        "f": _field("file"),
-        "fw": _field("framework"),
-        "k": _field("check"),
+        "c": [r.case for r in ordered],
+        "f": [r.file for r in ordered],
+        "fw": [r.framework for r in ordered],
+        "k": [r.check for r in ordered],
         "fa": [r.family if r.family and r.family != r.case else None for r in ordered],
         "op": [p.get("op") for p in params],
         "dt": dtypes,
@@ -128,7 +125,7 @@ def _columns(ordered: list[Result]) -> dict[str, list]:
             else None
             for r in ordered
         ],
-        "rp": _field("reproducer"),
+        "rp": [r.reproducer for r in ordered],
         "t": [",".join(r.tags) for r in ordered],
         "es": [_shape(r.expected_shape) for r in ordered],
         # 1: the expected shape
@@ -146,12 +143,12 @@ def _columns(ordered: list[Result]) -> dict[str, list]:
         "eb": _shorts([r.max_err_over_bound for r in ordered]),
         "et": _shorts([r.max_err_over_tolerance for r in ordered]),
         "tw": _shorts([r.tolerance_at_worst for r in ordered]),
-        "mm": _field("mismatched"),
-        "el": _field("elements"),
+        "mm": [r.mismatched for r in ordered],
+        "el": [r.elements for r in ordered],
         "wi": [r.worst_index if r.mismatched else None for r in ordered],
-        "x": _field("exception"),
-        "rb": _field("raised_by"),
-        "m": _field("message"),
+        "x": [r.exception for r in ordered],
+        "rb": [r.raised_by for r in ordered],
+        "m": [r.message for r in ordered],
         "dv": [divergence_texts[id(r.divergence)] if r.divergence else None for r in ordered],
         "d": _shorts([r.duration_s for r in ordered]),
         "ex": [r.expect if r.expect != "ok" else None for r in ordered],
