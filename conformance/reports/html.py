@@ -95,13 +95,14 @@ _INTERNED = frozenset(
 
 
 def _columns(ordered: list[Result]) -> dict[str, list]:
-    """The results for the HTML table, a list per _KEYS (built a column at a time: a row at a time
-    took twice as long). Short keys, interned strings (case ids, shapes, tags, messages, baseline
-    entries), 3-digit floats and no empty or derivable fields keep ~16,000 rows near two megabytes;
-    the template's script expands them (see INTERNED there)."""
+    """The results for the HTML table, a list per _KEYS (a column at a time: what follows works on
+    whole columns at C speed). Short keys, interned strings (case ids, shapes, tags, messages,
+    baseline entries), 3-digit floats and no empty or derivable fields keep ~16,000 rows near two
+    megabytes; the template's script expands them (see INTERNED there)."""
     params = [r.params for r in ordered]
     dtypes = [p.get("dtype") or r.expected_dtype for p, r in zip(params, ordered)]
-    # the results of a case share one params record and mostly one divergence entry: each once
+    # the results of a case share one params record (and in a loaded document, the results of a
+    # baseline entry one divergence): each worked out once
     shared = {id(p): p for p in params}
     texts = {key: params_text(p) for key, p in shared.items()}
     divergences = {id(r.divergence): r.divergence for r in ordered if r.divergence}
