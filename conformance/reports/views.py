@@ -418,7 +418,7 @@ def _axes(values: Any, joined: bool = False) -> str:
         return "x".join(",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v) for v in values)
     if not joined and values and all(v == values[0] for v in values):
         return str(values[0])
-    return "x".join(str(v) for v in values)
+    return "x".join(map(str, values))
 
 
 def params_text(params: dict[str, Any]) -> str:
@@ -761,12 +761,11 @@ def _dtype_class(p: dict[str, Any]) -> str:
 
 #: a map's axis labelled by the result's check rather than by its params
 BY_CHECK = None
-#: the maps drawn per framework: (title, row classifier, column classifier); a classifier takes a
-#: result's params and returns its row or column label, or is BY_CHECK (parameter_maps labels each
-#: params record once: the results of a case share one)
-PARAMETER_MAPS: list[
-    tuple[str, Callable[[dict[str, Any]], str] | None, Callable[[dict[str, Any]], str] | None]
-] = [
+#: a row or column label from a result's params, or BY_CHECK
+Classifier = Callable[[dict[str, Any]], str] | None
+#: the maps drawn per framework: (title, row classifier, column classifier); parameter_maps labels
+#: each params record once (the results of a case share one)
+PARAMETER_MAPS: list[tuple[str, Classifier, Classifier]] = [
     ("stride × padding", _stride_class, _padding_class),
     ("output_padding × dilation", _output_padding_class, _dilation_class),
     ("groups × dimensionality", _groups_class, _ndim_class),
