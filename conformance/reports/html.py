@@ -8,6 +8,7 @@ import functools
 import itertools
 import math
 import operator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -196,17 +197,19 @@ def _interned(column: list, index: dict[str, int], lookup: dict[Any, int | None]
     return [index[v] if v and isinstance(v, str) else (v or None) for v in column], False
 
 
-def _present_rows(column: list, only_null_empty: bool = False) -> list[int]:
-    """The rows that have the column's field: a value that is not null, "", [] or {}."""
+def _present_rows(column: list, only_null_empty: bool = False) -> tuple[int, Iterator[int]]:
+    """How many rows have the column's field (a value that is not null, "", [] or {}), and which,
+    in order (lazily: of a dense column only the first is read)."""
     if not only_null_empty:
         kinds = set(map(type, column))
         only_null_empty = kinds <= {type(None), bool, int, float, str, list, dict} and not any(
             column.count(empty) for kind, empty in ((str, ""), (list, []), (dict, {})) if kind in kinds
         )
     if only_null_empty:  # at C speed
-        rows = range(len(column))
-        return list(itertools.compress(rows, map(operator.is_not, column, itertools.repeat(None))))
-    return [i for i, v in enumerate(column) if v is not None and v != "" and v != [] and v != {}]
+        rows = itertools.compress(range(len(column)), map(operator.is_not, column, itertools.repeat(None)))
+        return len(column) - column.count(None), rows
+    present = [i for i, v in enumerate(column) if v is not None and v != "" and v != [] and v != {}]
+    return len(present), iter(present)
 
 
 def _table_data(results: list[Result]) -> Markup:
@@ -224,10 +227,11 @@ def _table_data(results: list[Result]) -> Markup:
         column, only_null_empty = (
             _interned(values[key], index, lookup) if key in _INTERNED else (values[key], False)
         )
-        present = _present_rows(column, only_null_empty)
-        if present:
-            kept = column if 2 * len(present) >= n else {str(i): column[i] for i in present}
-            found.append((present[0], place, key, kept))
+        count, rows = _present_rows(column, only_null_empty)
+        if count:
+            first = next(rows)
+            kept = column if 2 * count >= n else {str(i): column[i] for i in (first, *rows)}
+            found.append((first, place, key, kept))
     columns = {key: column for _, _, key, column in sorted(found, key=lambda f: f[:2])}
     return script_json({"statuses": STATUSES, "strings": list(index), "n": n, "columns": columns})
 
