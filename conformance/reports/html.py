@@ -160,7 +160,7 @@ def _columns(ordered: list[Result]) -> dict[str, list]:
 def _shorts(values: list[Any]) -> list[Any]:
     """_short of each value. A value repeats (20,000 results hold ~5,000 of each error), so each
     distinct float is worked out once, the finite ones in one %-format call ("%.3g" is the format
-    above); one by one, they took a fifth of the page's time."""
+    above): one by one, these were the table's slowest columns."""
     if not set(map(type, values)) <= {float, type(None)}:
         return [_short(v) for v in values]
     distinct = set(values)
@@ -175,16 +175,11 @@ def _shorts(values: list[Any]) -> list[Any]:
 def _string_index(columns: dict[str, list]) -> dict[str, int]:
     """The distinct strings of the INTERNED columns, numbered in the order that reading the table a
     row at a time meets them."""
-    rows = zip(*(columns[key] for key in _KEYS if key in _INTERNED))
+    interned = [columns[key] for key in _KEYS if key in _INTERNED]
     try:  # every value, strings or not, in that order at C speed
-        met = dict.fromkeys(itertools.chain.from_iterable(rows))
+        met = dict.fromkeys(itertools.chain.from_iterable(zip(*interned)))
     except TypeError:  # a value that cannot be a key, so no string
-        met = dict.fromkeys(
-            v
-            for row in zip(*(columns[key] for key in _KEYS if key in _INTERNED))
-            for v in row
-            if isinstance(v, str)
-        )
+        met = dict.fromkeys(v for row in zip(*interned) for v in row if isinstance(v, str))
     return {value: i for i, value in enumerate(v for v in met if v and isinstance(v, str))}
 
 
