@@ -126,7 +126,7 @@ class Family:
 def frameworks_of(document: dict[str, Any], results: Iterable[Result]) -> list[str]:
     """The document's frameworks in their order, then any that only the results name."""
     names = list(document.get("frameworks") or {})
-    for name in dict.fromkeys([r.framework for r in results]):
+    for name in dict.fromkeys(framework for _, _, framework, _, _ in status_counts(results)):
         if name not in names:
             names.append(name)
     return names
@@ -134,9 +134,10 @@ def frameworks_of(document: dict[str, Any], results: Iterable[Result]) -> list[s
 
 @_once
 def status_counts(results: Iterable[Result]) -> Counter:
-    """(file, family, framework, check, status) -> how many results: what the matrices and the
-    summary count, in one pass shared by them. Its keys come in the order their first results do, so
-    whatever is built from them meets families, frameworks, checks and statuses in result order."""
+    """(file, family, framework, check, status) -> how many results: what the matrices, the summary
+    and the verdict count, in one pass shared by them. Its keys come in the order their first results
+    do, so whatever is built from them meets families, frameworks, checks and statuses in result
+    order."""
     return Counter((r.file, r.family or r.case, r.framework, r.check, r.status) for r in results)
 
 
@@ -157,7 +158,9 @@ def families_of(results: Iterable[Result]) -> list[Family]:
 
 def verdict(results: list[Result], interrupted: bool) -> tuple[str, str]:
     """("PASS" or "FAIL", one line saying why)."""
-    counts = Counter(r.status for r in results)
+    counts: Counter = Counter()
+    for (*_, status), n in status_counts(results).items():
+        counts[status] += n
     failing = [(s, counts[s]) for s in STATUSES if s in FAILING and counts[s]]
     parts = []
     if failing:
