@@ -298,13 +298,14 @@ def _checks(arg: str | None) -> list[str] | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from conformance.reports import write_reports
-
     timings = Timings()
     with timings.phase("load cases"):
         checks = _checks(args.check)
         specs = _adapter_specs(args.framework, args.adapter)
     early = runner.prestart(specs, args.timeout)  # imports and describes the frameworks meanwhile
+    # (imported once the fork servers are on their way: the other core has nothing to do before)
+    from conformance.reports import write_reports
+
     try:
         with timings.phase("load cases"):
             known = _known_divergences(args.known_divergences, args.known_divergences_also)
