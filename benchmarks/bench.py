@@ -134,15 +134,28 @@ def framework_seconds(records: list[dict]) -> float:
 
 def scaled_library(paths: list[str], factor: int, into: Path) -> tuple[list[str], list[str]]:
     """Case files ``factor`` times over (copies under other file names, so other case keys) and the
-    baselines beside them, for ``conformance run``."""
+    baselines beside them, for ``conformance run``. Baseline entries name cases by file
+    (``conv_transpose2d.yaml::id``): each copy gets baselines naming its own files, so that a copy's
+    results are judged as the original's (not failures, with reproducers and failure reports that
+    the original run does not write)."""
     files = [Path(f) for f in case_files(paths)]
-    baselines = sorted({str(b) for f in files for b in f.parent.glob("known_divergences*.yaml")})
-    copies = []
+    originals = sorted({b for f in files for b in f.parent.glob("known_divergences*.yaml")})
+    copies, baselines = [], [str(b) for b in originals]
     for k in range(factor):
         for f in files:
             target = into / (f.name if k == 0 else f"{f.stem}-copy{k}.yaml")
             shutil.copyfile(f, target)
             copies.append(str(target))
+        if k == 0:
+            continue
+        folder = into / f"baselines-copy{k}"
+        folder.mkdir()
+        for baseline in originals:
+            text = baseline.read_text()
+            for f in files:
+                text = text.replace(f"{f.name}::", f"{f.stem}-copy{k}.yaml::")
+            (folder / baseline.name).write_text(text)
+            baselines.append(str(folder / baseline.name))
     return copies, baselines
 
 
