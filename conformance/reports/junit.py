@@ -51,26 +51,6 @@ def _details(r: Result) -> str:
     )
 
 
-def _attribute(text: str) -> str:
-    """An attribute value escaped as xml.etree.ElementTree writes one (which this module used to,
-    at three times the cost): &, <, >, " and the line breaks and tabs it must keep."""
-    if "&" in text:
-        text = text.replace("&", "&amp;")
-    if "<" in text:
-        text = text.replace("<", "&lt;")
-    if ">" in text:
-        text = text.replace(">", "&gt;")
-    if '"' in text:
-        text = text.replace('"', "&quot;")
-    if "\r" in text:
-        text = text.replace("\r", "&#13;")
-    if "\n" in text:
-        text = text.replace("\n", "&#10;")
-    if "\t" in text:
-        text = text.replace("\t", "&#09;")
-    return text
-
-
 def _text(text: str) -> str:
     """Character data escaped as ElementTree writes it."""
     if "&" in text:
@@ -79,6 +59,21 @@ def _text(text: str) -> str:
         text = text.replace("<", "&lt;")
     if ">" in text:
         text = text.replace(">", "&gt;")
+    return text
+
+
+def _attribute(text: str) -> str:
+    """An attribute value escaped as xml.etree.ElementTree writes one (which this module used to,
+    at three times the cost): what character data escapes, and ", the line breaks and tabs."""
+    text = _text(text)
+    if '"' in text:
+        text = text.replace('"', "&quot;")
+    if "\r" in text:
+        text = text.replace("\r", "&#13;")
+    if "\n" in text:
+        text = text.replace("\n", "&#10;")
+    if "\t" in text:
+        text = text.replace("\t", "&#09;")
     return text
 
 
