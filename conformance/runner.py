@@ -215,13 +215,12 @@ class PhaseFile:
     waking the parent. A reader may meet a write half done: the record starts and ends with the
     same generation number, and one that does not is read again."""
 
-    RECORD = struct.Struct(
-        "<qqqqdqq"
-    )  # generation, job, adapter index, phase, started, log offset, generation
+    #: generation, job, adapter index, phase, started (time.monotonic()), log offset, generation
+    RECORD = struct.Struct("<qqqqdqq")
     IDLE, LOADING, RUNNING = 0, 1, 2
 
     def __init__(self, path: str) -> None:
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o644)
         self.generation = 0
 
     def write(self, job: int, index: int, phase: int) -> None:
@@ -229,7 +228,11 @@ class PhaseFile:
         record = self.RECORD.pack(
             self.generation, job, index, phase, time.monotonic(), _log_size(), self.generation
         )
-        os.pwrite(self.fd, record, 0)
+        if hasattr(os, "pwrite"):
+            os.pwrite(self.fd, record, 0)
+        else:  # Windows
+            os.lseek(self.fd, 0, os.SEEK_SET)
+            os.write(self.fd, record)
 
     @classmethod
     def read(cls, path: str) -> tuple[int, int, int, float, int] | None:

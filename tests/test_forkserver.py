@@ -270,3 +270,16 @@ def test_a_worker_that_dies_on_one_adapter_keeps_the_results_of_the_adapter_befo
     assert "finished a call" not in crashes["abort-here"].message, "it quotes an earlier case's output"
     passed = {r.case for r in outcome.results if r.framework == "crashy-beside" and r.status == "pass"}
     assert passed == {"plain", "after"}
+
+
+def test_a_phase_record_half_written_is_never_read_as_a_phase(tmp_path: Path) -> None:
+    path = str(tmp_path / "worker.log.phase")
+    phases = runner.PhaseFile(path)
+    assert runner.PhaseFile.read(path) is None, "nothing written yet"
+    phases.write(3, 1, runner.PhaseFile.RUNNING)
+    job, index, phase, started, _ = runner.PhaseFile.read(path)
+    assert (job, index, phase) == (3, 1, runner.PhaseFile.RUNNING) and started > 0
+    data = bytearray(Path(path).read_bytes())
+    data[-8:] = (99).to_bytes(8, "little")  # the next write has reached its last field only
+    Path(path).write_bytes(bytes(data))
+    assert runner.PhaseFile.read(path) is None
