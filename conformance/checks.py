@@ -27,7 +27,7 @@ from conformance.adapters import Adapter
 from conformance.attribution import ADAPTER, Attributor, Outcome, attributor
 from conformance.cases import Case
 from conformance.compare import Expected, compare_to
-from conformance.inputs import Inputs, make_cotangent, make_inputs
+from conformance.inputs import Inputs, draw_inputs, laid_out, make_cotangent, make_inputs
 from conformance.results import Result
 from conformance.spec import gradient_reduction_lengths, reduction_length
 
@@ -51,7 +51,9 @@ def checks_for(case: Case, selected: Sequence[str] | None = None) -> list[str]:
 
 @dataclass
 class Reference:
-    """A case's inputs and oracle output, computed once and shared by every adapter."""
+    """A case's inputs and oracle output, computed once and shared by every adapter. A valid
+    case's inputs and cotangent are stored with the oracle's arrays (:mod:`reference_cache`): read
+    back, not drawn again."""
 
     case: Case
     #: seconds spent drawing inputs and computing (or reading) the oracle's arrays, for benchmarks
@@ -66,7 +68,12 @@ class Reference:
 
     @cached_property
     def inputs(self) -> Inputs:
-        inputs = self._timed(lambda: make_inputs(self.case))
+        if self.case.expect == "error":  # no oracle arrays to store them with
+            inputs = self._timed(lambda: make_inputs(self.case))
+        else:
+            stored = self._forward_arrays
+            drawn = Inputs(stored["x"], stored["weight"], stored["bias"])
+            inputs = self._timed(lambda: laid_out(self.case, drawn))
         for array in (inputs.x, inputs.weight, inputs.bias):
             if array is not None:
                 isolation.frozen(array)
@@ -77,24 +84,25 @@ class Reference:
         i = self.inputs
         return {"x": i.x, "weight": i.weight, "bias": i.bias}
 
-    def _call(self, fn) -> np.ndarray:
-        p, i = self.case.params, self.inputs
+    def _call(self, fn, i: Inputs) -> np.ndarray:
+        p = self.case.params
         return fn(i.x, i.weight, i.bias, p.stride, p.padding_pairs, p.output_padding, p.groups, p.dilation)
 
     @cached_property
     def _forward_arrays(self) -> dict[str, np.ndarray | None]:
-        self.inputs  # noqa: B018 - drawn outside the oracle's own time
-        return self._timed(
-            lambda: reference_cache.load_or_compute(
-                self.case,
-                "forward",
-                ("output", "bound"),
-                lambda: {
-                    "output": self._call(oracle.conv_transpose),
-                    "bound": self._call(oracle.magnitude_bound),
-                },
-            )
-        )
+        def compute() -> dict[str, np.ndarray | None]:
+            drawn = draw_inputs(self.case)
+            inputs = laid_out(self.case, drawn)
+            return {
+                "x": drawn.x,
+                "weight": drawn.weight,
+                "bias": drawn.bias,
+                "output": self._call(oracle.conv_transpose, inputs),
+                "bound": self._call(oracle.magnitude_bound, inputs),
+            }
+
+        names = ("x", "weight", "bias", "output", "bound")
+        return self._timed(lambda: reference_cache.load_or_compute(self.case, "forward", names, compute))
 
     @cached_property
     def output(self) -> np.ndarray:
@@ -106,15 +114,15 @@ class Reference:
 
     @cached_property
     def cotangent(self) -> np.ndarray:
-        return isolation.frozen(self._timed(lambda: make_cotangent(self.case)))
+        return isolation.frozen(self._vjp_arrays["cotangent"])
 
-    def _vjp(self, fn) -> dict[str, np.ndarray | None]:
+    def _vjp(self, fn, cotangent: np.ndarray) -> dict[str, np.ndarray | None]:
         p, i = self.case.params, self.inputs
         grads = fn(
             i.x,
             i.weight,
             i.bias,
-            self.cotangent,
+            cotangent,
             p.stride,
             p.padding_pairs,
             p.output_padding,
@@ -128,13 +136,17 @@ class Reference:
         bounds = tuple(f"bound_{g}" for g in GRADIENTS)
 
         def compute() -> dict[str, np.ndarray | None]:
-            found = self._vjp(oracle.vjp_magnitude_bound)
-            return {**self._vjp(oracle.conv_transpose_vjp), **{f"bound_{g}": found[g] for g in GRADIENTS}}
+            cotangent = make_cotangent(self.case)
+            found = self._vjp(oracle.vjp_magnitude_bound, cotangent)
+            return {
+                "cotangent": cotangent,
+                **self._vjp(oracle.conv_transpose_vjp, cotangent),
+                **{f"bound_{g}": found[g] for g in GRADIENTS},
+            }
 
-        self.inputs, self.cotangent  # noqa: B018 - drawn outside the oracle's own time
-        return self._timed(
-            lambda: reference_cache.load_or_compute(self.case, "vjp", GRADIENTS + bounds, compute)
-        )
+        self.inputs  # noqa: B018 - read outside the vjp's own time
+        names = ("cotangent", *GRADIENTS, *bounds)
+        return self._timed(lambda: reference_cache.load_or_compute(self.case, "vjp", names, compute))
 
     @cached_property
     def gradients(self) -> dict[str, np.ndarray | None]:

@@ -35,15 +35,27 @@ def _draw(rng: np.random.Generator, shape: tuple[int, ...], values: str) -> np.n
     raise ValueError(f"unknown value distribution {values!r}")
 
 
-def make_inputs(case: Case) -> Inputs:
+def draw_inputs(case: Case) -> Inputs:
+    """x, weight and bias as drawn, C-contiguous: :func:`make_inputs` before the case's layout."""
     rng = np.random.default_rng(case.seed)
     dtype = numpy_dtype(case.dtype)
     x = _draw(rng, case.input_shape, case.values).astype(dtype)
     weight = _draw(rng, case.params.weight_shape(), case.values).astype(dtype)
-    x = with_layout(x, case.layout, channel_axis=1 if case.batched else 0)
-    weight = with_layout(weight, case.layout)
     bias = _draw(rng, (case.params.out_channels,), case.values).astype(dtype) if case.params.bias else None
     return Inputs(x, weight, bias)
+
+
+def laid_out(case: Case, drawn: Inputs) -> Inputs:
+    """``drawn`` with the case's memory layout: the same values, other strides."""
+    return Inputs(
+        with_layout(drawn.x, case.layout, channel_axis=1 if case.batched else 0),
+        with_layout(drawn.weight, case.layout),
+        drawn.bias,
+    )
+
+
+def make_inputs(case: Case) -> Inputs:
+    return laid_out(case, draw_inputs(case))
 
 
 def make_cotangent(case: Case) -> np.ndarray:

@@ -1,12 +1,14 @@
 """The oracle's reference arrays on disk: each case's computed once, then read by every run.
 
-A run computes, for each valid case, the oracle's output and its magnitude bound and, for the
-gradient checks, three gradients and their bounds: a quarter of what the harness itself spends
-on a run of the main environment, and the same again in every environment of the gate. They
-depend on nothing but the case's shape, parameters, dtype, seed and value distribution and on
-the code that draws the inputs and computes them, so they are stored under a key of exactly
-those: the case's fields, the source of the modules that compute them (a change to the oracle
-makes new keys), NumPy's version and the machine's architecture.
+A run draws, for each valid case, its inputs and output cotangent and computes the oracle's output
+and its magnitude bound and, for the gradient checks, three gradients and their bounds: a quarter
+of what the harness itself spends on a run of the main environment, and the same again in every
+environment of the gate. They depend on nothing but the case's shape, parameters, dtype, seed and
+value distribution and on the code that draws the inputs and computes them, so they are stored
+under a key of exactly those: the case's fields, the source of the modules that compute them (a
+change to the oracle makes new keys), NumPy's version and the machine's architecture. Inputs are
+stored as drawn, before the case's memory layout (which is not in the key): the reader lays them
+out.
 
 Where: ``$CONFORMANCE_CACHE_DIR``, else ``$XDG_CACHE_HOME/conformance/oracle`` (``~/.cache/...``);
 ``CONFORMANCE_CACHE_DIR=off`` turns the cache off. A file that cannot be read is recomputed and
@@ -71,12 +73,13 @@ def case_key(case: Case, group: str) -> str:
     return hashlib.sha256(f"{oracle_version()} {fields}".encode()).hexdigest()[:40]
 
 
-MAGIC = b"conformance-oracle-1\n"
+MAGIC = b"conformance-oracle-2\n"
 
 
 def _read(path: str, names: tuple[str, ...]) -> Arrays | None:
     """The arrays of a file that :func:`_write` finished, or None. (A header of names, dtypes and
-    shapes, then raw bytes: NumPy's own .npz takes 15 times longer to open, and pickle can run code.)"""
+    shapes, then raw bytes: NumPy's own .npz takes 15 times longer to open, and pickle can run code.
+    Dtypes by their case-format names: bfloat16's NumPy code, ``<V2``, would read back as bytes.)"""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -91,8 +94,11 @@ def _read(path: str, names: tuple[str, ...]) -> Arrays | None:
             if entry is None:
                 arrays[name] = None
                 continue
-            dtype, shape, offset = np.dtype(entry[0]), tuple(entry[1]), entry[2]
+            dtype, shape, offset = dtypes.numpy_dtype(entry[0]), tuple(entry[1]), entry[2]
             count = math.prod(shape)
+            if not count:  # (frombuffer's empty arrays have zero strides, which adapters see)
+                arrays[name] = np.empty(shape, dtype)
+                continue
             arrays[name] = np.frombuffer(body, dtype, count, offset).reshape(shape)
         return arrays
     except Exception:  # missing, truncated, or not ours: computed again, never fatal
@@ -107,7 +113,7 @@ def _write(path: str, arrays: Arrays) -> None:
             header[name] = None
             continue
         raw = np.ascontiguousarray(array).tobytes()
-        header[name] = [array.dtype.str, list(array.shape), offset]
+        header[name] = [dtypes.dtype_name(array.dtype), list(array.shape), offset]
         chunks.append(raw)
         offset += len(raw)
     tmp = None

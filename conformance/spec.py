@@ -414,6 +414,11 @@ def output_shape(input_shape: Sequence[int], p: ConvParams) -> tuple[int, ...]:
     broken = violations(input_shape, p)
     if broken:
         raise ValueError("; ".join(str(v) for v in broken))
+    return valid_output_shape(input_shape, p)
+
+
+def valid_output_shape(input_shape: Sequence[int], p: ConvParams) -> tuple[int, ...]:
+    """:func:`output_shape` of a configuration already known to break no rule (unchecked)."""
     out = output_spatial(input_shape[len(input_shape) - p.ndim :], p)
     if not is_batched(input_shape, p.ndim):
         return (p.out_channels, *out)

@@ -16,7 +16,10 @@ LIBRARY = Path(__file__).resolve().parent.parent / "cases"
 
 def _sample() -> list:
     cases = [c for c in load_cases([LIBRARY]) if c.expect == "ok"]
-    wanted = ("dtypebfloat16", "empty-batch", "nobias", "unbatched", "asym", "grouped", "3d")
+    wanted = (
+        "dtypebfloat16", "empty-batch", "nobias", "unbatched", "asym", "grouped", "3d", "channels_last",
+        "layout-2d-strided",
+    )  # fmt: skip
     picked = {c.id: c for c in cases[:5]}
     for fragment in wanted:
         matching = [c for c in cases if fragment in c.id]
@@ -28,8 +31,15 @@ def _sample() -> list:
 SAMPLE = _sample()
 
 
+INPUTS = ("x", "weight", "bias", "cotangent")
+
+
 def _arrays(ref: Reference) -> dict[str, np.ndarray | None]:
     return {
+        "x": ref.inputs.x,
+        "weight": ref.inputs.weight,
+        "bias": ref.inputs.bias,
+        "cotangent": ref.cotangent,
         "output": ref.output,
         "bound": ref.bound,
         **{g: ref.gradients[g] for g in GRADIENTS},
@@ -52,6 +62,8 @@ def _assert_identical(got: dict, want: dict, case_id: str) -> None:
         assert got[name].dtype == array.dtype and got[name].shape == array.shape, f"{case_id}: {name}"
         assert np.array_equal(got[name], array, equal_nan=True), f"{case_id}: {name} differs when cached"
         assert got[name].tobytes() == array.tobytes(), f"{case_id}: {name} not bit for bit"
+        if name in INPUTS:  # what adapters are handed keeps its layout (the oracle's arrays need none)
+            assert got[name].strides == array.strides, f"{case_id}: {name} has other strides when cached"
 
 
 @pytest.mark.parametrize("case", SAMPLE, ids=lambda c: c.id)
@@ -71,7 +83,9 @@ def test_the_cache_is_used_and_a_new_oracle_version_ignores_it(cache: Path, monk
     right = Reference(case).output
     # plant wrong arrays under this oracle version's key: they are read back (the cache is used) ...
     path = cache / f"{reference_cache.case_key(case, 'forward')}.bin"
-    reference_cache._write(path, {"output": right + 1.0, "bound": Reference(case).bound})
+    inputs = Reference(case).inputs
+    planted = {"x": inputs.x, "weight": inputs.weight, "bias": inputs.bias}
+    reference_cache._write(path, {**planted, "output": right + 1.0, "bound": Reference(case).bound})
     assert np.array_equal(Reference(case).output, right + 1.0)
     # ... and a change to the oracle's code (a new version) never sees them
     monkeypatch.setattr(reference_cache, "oracle_version", lambda: "another-oracle")
