@@ -122,6 +122,14 @@ ENVIRONMENTS: dict[str, Environment] = {
 MAIN = ENVIRONMENTS["main"]
 
 
+def install_harness(session: nox.Session, constraints: str, extras: str = "") -> None:
+    """The harness (editable) with ``extras``, pinned by ``constraints``, and compiled: an editable
+    install leaves its modules uncompiled, and where PYTHONDONTWRITEBYTECODE is set every process
+    of every run would compile them again (a tenth of a second each; a wheel's install compiles)."""
+    session.install("-c", constraints, "-e", f".[{extras}]" if extras else ".")
+    session.run("python", "-m", "compileall", "-q", "conformance", silent=True)
+
+
 def run_environment(session: nox.Session, name: str) -> None:
     """Install one environment's pins, run its adapters' own tests, then the library through its
     frameworks into reports/<name>/.
@@ -138,7 +146,7 @@ def run_environment(session: nox.Session, name: str) -> None:
         out.mkdir(parents=True)
         (out / SKIPPED).write_text(reason)
         session.skip(reason)
-    session.install("-c", env.constraints, "-e", f".[{env.extras},test]")
+    install_harness(session, env.constraints, f"{env.extras},test")
     if env.tests:
         session.run("pytest", "-q", "-p", "no:cacheprovider", *env.tests)
     selected = [a for f in env.frameworks for a in ("--framework", f)]
@@ -163,7 +171,7 @@ def run_environment(session: nox.Session, name: str) -> None:
 def conformance(session: nox.Session) -> None:
     """The gate: every environment, then one merged report in reports/ (exit 1 on any failure)."""
     if session.posargs:  # a custom run in the main environment: nox -s conformance -- ARGS
-        session.install("-c", MAIN.constraints, "-e", f".[{MAIN.extras}]")
+        install_harness(session, MAIN.constraints, MAIN.extras)
         session.run("conformance", "run", "-n", "2", *session.posargs)
         return
     for name in ENVIRONMENTS:  # so that an environment skipped this time cannot merge an old run's results
@@ -191,7 +199,7 @@ for _name, _env in ENVIRONMENTS.items():
 @nox.session(python=MAIN.python)
 def merge(session: nox.Session) -> None:
     """Merge reports/<environment>/results.json into reports/, naming environments that did not run."""
-    session.install("-c", MAIN.constraints, "-e", ".")
+    install_harness(session, MAIN.constraints)
     found, notes = [], []
     for name, env in ENVIRONMENTS.items():
         path = REPORTS / name / "results.json"
@@ -212,7 +220,7 @@ def merge(session: nox.Session) -> None:
 @nox.session(python=MAIN.python)
 def tests(session: nox.Session) -> None:
     """The harness's own tests (oracle, loader, comparator, runner, planted-bug adapters, reports)."""
-    session.install("-c", MAIN.constraints, "-e", ".[torch,mlx,test]")
+    install_harness(session, MAIN.constraints, "torch,mlx,test")
     session.run("pytest", "-n", "2", *session.posargs)
 
 
@@ -222,7 +230,7 @@ def fuzz(session: nox.Session) -> None:
 
     Extra arguments go to `conformance fuzz`, e.g. `nox -s fuzz -- --framework mlx --time-budget 300`.
     """
-    session.install("-c", MAIN.constraints, "-e", ".[torch,mlx,test]")
+    install_harness(session, MAIN.constraints, "torch,mlx,test")
     args = session.posargs or ["--framework", "torch", "--framework", "mlx", "--time-budget", "180"]
     session.run("conformance", "fuzz", *args, success_codes=[0, 1])
 
@@ -237,5 +245,5 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=MAIN.python)
 def bench(session: nox.Session) -> None:
     """Timings of the oracle and of a full library run (figures printed, nothing asserted)."""
-    session.install("-c", MAIN.constraints, "-e", ".[torch,mlx]")
+    install_harness(session, MAIN.constraints, "torch,mlx")
     session.run("python", "benchmarks/bench.py", *session.posargs)
