@@ -9,7 +9,9 @@
    input isolation, error attribution), baselines, document and reproducers, and each report;
    the frameworks' own calls from the records; at 1 and 2 workers and at 1x, 2x and 4x the
    library, with the oracle's reference cache cold (first run) and warm; the verdicts of every run
-   of one library must be identical, or the benchmark stops.
+   of one library must be identical, or the benchmark stops. Then where the CPU went: every
+   process of the command, its parent, its workers and the rest (fork servers' imports, the
+   report process), and the cores' idle time.
 
     python benchmarks/bench.py [--cases cases] [--framework torch] [-n 2] [--skip-library]
                                [--phases] [--scales 1,2,4] [--phase-rounds 2] [--json reports/bench.json]
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -114,6 +117,8 @@ def bench_library(paths: list[str], frameworks: list[str], workers: int, rounds:
     return {"forward_only_s": fwd, "full_s": all_, "ratio": all_ / fwd, "results": len(full.results)}
 
 
+CORES = os.cpu_count() or 1
+
 #: the frameworks of the README's reference run (`conformance run cases --framework torch ...`)
 REFERENCE_FRAMEWORKS = ["torch", "mlx", "torch.nn", "mlx.nn"]
 
@@ -169,11 +174,15 @@ def cli_run(
         command += [a for f in frameworks for a in ("--framework", f)]
         command += [a for b in baselines for a in ("--known-divergences", b)]
         command += ["--report-dir", str(Path(out) / "r"), "--timings", str(timings)]
-        start = time.perf_counter()
+        start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
         proc = subprocess.run(
             command, capture_output=True, text=True, env={**os.environ, "CONFORMANCE_CACHE_DIR": cache}
         )
         wall = time.perf_counter() - start
+        # every process of the command that its parents waited for: itself, its fork servers, their
+        # workers, the process writing reports aside
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if proc.returncode not in (0, 1):
             raise SystemExit(f"conformance run failed ({proc.returncode}): {proc.stderr[-2000:]}")
         inside = json.loads(timings.read_text())
@@ -187,6 +196,8 @@ def cli_run(
             "phases_s": inside["phases_s"],
             "workers_s": inside.get("workers_s", {}),
             "framework_s": framework_seconds(records),
+            "cpu_s": cpu,
+            "parent_cpu_s": inside.get("cpu_s"),
             "results": len(records),
             "results_json_bytes": results.stat().st_size,
             "verdicts": verdicts,
@@ -262,6 +273,20 @@ def _row(scale: int, workers: int, run: dict) -> dict:
         "reports_s": reports,
         "report_phases_s": {k[len("report ") :]: v for k, v in phases.items() if k.startswith("report ")},
         "results_json_bytes": run["results_json_bytes"],
+        # where the CPU went, in core-seconds: every process of the command; the parent (start-up,
+        # loading, handing out jobs and receiving results, baselines, document, its reports); the
+        # workers (the frameworks' calls and the checks around them); the rest: the fork servers
+        # importing their frameworks, the process writing reports aside, workers replaced after a
+        # crash; and the cores' idle time (wall x the machine's cores - CPU)
+        "cpu_s": run["cpu_s"],
+        "parent_cpu_s": run["parent_cpu_s"],
+        "workers_cpu_s": work.get("cpu_s"),
+        "other_cpu_s": (
+            run["cpu_s"] - run["parent_cpu_s"] - work["cpu_s"]
+            if run["parent_cpu_s"] is not None and work.get("cpu_s") is not None
+            else None
+        ),
+        "idle_cores_s": wall * CORES - run["cpu_s"],
     }
     print(
         f"{scale:>4}x {workers:>3} {row['cache']:>5} {row['results']:>7} {wall:7.2f} {fw:6.2f} "
@@ -274,6 +299,22 @@ def _row(scale: int, workers: int, run: dict) -> dict:
         flush=True,
     )
     return row
+
+
+def print_cpu(rows: list[dict]) -> None:
+    print(
+        "\nwhere the CPU goes (core-seconds): all processes; the parent; the workers (the frameworks'"
+        "\nown calls, fw, and the checks around them); the rest (fork servers importing frameworks,"
+        f"\nthe report process, replaced workers); idle = wall x {CORES} cores - CPU"
+    )
+    print(f"{'scale':>5} {'n':>3} {'cache':>5} {'wall':>7} {'cpu':>6} {'parent':>6} {'workers':>7} {'fw':>6} "
+          f"{'other':>6} {'idle':>6}")  # fmt: skip
+    for row in rows:
+        print(
+            f"{row['scale']:>4}x {row['workers']:>3} {row['cache']:>5} {row['wall_s']:7.2f} "
+            f"{row['cpu_s']:6.2f} {_num(row['parent_cpu_s'])} {_num(row['workers_cpu_s']):>7} "
+            f"{row['framework_s']:6.2f} {_num(row['other_cpu_s'])} {row['idle_cores_s']:6.2f}"
+        )
 
 
 def _num(value: float | None) -> str:
@@ -322,6 +363,7 @@ def main() -> None:
         scales = [int(s) for s in args.scales.split(",")]
         workers = sorted({1, args.workers})
         figures["phases"] = bench_phases(args.cases, phase_frameworks, workers, scales, args.phase_rounds)
+        print_cpu(figures["phases"])
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(figures, indent=1))
     print(f"\nfigures written to {args.json}")

@@ -302,6 +302,7 @@ def _serve(conn: multiprocessing.connection.Connection, adapters: dict[str, Adap
 
     waited = time.perf_counter()
     counted_s = 0.0  # of sent_s, what earlier jobs' costs counted
+    counted_cpu_s = 0.0  # of the process's CPU time (its frameworks' threads too), what was reported
     serial = 0  # the jobs received: the parent numbers those it sends alike
     phase = _phase_file.write if _phase_file is not None else (lambda *_: None)
     while True:
@@ -338,13 +339,15 @@ def _serve(conn: multiprocessing.connection.Connection, adapters: dict[str, Adap
                     results = _harness_errors(case, spec, selected, exc)
                 checks_s += time.perf_counter() - started
             pending.append(("done", spec, results))
+        cpu_s = time.process_time()
         costs = {
             "checks_s": checks_s,
             "oracle_s": reference.oracle_s,
             "send_s": sent_s - counted_s,
             "wait_s": wait_s,
+            "cpu_s": cpu_s - counted_cpu_s,
         }
-        counted_s = sent_s
+        counted_s, counted_cpu_s = sent_s, cpu_s
         send(("idle", None, costs))
         waited = time.perf_counter()
 

@@ -29,6 +29,9 @@ class Timings:
             "wall_s": time.perf_counter() - self.started,
             "phases_s": dict(self.phases),
             "workers_s": dict(self.workers),
+            # this process's CPU seconds (user + system), start-up included; the workers' own are
+            # in workers_s (cpu_s)
+            "cpu_s": time.process_time(),
         }
 
     def write(self, path: str | Path) -> None:
