@@ -89,10 +89,19 @@ def test_correct_adapter_exits_zero(tmp_path: Path) -> None:
         "-q",
         "--report-dir",
         tmp_path,
+        "--timings",
+        tmp_path / "timings.json",
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for name in ("results.json", "report.md", "report.html"):
         assert (tmp_path / name).is_file(), name
+    # what the benchmark reads: the command's phases, its own CPU time and its workers' costs
+    timings = json.loads((tmp_path / "timings.json").read_text())
+    assert {"load cases", "run", "baselines", "document", "reports"} <= set(timings["phases_s"]), timings
+    assert timings["cpu_s"] > 0, timings
+    workers = timings["workers_s"]
+    assert {"checks_s", "oracle_s", "send_s", "wait_s", "cpu_s"} <= set(workers), workers
+    assert 0 < workers["oracle_s"] < workers["checks_s"] and workers["cpu_s"] > 0, workers
 
 
 @pytest.mark.parametrize(
