@@ -217,7 +217,7 @@ class PhaseFile:
 
     #: generation, job, adapter index, phase, started (time.monotonic()), log offset, generation
     RECORD = struct.Struct("<qqqqdqq")
-    IDLE, LOADING, RUNNING = 0, 1, 2
+    LOADING, RUNNING = 1, 2  # (a job done needs no phase: its results came back)
 
     def __init__(self, path: str) -> None:
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o644)
@@ -446,7 +446,7 @@ class _Worker:
             return None
         serial, index, phase, started, log_offset = found
         job = self.jobs[0]
-        if serial != job.serial or phase == PhaseFile.IDLE or job.specs[index] not in job.remaining:
+        if serial != job.serial or job.specs[index] not in job.remaining:
             return None
         limit = timeout if phase == PhaseFile.RUNNING else max(LOAD_TIMEOUT, timeout)
         return _InFlight(job.specs[index], limit, started, log_offset)

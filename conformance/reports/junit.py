@@ -51,30 +51,27 @@ def _details(r: Result) -> str:
     )
 
 
+#: what ElementTree escapes in character data, and what it escapes besides in an attribute value
+_TEXT_ESCAPES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"))
+_ATTRIBUTE_ESCAPES = (*_TEXT_ESCAPES, ('"', "&quot;"), ("\r", "&#13;"), ("\n", "&#10;"), ("\t", "&#09;"))
+
+
+def _escaped(text: str, escapes: tuple[tuple[str, str], ...]) -> str:
+    for char, entity in escapes:
+        if char in text:  # (most texts hold none: a scan, not a copy)
+            text = text.replace(char, entity)
+    return text
+
+
 def _text(text: str) -> str:
     """Character data escaped as ElementTree writes it."""
-    if "&" in text:
-        text = text.replace("&", "&amp;")
-    if "<" in text:
-        text = text.replace("<", "&lt;")
-    if ">" in text:
-        text = text.replace(">", "&gt;")
-    return text
+    return _escaped(text, _TEXT_ESCAPES)
 
 
 def _attribute(text: str) -> str:
     """An attribute value escaped as xml.etree.ElementTree writes one (which this module used to,
-    at three times the cost): what character data escapes, and ", the line breaks and tabs."""
-    text = _text(text)
-    if '"' in text:
-        text = text.replace('"', "&quot;")
-    if "\r" in text:
-        text = text.replace("\r", "&#13;")
-    if "\n" in text:
-        text = text.replace("\n", "&#10;")
-    if "\t" in text:
-        text = text.replace("\t", "&#09;")
-    return text
+    at three times the cost)."""
+    return _escaped(text, _ATTRIBUTE_ESCAPES)
 
 
 def _element(
