@@ -6,7 +6,8 @@ of what the harness itself spends on a run of the main environment, and the same
 environment of the gate. They depend on nothing but the case's shape, parameters, dtype, seed and
 value distribution and on the code that draws the inputs and computes them, so they are stored
 under a key of exactly those: the case's fields, the source of the modules that compute them (a
-change to the oracle makes new keys), NumPy's version and the machine's architecture. Inputs are
+change to the oracle makes new keys), NumPy's version, the machine's architecture and the thread
+count of NumPy's BLAS (see :func:`blas_threads`). Inputs are
 stored as drawn, before the case's memory layout (which is not in the key): the reader lays them
 out.
 
@@ -38,6 +39,8 @@ ENV = "CONFORMANCE_CACHE_DIR"
 OFF = "off"
 #: the modules whose code decides the reference arrays
 SOURCES = (oracle, inputs, layouts, dtypes, spec)
+#: what OpenBLAS (NumPy's BLAS) reads at import for its thread count, in its order of precedence
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
 
 Arrays = dict[str, "np.ndarray | None"]
 
@@ -63,8 +66,24 @@ def oracle_version() -> str:
     digest = hashlib.sha256()
     for module in SOURCES:
         digest.update(Path(module.__file__).read_bytes())
-    digest.update(f"numpy {np.__version__} {platform.machine()}".encode())
+    digest.update(f"numpy {np.__version__} {platform.machine()} {blas_threads()}".encode())
     return digest.hexdigest()[:16]
+
+
+def blas_threads() -> str:
+    """What decides the thread count of NumPy's BLAS in this process. The oracle's float64 GEMMs
+    split their sums across threads, so their last bits differ with it (a 3-D case's forward came
+    out different at 1 and 2 threads): a run's workers (one thread each) never read what a test or
+    a benchmark at the machine's default count computed, and a run's records do not depend on which
+    process filled the cache first."""
+    for variable in BLAS_THREAD_VARIABLES:
+        value = os.environ.get(variable, "").strip()
+        if value:
+            return f"{variable}={value}"
+    try:  # OpenBLAS's default: the CPUs this process may run on
+        return f"cpus={len(os.sched_getaffinity(0))}"
+    except AttributeError:
+        return f"cpus={os.cpu_count()}"
 
 
 def case_key(case: Case, group: str) -> str:

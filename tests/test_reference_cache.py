@@ -103,6 +103,23 @@ def test_keys_follow_what_decides_the_arrays() -> None:
     assert reference_cache.case_key(case, "vjp") != key
 
 
+def test_keys_follow_the_blas_thread_count(monkeypatch) -> None:
+    """The float64 oracle's last bits change with NumPy's BLAS thread count: arrays computed at one
+    count (a test at the machine's default) are never read at another (a run's one-thread workers)."""
+    case = SAMPLE[0]
+    keys = {}
+    for setting in ({}, {"OMP_NUM_THREADS": "1"}, {"OMP_NUM_THREADS": "2"}, {"OPENBLAS_NUM_THREADS": "2"}):
+        for variable in reference_cache.BLAS_THREAD_VARIABLES:
+            monkeypatch.delenv(variable, raising=False)
+        for variable, value in setting.items():
+            monkeypatch.setenv(variable, value)
+        reference_cache.oracle_version.cache_clear()
+        keys[str(setting)] = reference_cache.case_key(case, "forward")
+    reference_cache.oracle_version.cache_clear()
+    # (OPENBLAS_NUM_THREADS=2 and OMP_NUM_THREADS=2 ask for the same count, but are told apart)
+    assert len(set(keys.values())) == len(keys), keys
+
+
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
 def test_a_damaged_file_is_computed_again(cache: Path, damage: str) -> None:
     case = SAMPLE[0]
