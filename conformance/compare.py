@@ -122,14 +122,16 @@ def compare_to(target: Expected, actual: object) -> Comparison:
         return Comparison(
             False, f"returned dtype {actual.dtype} that is not a float", actual_shape, actual_dtype
         )
-    err = np.abs(values - expected)
+    err = np.subtract(values, expected)
+    np.abs(err, out=err)
     tol = target.tolerance
-    bad = ~(err <= tol)  # NaN and inf errors count as mismatches
-    mismatched = int(np.count_nonzero(bad))
+    # NaN and inf errors count as mismatches (they are never <= a tolerance)
+    mismatched = err.size - int(np.count_nonzero(err <= tol))
     if mismatched:  # a NaN where the oracle has a number is an infinite error
         err = np.where(np.isnan(values) & ~np.isnan(expected), np.inf, err)
     over_tol, rel, over_bound = target.ratios(err)
-    worst = np.unravel_index(int(np.argmax(over_tol)), err.shape) if err.size else ()
+    # (the worst element by its flat index: every array here is the oracle's shape, in C order)
+    worst = int(over_tol.argmax()) if err.size else 0
     result = Comparison(
         ok=mismatched == 0 and actual_dtype == dtype,
         message="",
@@ -138,11 +140,11 @@ def compare_to(target: Expected, actual: object) -> Comparison:
         max_abs_err=float(err.max()) if err.size else 0.0,
         max_rel_err=float(rel.max()) if err.size else 0.0,
         max_err_over_bound=float(over_bound.max()) if err.size else 0.0,
-        tolerance_at_worst=float(tol[worst]) if err.size else 0.0,
-        max_err_over_tolerance=float(over_tol[worst]) if err.size else 0.0,
+        tolerance_at_worst=float(tol.item(worst)) if err.size else 0.0,
+        max_err_over_tolerance=float(over_tol.item(worst)) if err.size else 0.0,
         mismatched=mismatched,
         elements=int(err.size),
-        worst_index=[int(i) for i in worst],
+        worst_index=[int(i) for i in np.unravel_index(worst, err.shape)] if err.size else [],
     )
     problems = []
     if actual_dtype != dtype:
@@ -150,8 +152,8 @@ def compare_to(target: Expected, actual: object) -> Comparison:
     if mismatched:
         problems.append(
             f"{mismatched} of {err.size} elements outside tolerance; worst at {tuple(result.worst_index)}: "
-            f"got {values[worst]:.6g}, expected {expected[worst]:.6g} "
-            f"(|err| {err[worst]:.3g} > tol {tol[worst]:.3g}, err/bound {result.max_err_over_bound:.3g})"
+            f"got {values.item(worst):.6g}, expected {expected.item(worst):.6g} "
+            f"(|err| {err.item(worst):.3g} > tol {tol.item(worst):.3g}, err/bound {result.max_err_over_bound:.3g})"
         )
     result.message = "; ".join(problems)
     return result
