@@ -1,6 +1,6 @@
 """``python -m conformance``: the same as the ``conformance`` command."""
 
-from conformance.cli import main
+from conformance.launch import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -153,7 +153,8 @@ def compare_to(target: Expected, actual: object) -> Comparison:
         problems.append(
             f"{mismatched} of {err.size} elements outside tolerance; worst at {tuple(result.worst_index)}: "
             f"got {values.item(worst):.6g}, expected {expected.item(worst):.6g} "
-            f"(|err| {err.item(worst):.3g} > tol {tol.item(worst):.3g}, err/bound {result.max_err_over_bound:.3g})"
+            f"(|err| {err.item(worst):.3g} > tol {tol.item(worst):.3g}, "
+            f"err/bound {result.max_err_over_bound:.3g})"
         )
     result.message = "; ".join(problems)
     return result

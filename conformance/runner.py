@@ -34,6 +34,7 @@ from conformance.adapters import BUILTIN_PACKAGES, BUILTINS, Adapter, load_adapt
 from conformance.cases import Case
 from conformance.checks import Reference, base_result, checks_for, run_checks
 from conformance.forkserver import ForkedProcess, ForkServer, main_script_not_rerun
+from conformance.launch import THREAD_LIMITS
 from conformance.results import Result
 
 LOG_TAIL_BYTES = 1500
@@ -187,12 +188,6 @@ def rerun_command(case: Case, info: AdapterInfo) -> str:
 
 
 # --- worker side --------------------------------------------------------------------------------
-
-
-#: One compute thread per worker: -n N workers already use N cores, and oversubscribed thread
-#: pools (torch's OpenMP) slow a run several-fold. Set in the environment a worker starts with,
-#: since a spawned process imports NumPy (and so starts OpenBLAS's threads) before any code of ours.
-THREAD_LIMITS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
 @contextlib.contextmanager

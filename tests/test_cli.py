@@ -330,3 +330,43 @@ def test_every_run_option_the_readme_lists_is_one_the_command_takes() -> None:
     assert set(listed) <= taken, (
         f"README lists options `conformance run` does not take: {set(listed) - taken}"
     )
+
+
+def test_the_command_starts_with_its_workers_thread_limits(monkeypatch) -> None:
+    """The ``conformance`` command (script and ``python -m``) sets the workers' thread limits in its
+    own process before NumPy loads, where the user set none: OpenBLAS otherwise starts a thread
+    per core there, which spins for nothing. A limit the user set is kept."""
+    import os
+    import subprocess
+    import sys
+    from importlib.metadata import entry_points
+
+    from conformance import launch
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "conformance"]
+    assert script.value == "conformance.launch:main", "the command must start in conformance.launch"
+    assert "conformance.launch import main" in (ROOT / "conformance" / "__main__.py").read_text()
+
+    for variable in launch.THREAD_LIMITS:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    launch.limit_threads()
+    assert os.environ["OMP_NUM_THREADS"] == "4", "the user's own limit is kept"
+    assert os.environ["OPENBLAS_NUM_THREADS"] == os.environ["MKL_NUM_THREADS"] == "1"
+
+    if (os.cpu_count() or 1) < 2 or not Path("/proc/self/task").is_dir():
+        pytest.skip("one CPU (OpenBLAS starts no thread pool to tell apart), or no /proc to count threads")
+    threads_after_numpy = "import os{}; import numpy; print(len(os.listdir('/proc/self/task')))"  # this process's threads once NumPy is loaded
+    clean = {k: v for k, v in os.environ.items() if k not in launch.THREAD_LIMITS}
+    counts = {
+        limited: int(
+            subprocess.run(
+                [sys.executable, "-c", threads_after_numpy.format(
+                    "; from conformance import launch; launch.limit_threads()" if limited else ""
+                )],
+                env=clean, capture_output=True, text=True, check=True,
+            ).stdout
+        )
+        for limited in (False, True)
+    }  # fmt: skip
+    assert counts[True] == 1 < counts[False], counts

@@ -18,7 +18,7 @@ def run_cli(*args: str | Path, cwd: Path = ROOT, tmpdir: Path | None = None) -> 
     """`conformance ARGS` in a fresh interpreter, as CI runs it (``tmpdir`` becomes its TMPDIR)."""
     env = None if tmpdir is None else {**os.environ, "TMPDIR": str(tmpdir)}
     return subprocess.run(
-        [sys.executable, "-m", "conformance.cli", *map(str, args)],
+        [sys.executable, "-m", "conformance", *map(str, args)],
         cwd=cwd,
         capture_output=True,
         text=True,
