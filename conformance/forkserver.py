@@ -23,34 +23,15 @@ import multiprocessing.connection
 import os
 import pickle
 import signal
-import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing import reduction
 from multiprocessing.connection import Connection
 from typing import Any
 
 from conformance.adapters import Adapter, load_adapter
 from conformance.attribution import attributor
-
-
-@contextlib.contextmanager
-def main_script_not_rerun() -> Iterator[None]:
-    """Processes spawned meanwhile do not run the parent's main script again. multiprocessing
-    re-imports a ``__main__`` run from a file in every spawned child, in case the child's target
-    was defined there; ours never are, and the ``conformance`` command's script imports the CLI
-    and the reports (a fifth of a second in each fork server). ``python -m conformance`` has a
-    module name, which multiprocessing already skips."""
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    if main is None or path is None or getattr(main, "__spec__", None) is not None:
-        yield
-        return
-    del main.__file__
-    try:
-        yield
-    finally:
-        main.__file__ = path
+from conformance.launch import main_script_not_rerun
 
 
 def thread_count() -> int:
@@ -111,7 +92,7 @@ def _described_aside(describe: Callable[[str, Adapter], Any], adapters: dict[str
         return {}
 
 
-def _server_main(
+def server_main(
     control: Connection,
     setup: Callable[[dict[str, str], str], None],
     serve: Callable[[Connection, dict[str, Adapter]], None],
@@ -220,7 +201,7 @@ class ForkServer:
         runs there on each adapter loaded, for :meth:`described`."""
         parent, child = context.Pipe()
         process = context.Process(
-            target=_server_main, args=(child, setup, serve, env, specs, log_path, describe), daemon=True
+            target=server_main, args=(child, setup, serve, env, specs, log_path, describe), daemon=True
         )
         with main_script_not_rerun():
             process.start()

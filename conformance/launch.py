@@ -1,15 +1,30 @@
-"""The ``conformance`` command's entry point: what must be settled before the CLI imports NumPy.
+"""The ``conformance`` command's entry point: what is settled before the CLI imports NumPy.
 
-The command's own process never multiplies a matrix (the oracle and the frameworks run in its
-workers), yet NumPy's OpenBLAS starts a thread per core at import, and those threads spin: a
-tenth of a core-second of this process's 1.5 in the reference run, and as much again in the
-processes it forks. So the command's process starts with the thread limits its workers get
-(:data:`THREAD_LIMITS`, where the user set none), and everything it starts inherits the same.
+- Thread limits. The command's own process never multiplies a matrix (the oracle and the
+  frameworks run in its workers), yet NumPy's OpenBLAS starts a thread per core at import, and
+  those threads spin: a tenth of a core-second of this process's 1.5 in the reference run, and as
+  much again in the processes it forks. So the command's process starts with the thread limits its
+  workers get (:data:`THREAD_LIMITS`, where the user set none); all it starts inherits them.
+- The frameworks' imports. ``conformance run --framework NAME`` starts a fork server for each
+  built-in framework named (:mod:`conformance.forkserver`) before the CLI's own imports, which
+  take a sixth of a second while the other cores idle; torch's import (a second) is then under
+  way sooner. :func:`conformance.runner.prestart` takes the servers started here.
 """
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import multiprocessing.connection
 import os
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+
+from conformance.builtin_adapters import BUILTIN_PACKAGES, framework_group
 
 #: One compute thread per worker: -n N workers already use N cores, and oversubscribed thread
 #: pools (torch's OpenMP) slow a run several-fold. Set in the environment a worker starts with,
@@ -23,8 +38,107 @@ def limit_threads() -> None:
         os.environ.setdefault(variable, value)
 
 
+@contextlib.contextmanager
+def main_script_not_rerun() -> Iterator[None]:
+    """Processes spawned meanwhile do not run the parent's main script again. multiprocessing
+    re-imports a ``__main__`` run from a file in every spawned child, in case the child's target
+    was defined there; ours never are. ``python -m conformance`` has a module name, which
+    multiprocessing already skips."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None or getattr(main, "__spec__", None) is not None:
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
+
+
+@dataclass
+class Launched:
+    """Fork servers started by :func:`start_servers`, not yet taken by the runner."""
+
+    log_dir: str
+    #: the specs of a group, in the order named -> (its server's process, the control pipe's end)
+    servers: dict[tuple[str, ...], tuple[BaseProcess, Connection]]
+
+    def close(self) -> None:
+        """Stop the servers no one took (they are killed, as ForkServer.close kills its own)."""
+        for process, control in self.servers.values():
+            control.close()
+            if process.is_alive():
+                process.kill()
+            process.join(timeout=5)
+        self.servers = {}
+
+
+_launched: Launched | None = None
+
+
+def named_frameworks(argv: Sequence[str]) -> list[str]:
+    """The built-in frameworks a ``run`` command line names with ``--framework``: [] for any other
+    command, for help, and where an ``--adapter`` is named (its process group may join a built-in's
+    pool). Only a guess that saves time: the CLI parses the line for real, and the runner throws
+    away a server whose group turns out otherwise."""
+    if not argv or argv[0] != "run" or any(a in ("-h", "--help") or a.startswith("--adapter") for a in argv):
+        return []
+    named = []
+    args = iter(argv[1:])
+    for arg in args:
+        if arg == "--framework":
+            named.append(next(args, ""))
+        elif arg.startswith("--framework="):
+            named.append(arg.partition("=")[2])
+    return [name for name in named if name in BUILTIN_PACKAGES]
+
+
+def start_servers(frameworks: Sequence[str]) -> None:
+    """A fork server for each framework group of ``frameworks`` (built-in names, no variants),
+    grouped as :func:`conformance.runner.prestart` groups them."""
+    global _launched
+    groups: dict[str, list[str]] = {}
+    for name in dict.fromkeys(frameworks):
+        groups.setdefault(framework_group(name), []).append(name)
+    if not groups or not sys.platform.startswith("linux"):
+        return
+    log_dir = tempfile.mkdtemp(prefix="conformance-workers-")
+    context = multiprocessing.get_context("spawn")
+    servers = {}
+    with main_script_not_rerun():
+        for i, specs in enumerate(groups.values()):
+            ours, theirs = context.Pipe()
+            log_path = os.path.join(log_dir, f"forkserver-{i}.log")
+            process = context.Process(target=_serve_pool, args=(theirs, specs, log_path), daemon=True)
+            process.start()
+            theirs.close()
+            servers[tuple(specs)] = (process, ours)
+    _launched = Launched(log_dir, servers)
+
+
+def take_servers() -> Launched | None:
+    """The servers :func:`start_servers` started in this process (once; None if none)."""
+    global _launched
+    launched, _launched = _launched, None
+    return launched
+
+
+def _serve_pool(control: Connection, specs: list[str], log_path: str) -> None:
+    """A started server's main: the runner's own (what :func:`conformance.runner.prestart` runs)."""
+    from conformance import runner
+
+    runner.launched_server_main(control, specs, log_path)
+
+
 def main() -> int:
     limit_threads()
-    from conformance.cli import main as cli_main
+    start_servers(named_frameworks(sys.argv[1:]))
+    try:
+        from conformance.cli import main as cli_main
 
-    return cli_main()
+        return cli_main()
+    finally:
+        launched = take_servers()  # the CLI stopped before the runner took them
+        if launched is not None:
+            launched.close()

@@ -29,12 +29,13 @@ from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any
 
-from conformance import layer_api, reuse
-from conformance.adapters import BUILTIN_PACKAGES, BUILTINS, Adapter, load_adapter, split_variant
+from conformance import launch, layer_api, reuse
+from conformance.adapters import BUILTINS, Adapter, load_adapter, split_variant
+from conformance.builtin_adapters import framework_group
 from conformance.cases import Case
 from conformance.checks import Reference, base_result, checks_for, run_checks
-from conformance.forkserver import ForkedProcess, ForkServer, main_script_not_rerun
-from conformance.launch import THREAD_LIMITS
+from conformance.forkserver import ForkedProcess, ForkServer, server_main
+from conformance.launch import THREAD_LIMITS, main_script_not_rerun
 from conformance.results import Result
 
 LOG_TAIL_BYTES = 1500
@@ -80,13 +81,6 @@ class RunOutcome:
     #: seconds the workers spent in checks, and in the oracle within them, summed over workers
     costs: dict[str, float] = field(default_factory=dict)
     reused: int = 0  # results taken from a reuse store (conformance.reuse), not computed
-
-
-def framework_group(spec: str) -> str:
-    """The worker group of an adapter, known from its spec alone: a built-in's framework package
-    (``torch.nn`` -> ``torch``), else the spec itself (without a variant)."""
-    base = split_variant(spec)[0]
-    return BUILTIN_PACKAGES.get(base, base)
 
 
 def describe(
@@ -162,23 +156,40 @@ def _new_server(
         )  # fmt: skip
 
 
+def launched_server_main(
+    control: multiprocessing.connection.Connection, specs: list[str], log_path: str
+) -> None:
+    """The main of a server :mod:`conformance.launch` started: what :func:`_new_server` runs."""
+    server_main(control, _worker_setup, _serve, {}, specs, log_path, _describe)
+
+
 def prestart(specs: Sequence[str], timeout: float = 120.0) -> Prestarted | None:
     """A fork server for each framework of the specs without a variant, started before any
     adapter is described: each imports its framework and describes its adapters (:func:`describe`)
     while this process goes on. Whether the pools are those guessed is known only once their
     adapters are described (one may name a process group); the runner uses a server whose guess
-    was right and throws the others away."""
+    was right and throws the others away. Servers the command started before its own imports
+    (:mod:`conformance.launch`) are taken where they load a group's specs."""
     groups: dict[tuple, list[str]] = {}
     for spec in specs:
         if split_variant(spec)[1] is None:
             groups.setdefault(guessed_pool_key(spec), []).append(spec)
+    launched = launch.take_servers()
     if not groups or not sys.platform.startswith("linux"):
+        if launched is not None:
+            launched.close()
         return None
-    log_dir = tempfile.mkdtemp(prefix="conformance-workers-")
-    servers = {
-        key: (group, _new_server(group, {}, os.path.join(log_dir, f"forkserver-{i}.log"), timeout, True))
-        for i, (key, group) in enumerate(groups.items())
-    }
+    log_dir = launched.log_dir if launched is not None else tempfile.mkdtemp(prefix="conformance-workers-")
+    servers = {}
+    for i, (key, group) in enumerate(groups.items()):
+        early = launched.servers.pop(tuple(group), None) if launched is not None else None
+        if early is not None:
+            server = ForkServer(*early, max(LOAD_TIMEOUT, timeout))
+        else:
+            server = _new_server(group, {}, os.path.join(log_dir, f"forkserver-x{i}.log"), timeout, True)
+        servers[key] = (group, server)
+    if launched is not None:
+        launched.close()  # those whose group was not as guessed
     return Prestarted(servers, log_dir)
 
 

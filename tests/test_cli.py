@@ -356,7 +356,8 @@ def test_the_command_starts_with_its_workers_thread_limits(monkeypatch) -> None:
 
     if (os.cpu_count() or 1) < 2 or not Path("/proc/self/task").is_dir():
         pytest.skip("one CPU (OpenBLAS starts no thread pool to tell apart), or no /proc to count threads")
-    threads_after_numpy = "import os{}; import numpy; print(len(os.listdir('/proc/self/task')))"  # this process's threads once NumPy is loaded
+    # this process's threads once NumPy is loaded
+    threads_after_numpy = "import os{}; import numpy; print(len(os.listdir('/proc/self/task')))"
     clean = {k: v for k, v in os.environ.items() if k not in launch.THREAD_LIMITS}
     counts = {
         limited: int(

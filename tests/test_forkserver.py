@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conformance import runner
+from conformance.builtin_adapters import BUILTIN_PACKAGES
 from conformance.cases import Case, load_cases
 from conformance.forkserver import ForkedProcess
 from tests.test_cli import SMALL_CASES
@@ -184,7 +185,7 @@ def test_no_more_cases_run_at_once_than_workers_over_all_pools(tmp_path: Path) -
 @pytest.mark.parametrize("spec", ["torch", "torch.nn", "mlx", "mlx.nn"])
 def test_a_builtins_pool_is_known_before_it_is_described(spec: str) -> None:
     # a pending adapter's pool is its guessed one; the runner treats a wrong guess as a harness bug
-    pytest.importorskip(runner.BUILTIN_PACKAGES[spec])
+    pytest.importorskip(BUILTIN_PACKAGES[spec])
     assert runner.describe([spec])[0].pool_key == runner.guessed_pool_key(spec)
 
 
@@ -283,3 +284,53 @@ def test_a_phase_record_half_written_is_never_read_as_a_phase(tmp_path: Path) ->
     data[-8:] = (99).to_bytes(8, "little")  # the next write has reached its last field only
     Path(path).write_bytes(bytes(data))
     assert runner.PhaseFile.read(path) is None
+
+
+def test_the_frameworks_a_run_names_are_read_before_the_cli_parses_its_line() -> None:
+    from conformance.launch import named_frameworks
+
+    line = ["run", "cases", "--framework", "torch", "--framework=mlx.nn", "-n", "2", "--framework", "nope"]
+    assert named_frameworks(line) == ["torch", "mlx.nn"], "built-in names only, both spellings"
+    for other in (["report", "--framework", "torch"], ["run", "--framework", "torch", "--help"], []):
+        assert named_frameworks(other) == [], other
+    # an adapter may name a built-in's process group: its pool is known only once described
+    assert named_frameworks(["run", "--framework", "torch", "--adapter", "x.py:Y"]) == []
+
+
+TAKES_LAUNCHED = """
+import json, sys
+from conformance import launch, runner
+launch.start_servers(sys.argv[1].split(","))
+launched = {specs: process for specs, (process, _) in launch._launched.servers.items()}
+early = runner.prestart(sys.argv[2].split(","))
+used = {",".join(group): server.process.pid for group, server in early.servers.values()}
+infos = runner.describe(sys.argv[2].split(","), early)
+early.close()
+print(json.dumps({
+    "launched": {",".join(specs): p.pid for specs, p in launched.items()},
+    "left_running": [",".join(s) for s, p in launched.items() if p.is_alive()],
+    "used": used,
+    "names": [i.name for i in infos],
+}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("launched", "run", "taken"),
+    [("mlx,mlx.nn", "mlx,mlx.nn", True), ("mlx", "mlx,mlx.nn", False)],
+    ids=["as-guessed", "group-differs"],
+)
+def test_servers_the_command_started_early_are_taken_where_their_group_is_the_runs(
+    launched: str, run: str, taken: bool
+) -> None:
+    """``conformance run --framework ...`` starts the frameworks' servers before its own imports
+    (:mod:`conformance.launch`); the runner takes one whose specs are a pool's, and stops the others."""
+    pytest.importorskip("mlx")
+    proc = subprocess.run(
+        [sys.executable, "-c", TAKES_LAUNCHED, launched, run], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    told = json.loads(proc.stdout)
+    assert told["names"] == run.split(","), told
+    assert (told["used"][run] == told["launched"][launched]) is taken, told
+    assert not told["left_running"], "a server started early and not taken is stopped"

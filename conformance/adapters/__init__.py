@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from conformance.builtin_adapters import BUILTIN_PACKAGES, BUILTINS, split_variant
 from conformance.spec import ConvParams
 
 if TYPE_CHECKING:
@@ -28,43 +29,6 @@ if TYPE_CHECKING:
     from conformance.layer_api import LayerIntrospection
 
 ENTRY_POINT_GROUP = "conformance.adapters"
-BUILTINS: dict[str, str] = {
-    "torch": "conformance.adapters.torch_functional:TorchFunctional",
-    "mlx": "conformance.adapters.mlx_functional:MlxFunctional",
-    "torch.nn": "conformance.adapters.torch_nn:TorchLayer",
-    "mlx.nn": "conformance.adapters.mlx_nn:MlxLayer",
-    "jax": "conformance.adapters.jax_lax:JaxLax",
-    "onnxruntime": "conformance.adapters.onnxruntime_node:OnnxRuntime",
-    "tinygrad": "conformance.adapters.tinygrad_tensor:Tinygrad",
-    "megengine": "conformance.adapters.megengine_functional:MegEngineFunctional",
-    "megengine.module": "conformance.adapters.megengine_module:MegEngineModule",
-    "lucid": "conformance.adapters.lucid_functional:LucidFunctional",
-    "lucid.nn": "conformance.adapters.lucid_nn:LucidLayer",
-    "paddle": "conformance.adapters.paddle_functional:PaddleFunctional",
-    "paddle.nn": "conformance.adapters.paddle_nn:PaddleLayer",
-    "tensorflow": "conformance.adapters.tensorflow_nn:TensorFlowNN",
-    "keras": "conformance.adapters.keras_layers:KerasLayer",
-    "openvino": "conformance.adapters.openvino_node:OpenVino",
-}
-#: the package each built-in needs, checked without importing it
-BUILTIN_PACKAGES = {
-    "torch": "torch",
-    "mlx": "mlx",
-    "torch.nn": "torch",
-    "mlx.nn": "mlx",
-    "jax": "jax",
-    "onnxruntime": "onnxruntime",
-    "tinygrad": "tinygrad",
-    "megengine": "megengine",
-    "megengine.module": "megengine",
-    "lucid": "lucid",
-    "lucid.nn": "lucid",
-    "paddle": "paddle",
-    "paddle.nn": "paddle",
-    "tensorflow": "tensorflow",
-    "keras": "keras",
-    "openvino": "openvino",
-}
 
 
 class AdapterLoadError(Exception):
@@ -79,15 +43,6 @@ class Variant:
 
     description: str
     env: Mapping[str, str] = field(default_factory=dict)
-
-
-def split_variant(spec: str) -> tuple[str, str | None]:
-    """``'torch[native]'`` -> ``('torch', 'native')``; a spec without brackets has no variant."""
-    if spec.endswith("]") and "[" in spec:
-        base, _, variant = spec[:-1].rpartition("[")
-        if base and variant:
-            return base, variant
-    return spec, None
 
 
 class Adapter:
