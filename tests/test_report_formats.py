@@ -5,6 +5,7 @@ where rejections came from and which variants have a divergence."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 from conformance.changes import compare
 from conformance.reports import render_html, render_junit, render_markdown, render_summary
@@ -236,3 +237,40 @@ def test_every_report_renders_string_padding_pairs_and_unbatched_inputs(tmp_path
         for r in m.columns
     }
     assert rows == {"2-d"}, "an unbatched 2-d input is still 2-d"
+
+
+def test_the_html_page_is_written_whether_or_not_its_compiled_template_can_be_kept(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """report.html's compiled template is kept between runs (Jinja's bytecode cache); a cache
+    folder that cannot be had, or a cache file that cannot be written, costs a compile, never the
+    page."""
+    import jinja2
+
+    from conformance.reports import html
+
+    doc = document(sample_results())
+    expected = render_html(doc)
+    try:
+        html._templates.cache_clear()
+        assert render_html(doc) == expected
+        kept = html._templates().bytecode_cache
+        assert kept is not None and any(Path(kept.directory).glob("__jinja2_*.cache")), "nothing kept"
+
+        def no_room(self, bucket) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(jinja2.FileSystemBytecodeCache, "dump_bytecode", no_room)
+        monkeypatch.setattr(jinja2.FileSystemBytecodeCache, "load_bytecode", lambda self, bucket: None)
+        html._templates.cache_clear()
+        assert render_html(doc) == expected, "an unwritable cache file cost the page"
+
+        not_a_folder = tmp_path / "file"
+        not_a_folder.write_text("")
+        monkeypatch.setattr("tempfile.tempdir", str(not_a_folder))
+        html._templates.cache_clear()
+        assert html._templates().bytecode_cache is None
+        assert render_html(doc) == expected, "no cache folder cost the page"
+    finally:
+        monkeypatch.undo()
+        html._templates.cache_clear()
