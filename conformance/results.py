@@ -55,6 +55,11 @@ class Result:
         # asdict's recursive deep copy was most of a results document's cost.
         return dict(self.__dict__)
 
+    def __reduce__(self) -> tuple[type[Result], tuple]:
+        # Pickled as its fields' values, by position (workers send every result to the parent):
+        # read back in under half the time of the instance dict pickle writes by default
+        return (type(self), _FIELD_GETTER(self))
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Result:
         try:  # a full record (every document's, in memory): its fields by position, in their order
@@ -70,6 +75,7 @@ class Result:
 _FIELDS = tuple(f.name for f in dataclasses.fields(Result))
 _FIELD_SET = frozenset(_FIELDS)
 _FIELD_VALUES = operator.itemgetter(*_FIELDS)
+_FIELD_GETTER = operator.attrgetter(*_FIELDS)
 
 
 # --- results.json documents ---------------------------------------------------------------------

@@ -193,6 +193,24 @@ def _measured(case: str, framework: str, check: str, expected: list[int], **fiel
     return r
 
 
+def test_a_result_pickles_and_copies_as_itself() -> None:
+    """Workers send results pickled, by their fields' values: every field comes back."""
+    import copy
+    import dataclasses
+    import pickle
+
+    values = {}
+    for i, f in enumerate(dataclasses.fields(Result)):  # every field away from its default
+        values[f.name] = {"status": "fail", "params": {"stride": [2]}, "rules": ["r"], "tags": ["t"]}.get(
+            f.name, [i] if f.name.endswith(("shape", "index")) else float(i) if "err" in f.name else f"v{i}"
+        )
+    values["mismatched"] = values["elements"] = 3
+    original = Result(**values)
+    for back in (pickle.loads(pickle.dumps(original)), copy.copy(original), copy.deepcopy(original)):
+        assert dataclasses.asdict(back) == dataclasses.asdict(original)
+        assert type(back) is Result
+
+
 def test_results_json_stores_each_case_once_validates_and_reads_versions_1_and_2(tmp_path: Path) -> None:
     jsonschema = pytest.importorskip("jsonschema")
     schema_path = Path(__file__).parents[1] / "conformance" / "schema" / "results.schema.json"
