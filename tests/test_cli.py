@@ -179,7 +179,9 @@ def test_crashing_and_hanging_adapter_leaves_every_other_result(tmp_path: Path) 
         tmpdir=scratch,
     )
     assert proc.returncode == 1
-    assert list(scratch.iterdir()) == [], "the workers' log folder is removed after the run"
+    # (what stays is the HTML report's compiled template, kept on purpose in Jinja's own cache folder)
+    left = [p for p in scratch.iterdir() if not p.name.startswith("_jinja2-cache-")]
+    assert left == [], "the workers' log folder is removed after the run"
     grouped = results_by_framework(tmp_path / "r")
     status = {r["case"]: r for r in grouped["crashy"] if r["check"] in ("forward", "error_parity")}
     assert status["abort-here"]["status"] == "crash" and "SIGABRT" in status["abort-here"]["message"]
