@@ -17,6 +17,7 @@ import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -139,6 +140,7 @@ def main() -> int:
 
         return cli_main()
     finally:
-        launched = take_servers()  # the CLI stopped before the runner took them
+        launched = take_servers()  # the CLI stopped before the runner took them (bad usage)
         if launched is not None:
             launched.close()
+            shutil.rmtree(launched.log_dir, ignore_errors=True)

@@ -159,6 +159,19 @@ def test_bad_usage_exits_2(tmp_path: Path, args: list[str], expected: str) -> No
     assert expected in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
+def test_bad_usage_after_the_frameworks_started_importing_leaves_nothing_running_or_behind(
+    tmp_path: Path,
+) -> None:
+    """``run --framework`` starts the frameworks' servers before the line is parsed for real: a
+    usage error found later stops them and removes their log folder."""
+    pytest.importorskip("mlx")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    proc = run_cli("run", "cases/errors.yaml", "--framework", "mlx", "--check", "bogus", tmpdir=scratch)
+    assert proc.returncode == 2 and "--check" in proc.stderr, proc.stderr
+    assert list(scratch.iterdir()) == [], "the servers' log folder is left behind"
+
+
 def test_crashing_and_hanging_adapter_leaves_every_other_result(tmp_path: Path) -> None:
     cases = tmp_path / "small.yaml"
     cases.write_text(SMALL_CASES)
