@@ -386,3 +386,14 @@ def test_the_command_starts_with_its_workers_thread_limits(monkeypatch) -> None:
         for limited in (False, True)
     }  # fmt: skip
     assert counts[True] == 1 < counts[False], counts
+
+
+def test_the_command_entry_imports_nothing_heavy_before_it_starts_the_frameworks() -> None:
+    """conformance.launch runs before NumPy loads (to set thread limits that NumPy reads at import,
+    and to start the frameworks' imports first): importing it must not import NumPy."""
+    import subprocess
+    import sys
+
+    probe = "import sys, conformance.launch; print(sorted({'numpy', 'yaml', 'torch'} & set(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]", proc.stdout
