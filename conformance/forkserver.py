@@ -31,7 +31,7 @@ from typing import Any
 
 from conformance.adapters import Adapter, load_adapter
 from conformance.attribution import attributor
-from conformance.launch import main_script_not_rerun
+from conformance.launch import main_script_not_rerun, stop_server
 
 
 def thread_count() -> int:
@@ -272,11 +272,7 @@ class ForkServer:
             return -signal.SIGKILL
 
     def close(self) -> None:
-        """Stop the server. It holds nothing to flush, and tearing down an interpreter with a
-        framework imported takes a third of a second: it is killed. (Its workers are stopped by
-        the runner; one that is left sees its pipe close and exits.)"""
+        """Stop the server (:func:`conformance.launch.stop_server`). Its workers are stopped by the
+        runner; one that is left sees its pipe close and exits."""
         self.alive = False
-        self.control.close()
-        if self.process.is_alive():
-            self.process.kill()
-        self.process.join(timeout=5)
+        stop_server(self.process, self.control)

@@ -186,6 +186,7 @@ def prestart(specs: Sequence[str], timeout: float = 120.0) -> Prestarted | None:
         if early is not None:
             server = ForkServer(*early, max(LOAD_TIMEOUT, timeout))
         else:
+            # ("-x": apart from the names of the servers started early, in the same folder)
             server = _new_server(group, {}, os.path.join(log_dir, f"forkserver-x{i}.log"), timeout, True)
         servers[key] = (group, server)
     if launched is not None:

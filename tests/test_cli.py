@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import subprocess
+import sys
 import textwrap
 from collections import Counter
 from pathlib import Path
@@ -351,9 +354,6 @@ def test_the_command_starts_with_its_workers_thread_limits(monkeypatch) -> None:
     """The ``conformance`` command (script and ``python -m``) sets the workers' thread limits in its
     own process before NumPy loads, where the user set none: OpenBLAS otherwise starts a thread
     per core there, which spins for nothing. A limit the user set is kept."""
-    import os
-    import subprocess
-    import sys
     from importlib.metadata import entry_points
 
     from conformance import launch
@@ -391,9 +391,6 @@ def test_the_command_starts_with_its_workers_thread_limits(monkeypatch) -> None:
 def test_the_command_entry_imports_nothing_heavy_before_it_starts_the_frameworks() -> None:
     """conformance.launch runs before NumPy loads (to set thread limits that NumPy reads at import,
     and to start the frameworks' imports first): importing it must not import NumPy."""
-    import subprocess
-    import sys
-
     probe = "import sys, conformance.launch; print(sorted({'numpy', 'yaml', 'torch'} & set(sys.modules)))"
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]", proc.stdout
