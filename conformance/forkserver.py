@@ -102,11 +102,16 @@ def server_main(
     describe: Callable[[str, Adapter], Any] | None = None,
 ) -> None:
     setup(env, log_path)
+    # No cyclic collections while the frameworks import: their ~10^5 objects all outlive the
+    # server, and collections walking them again and again were an eighth of torch's import (0.17
+    # of 1.3 core-seconds); the few thousand cycles its import leaves as garbage are kept.
+    gc.disable()
     adapters = preload(specs)
     # the frameworks' imports live as long as the server: the workers' cyclic collections need not
     # walk them case after case (a framework's import leaves ~10^5 objects), and forked they stay
     # shared pages, never written by a collection
     gc.freeze()
+    gc.enable()
     threads = thread_count()
     if threads != 1:
         why = f"{threads} threads after importing {', '.join(specs)}"

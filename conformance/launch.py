@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import os
 import shutil
@@ -132,6 +133,7 @@ def take_servers() -> Launched | None:
 
 def _serve_pool(control: Connection, specs: list[str], log_path: str) -> None:
     """A started server's main: the runner's own (what :func:`conformance.runner.prestart` runs)."""
+    gc.disable()  # as the server imports its frameworks (server_main): collections walk what lives on
     from conformance import runner
 
     runner.launched_server_main(control, specs, log_path)

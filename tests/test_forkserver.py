@@ -128,6 +128,20 @@ def test_a_framework_that_starts_threads_at_import_is_never_forked(tmp_path: Pat
     assert {r.status for r in outcome.results} == {"pass"}
 
 
+GC_PROBE = "tests/adapters/gc_probe.py:NotesCollections"
+
+
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "spawned"])
+def test_a_server_imports_without_collections_and_its_workers_collect(tmp_path: Path, fork: bool) -> None:
+    cases = _small_cases(tmp_path, ids=("plain",))
+    outcome, made = _run(cases, [GC_PROBE], fork=fork)
+    assert (ForkedProcess in made) == fork
+    facts = outcome.framework_facts["notes-collections"]
+    # a spawned worker imports as any process does; a server imports with its collector off
+    assert facts == {"collecting_at_import": not fork, "collecting_in_worker": True}, facts
+    assert {r.status for r in outcome.results} == {"pass"}
+
+
 DESCRIBES_IN_SERVER = """
 import json, sys
 from conformance import runner
