@@ -49,6 +49,14 @@ def checks_for(case: Case, selected: Sequence[str] | None = None) -> list[str]:
     return [c for c in applicable if selected is None or c in selected]
 
 
+#: a valid case's arrays, kept in the reference cache as one file: its inputs as drawn (before the
+#: case's layout), the output cotangent, the oracle's output and gradients and their magnitude bounds
+STORED = (
+    "x", "weight", "bias", "cotangent", "output", "bound",
+    *GRADIENTS, *(f"bound_{g}" for g in GRADIENTS),
+)  # fmt: skip
+
+
 @dataclass
 class Reference:
     """A case's inputs and oracle output, computed once and shared by every adapter. A valid
@@ -65,6 +73,22 @@ class Reference:
             return compute()
         finally:
             self.oracle_s += time.perf_counter() - start
+
+    @cached_property
+    def _stored(self) -> tuple[dict[str, np.ndarray | None], dict] | None:
+        """A valid case's arrays (STORED) and what each check's target is worked out from
+        (Expected.facts()), read from the reference cache in one file, or all computed and written
+        there at once; None when the cache is off (each group is then computed when first needed)."""
+        if reference_cache.cache_dir() is None:
+            return None
+
+        def compute() -> tuple[dict[str, np.ndarray | None], dict]:
+            forward, inputs = self._compute_forward()
+            arrays = {**forward, **self._compute_vjp(inputs)}
+            targets = {check: self._expected(check, arrays).facts() for check in self._target_checks(arrays)}
+            return arrays, targets
+
+        return self._timed(lambda: reference_cache.load_or_compute(self.case, "reference", STORED, compute))
 
     @cached_property
     def inputs(self) -> Inputs:
@@ -88,21 +112,24 @@ class Reference:
         p = self.case.params
         return fn(i.x, i.weight, i.bias, p.stride, p.padding_pairs, p.output_padding, p.groups, p.dilation)
 
+    def _compute_forward(self) -> tuple[dict[str, np.ndarray | None], Inputs]:
+        drawn = draw_inputs(self.case)
+        inputs = laid_out(self.case, drawn)
+        arrays = {
+            "x": drawn.x,
+            "weight": drawn.weight,
+            "bias": drawn.bias,
+            "output": self._call(oracle.conv_transpose, inputs),
+            "bound": self._call(oracle.magnitude_bound, inputs),
+        }
+        return arrays, inputs
+
     @cached_property
     def _forward_arrays(self) -> dict[str, np.ndarray | None]:
-        def compute() -> dict[str, np.ndarray | None]:
-            drawn = draw_inputs(self.case)
-            inputs = laid_out(self.case, drawn)
-            return {
-                "x": drawn.x,
-                "weight": drawn.weight,
-                "bias": drawn.bias,
-                "output": self._call(oracle.conv_transpose, inputs),
-                "bound": self._call(oracle.magnitude_bound, inputs),
-            }
-
-        names = ("x", "weight", "bias", "output", "bound")
-        return self._timed(lambda: reference_cache.load_or_compute(self.case, "forward", names, compute))
+        stored = self._stored
+        if stored is not None:
+            return stored[0]
+        return self._timed(lambda: self._compute_forward()[0])
 
     @cached_property
     def output(self) -> np.ndarray:
@@ -116,8 +143,8 @@ class Reference:
     def cotangent(self) -> np.ndarray:
         return isolation.frozen(self._vjp_arrays["cotangent"])
 
-    def _vjp(self, fn, cotangent: np.ndarray) -> dict[str, np.ndarray | None]:
-        p, i = self.case.params, self.inputs
+    def _vjp(self, fn, cotangent: np.ndarray, i: Inputs) -> dict[str, np.ndarray | None]:
+        p = self.case.params
         grads = fn(
             i.x,
             i.weight,
@@ -131,22 +158,22 @@ class Reference:
         )
         return dict(zip(GRADIENTS, grads))
 
+    def _compute_vjp(self, inputs: Inputs) -> dict[str, np.ndarray | None]:
+        cotangent = make_cotangent(self.case)
+        found = self._vjp(oracle.vjp_magnitude_bound, cotangent, inputs)
+        return {
+            "cotangent": cotangent,
+            **self._vjp(oracle.conv_transpose_vjp, cotangent, inputs),
+            **{f"bound_{g}": found[g] for g in GRADIENTS},
+        }
+
     @cached_property
     def _vjp_arrays(self) -> dict[str, np.ndarray | None]:
-        bounds = tuple(f"bound_{g}" for g in GRADIENTS)
-
-        def compute() -> dict[str, np.ndarray | None]:
-            cotangent = make_cotangent(self.case)
-            found = self._vjp(oracle.vjp_magnitude_bound, cotangent)
-            return {
-                "cotangent": cotangent,
-                **self._vjp(oracle.conv_transpose_vjp, cotangent),
-                **{f"bound_{g}": found[g] for g in GRADIENTS},
-            }
-
-        self.inputs  # noqa: B018 - read outside the vjp's own time
-        names = ("cotangent", *GRADIENTS, *bounds)
-        return self._timed(lambda: reference_cache.load_or_compute(self.case, "vjp", names, compute))
+        stored = self._stored
+        if stored is not None:
+            return stored[0]
+        inputs = self.inputs  # (read outside the vjp's own time)
+        return self._timed(lambda: self._compute_vjp(inputs))
 
     @cached_property
     def gradients(self) -> dict[str, np.ndarray | None]:
@@ -160,17 +187,39 @@ class Reference:
     def _targets(self) -> dict[str, Expected]:
         return {}
 
+    @staticmethod
+    def _target_checks(arrays: dict[str, np.ndarray | None]) -> list[str]:
+        return [FORWARD, *(g for g in GRADIENTS if arrays[g] is not None)]
+
+    def _expected(
+        self, check: str, arrays: dict[str, np.ndarray | None], facts: dict | None = None
+    ) -> Expected:
+        case = self.case
+        if check in GRADIENTS:
+            values, bound = arrays[check], arrays[f"bound_{check}"]
+        else:
+            values, bound = arrays["output"], arrays["bound"]
+        if facts is not None:  # worked out when the case's arrays were computed
+            return Expected(values, bound, case.dtype, override=case.tolerance, **facts)
+        if check in GRADIENTS:
+            n = gradient_reduction_lengths(case.input_shape, case.params)[check]
+        else:
+            n = reduction_length(case.params)
+        return Expected(values, bound, case.dtype, n, case.tolerance)
+
     def target(self, check: str) -> Expected:
         """What ``check``'s results are judged against, worked out once for every adapter."""
-        if check not in self._targets:
-            case = self.case
-            if check in GRADIENTS:
-                values, bound = self.gradients[check], self.gradient_bounds[check]
-                n = gradient_reduction_lengths(case.input_shape, case.params)[check]
+        found = self._targets.get(check)
+        if found is None:
+            stored = self._stored
+            if stored is not None:
+                arrays, facts = stored
+                found = self._expected(check, arrays, facts[check])
             else:
-                values, bound, n = self.output, self.bound, reduction_length(case.params)
-            self._targets[check] = Expected(values, bound, case.dtype, n, case.tolerance)
-        return self._targets[check]
+                arrays = {**self._forward_arrays, **(self._vjp_arrays if check in GRADIENTS else {})}
+                found = self._expected(check, arrays)
+            self._targets[check] = found
+        return found
 
 
 def _short(text: str) -> str:

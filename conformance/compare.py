@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -25,9 +26,15 @@ def tolerance(
 ) -> np.ndarray:
     """Per-element allowed absolute error for a result of ``dtype``."""
     override = override or Tolerance()
+    return tolerance_scale(dtype, reduction_length, override) * bound + override.atol
+
+
+def tolerance_scale(dtype: str, reduction_length: int, override: Tolerance | None = None) -> float:
+    """The factor :func:`tolerance` multiplies the magnitude bound by."""
+    override = override or Tolerance()
     growth = 3.0 * math.sqrt(reduction_length) + 2.0
     unit = UNIT_ROUNDOFF[dtype] + UNIT_ROUNDOFF["float64"]
-    return override.factor * unit * growth * bound + override.atol
+    return override.factor * unit * growth
 
 
 @dataclass
@@ -55,34 +62,54 @@ def shape_diff(expected: tuple[int, ...], actual: tuple[int, ...]) -> str:
 
 class Expected:
     """What one check's results are judged against: the oracle's values, their magnitude bound and
-    the tolerance, with the masks every comparison needs, worked out once per case and check and
-    shared by every adapter."""
+    the tolerance, worked out once per case and check and shared by every adapter.
+
+    ``scale`` and ``positive`` are what :meth:`facts` gives, stored with the oracle's arrays
+    (:mod:`conformance.reference_cache`): a case read back from there skips working them out."""
 
     def __init__(
         self,
         values: np.ndarray,
         bound: np.ndarray,
         dtype: str,
-        reduction_length: int,
+        reduction_length: int | None = None,
         override: Tolerance | None = None,
+        scale: float | None = None,
+        positive: tuple[bool, bool, bool] | None = None,
     ) -> None:
         self.values, self.bound, self.dtype = values, bound, dtype
-        self.tolerance = tolerance(bound, dtype, reduction_length, override)
+        override = override or Tolerance()
+        if scale is None:
+            if reduction_length is None:
+                raise TypeError("Expected needs the reduction length, or the scale it gives")
+            scale = tolerance_scale(dtype, reduction_length, override)
+        self.scale = scale
+        # (the same operations, in the same order, as tolerance(): the same bits; adding a zero
+        # atol changes none, bounds being >= +0)
+        self.tolerance = scale * bound
+        if override.atol:
+            self.tolerance = self.tolerance + override.atol
         self.magnitude = np.abs(values)
-        # where a divisor is zero, err/divisor is 0 for no error and inf for any
-        self.divisors = []
-        for divisor in (self.tolerance, self.magnitude, bound):
-            positive = divisor > 0
-            self.divisors.append((divisor, positive, bool(positive.all())))
+        divisors = (self.tolerance, self.magnitude, bound)
+        if positive is None:
+            # where a divisor is zero, err/divisor is 0 for no error and inf for any
+            positive = tuple(bool(d.size == 0 or np.minimum.reduce(d, axis=None) > 0) for d in divisors)
+        self.positive: tuple[bool, ...] = tuple(positive)
+        self.divisors = list(zip(divisors, self.positive))
+
+    def facts(self) -> dict[str, Any]:
+        """What a read-back Expected is given instead of working it out (see the class)."""
+        return {"scale": self.scale, "positive": list(self.positive)}
 
     def ratios(self, err: np.ndarray) -> list[np.ndarray]:
         """err / tolerance, err / |expected|, err / bound."""
         out = []
         with np.errstate(divide="ignore", invalid="ignore"):
-            for divisor, positive, all_positive in self.divisors:
+            for divisor, all_positive in self.divisors:
                 if all_positive:  # the usual case, in a third of the time: no mask to apply
                     out.append(err / divisor)
                     continue
+                positive = divisor > 0
                 ratio = np.divide(err, divisor, out=np.zeros_like(err), where=positive)
                 ratio[~positive & (err > 0)] = np.inf
                 out.append(ratio)
@@ -116,13 +143,17 @@ def compare_to(target: Expected, actual: object) -> Comparison:
             actual_shape,
             actual_dtype,
         )
-    try:
-        values = actual.astype(np.float64)
-    except (TypeError, ValueError):
-        return Comparison(
-            False, f"returned dtype {actual.dtype} that is not a float", actual_shape, actual_dtype
-        )
-    err = np.subtract(values, expected)
+    if actual.dtype in _EXACT_IN_FLOAT64:  # subtracted in float64 as they are: no float64 copy first
+        values = actual
+        err = np.subtract(actual, expected, dtype=np.float64)
+    else:
+        try:
+            values = actual.astype(np.float64)
+        except (TypeError, ValueError):
+            return Comparison(
+                False, f"returned dtype {actual.dtype} that is not a float", actual_shape, actual_dtype
+            )
+        err = np.subtract(values, expected)
     np.abs(err, out=err)
     tol = target.tolerance
     # NaN and inf errors count as mismatches (they are never <= a tolerance)
@@ -130,31 +161,56 @@ def compare_to(target: Expected, actual: object) -> Comparison:
     if mismatched:  # a NaN where the oracle has a number is an infinite error
         err = np.where(np.isnan(values) & ~np.isnan(expected), np.inf, err)
     over_tol, rel, over_bound = target.ratios(err)
-    # (the worst element by its flat index: every array here is the oracle's shape, in C order)
-    worst = int(over_tol.argmax()) if err.size else 0
+    if err.size:
+        # (the worst element by its flat index: every array here is the oracle's shape, in C order)
+        worst = int(over_tol.argmax())
+        worst_index = _unravel(worst, err.shape)
+        largest = np.maximum.reduce  # (what ndarray.max() calls, without its Python wrapper)
+        max_abs_err = float(largest(err, axis=None))
+        max_rel_err = float(largest(rel, axis=None))
+        max_err_over_bound = float(largest(over_bound, axis=None))
+        tolerance_at_worst = float(tol.item(worst))
+        max_err_over_tolerance = float(over_tol.item(worst))
+    else:
+        worst, worst_index = 0, []
+        max_abs_err = max_rel_err = max_err_over_bound = tolerance_at_worst = max_err_over_tolerance = 0.0
     result = Comparison(
-        ok=mismatched == 0 and actual_dtype == dtype,
-        message="",
-        actual_shape=actual_shape,
-        actual_dtype=actual_dtype,
-        max_abs_err=float(err.max()) if err.size else 0.0,
-        max_rel_err=float(rel.max()) if err.size else 0.0,
-        max_err_over_bound=float(over_bound.max()) if err.size else 0.0,
-        tolerance_at_worst=float(tol.item(worst)) if err.size else 0.0,
-        max_err_over_tolerance=float(over_tol.item(worst)) if err.size else 0.0,
-        mismatched=mismatched,
-        elements=int(err.size),
-        worst_index=[int(i) for i in np.unravel_index(worst, err.shape)] if err.size else [],
+        mismatched == 0 and actual_dtype == dtype,
+        "",
+        actual_shape,
+        actual_dtype,
+        max_abs_err,
+        max_rel_err,
+        max_err_over_bound,
+        tolerance_at_worst,
+        max_err_over_tolerance,
+        mismatched,
+        int(err.size),
+        worst_index,
     )
     problems = []
     if actual_dtype != dtype:
         problems.append(f"dtype {actual_dtype} instead of {dtype}")
     if mismatched:
         problems.append(
-            f"{mismatched} of {err.size} elements outside tolerance; worst at {tuple(result.worst_index)}: "
-            f"got {values.item(worst):.6g}, expected {expected.item(worst):.6g} "
+            f"{mismatched} of {err.size} elements outside tolerance; worst at {tuple(worst_index)}: "
+            f"got {float(values.item(worst)):.6g}, expected {expected.item(worst):.6g} "
             f"(|err| {err.item(worst):.3g} > tol {tol.item(worst):.3g}, "
             f"err/bound {result.max_err_over_bound:.3g})"
         )
     result.message = "; ".join(problems)
     return result
+
+
+#: dtypes that NumPy subtracts from a float64 array exactly as their float64 copies
+_EXACT_IN_FLOAT64 = frozenset(np.dtype(t) for t in ("float16", "float32", "float64"))
+
+
+def _unravel(flat: int, shape: tuple[int, ...]) -> list[int]:
+    """``np.unravel_index(flat, shape)`` (C order) as a list, without its per-call cost."""
+    index = []
+    for n in reversed(shape):
+        flat, i = divmod(flat, n)
+        index.append(i)
+    index.reverse()
+    return index

@@ -7,9 +7,13 @@ environment of the gate. They depend on nothing but the case's shape, parameters
 value distribution and on the code that draws the inputs and computes them, so they are stored
 under a key of exactly those: the case's fields, the source of the modules that compute them (a
 change to the oracle makes new keys), NumPy's version, the machine's architecture and the thread
-count of NumPy's BLAS (see :func:`blas_threads`). Inputs are
-stored as drawn, before the case's memory layout (which is not in the key): the reader lays them
-out.
+count of NumPy's BLAS (see :func:`blas_threads`). Inputs are stored as drawn, before the case's
+memory layout (which is not in the key): the reader lays them out. Beside the arrays, a file holds
+a few facts worked out from them (what each check's tolerance is scaled by, which divisors are
+positive), so the key also holds the case's tolerance override.
+
+A case's arrays are one file, all computed on a miss: a job reads one file, not one per group (a
+run reads two thousand of them, each read costing more than most of the checks' own arithmetic).
 
 Where: ``$CONFORMANCE_CACHE_DIR``, else ``$XDG_CACHE_HOME/conformance/oracle`` (``~/.cache/...``);
 ``CONFORMANCE_CACHE_DIR=off`` turns the cache off. A file that cannot be read is recomputed and
@@ -29,20 +33,23 @@ import platform
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from conformance import dtypes, inputs, layouts, oracle, spec
+from conformance import compare, dtypes, inputs, layouts, oracle, spec
 from conformance.cases import Case
 
 ENV = "CONFORMANCE_CACHE_DIR"
 OFF = "off"
-#: the modules whose code decides the reference arrays
-SOURCES = (oracle, inputs, layouts, dtypes, spec)
+#: the modules whose code decides the reference arrays (and, compare's, the tolerances' facts)
+SOURCES = (oracle, inputs, layouts, dtypes, spec, compare)
 #: what OpenBLAS (NumPy's BLAS) reads at import for its thread count, in its order of precedence
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
 
 Arrays = dict[str, "np.ndarray | None"]
+#: what is stored beside the arrays: plain JSON values (conformance.compare.Expected.facts())
+Facts = dict[str, Any]
 
 
 def cache_dir() -> Path | None:
@@ -87,10 +94,11 @@ def blas_threads() -> str:
 
 
 def case_key(case: Case, group: str) -> str:
-    """The key of ``group`` (``forward`` or ``vjp``) of ``case``: its fields that decide the arrays."""
+    """The key of ``group`` of ``case``: its fields that decide the arrays (and its tolerance
+    override, which decides the stored facts)."""
     global _last_fields
     if _last_fields[0] is not case:  # a case's groups are asked for in turn: its fields written once
-        fields = repr((case.input_shape, case.params, case.dtype, case.seed, case.values))
+        fields = repr((case.input_shape, case.params, case.dtype, case.seed, case.values, case.tolerance))
         _last_fields = (case, fields)
     return hashlib.sha256(f"{oracle_version()} {_last_fields[1]} {group}".encode()).hexdigest()[:40]
 
@@ -98,13 +106,14 @@ def case_key(case: Case, group: str) -> str:
 _last_fields: tuple[Case | None, str] = (None, "")
 
 
-MAGIC = b"conformance-oracle-2\n"
+MAGIC = b"conformance-oracle-3\n"
 
 
-def _read(path: str, names: tuple[str, ...]) -> Arrays | None:
-    """The arrays of a file that :func:`_write` finished, or None. (A header of names, dtypes and
-    shapes, then raw bytes: NumPy's own .npz takes 15 times longer to open, and pickle can run code.
-    Dtypes by their case-format names: bfloat16's NumPy code, ``<V2``, would read back as bytes.)"""
+def _read(path: str, names: tuple[str, ...]) -> tuple[Arrays, Facts] | None:
+    """The arrays and facts of a file that :func:`_write` finished, or None. (A header of facts and
+    of the arrays' names, dtypes and shapes, then raw bytes: NumPy's own .npz takes 15 times longer
+    to open, and pickle can run code. Dtypes by their case-format names: bfloat16's NumPy code,
+    ``<V2``, would read back as bytes.)"""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -112,10 +121,11 @@ def _read(path: str, names: tuple[str, ...]) -> Arrays | None:
             return None
         header_end = data.index(b"\n", len(MAGIC))
         header = json.loads(data[len(MAGIC) : header_end])
+        listed = header["arrays"]
         body = memoryview(data)[header_end + 1 :]
         arrays: Arrays = {}
         for name in names:
-            entry = header[name]
+            entry = listed[name]
             if entry is None:
                 arrays[name] = None
                 continue
@@ -125,20 +135,20 @@ def _read(path: str, names: tuple[str, ...]) -> Arrays | None:
                 arrays[name] = np.empty(shape, dtype)
                 continue
             arrays[name] = np.frombuffer(body, dtype, count, offset).reshape(shape)
-        return arrays
+        return arrays, header["facts"]
     except Exception:  # missing, truncated, or not ours: computed again, never fatal
         return None
 
 
-def _write(path: str, arrays: Arrays) -> None:
-    header: dict[str, list | None] = {}
+def _write(path: str, arrays: Arrays, facts: Facts) -> None:
+    listed: dict[str, list | None] = {}
     chunks, offset = [], 0
     for name, array in arrays.items():
         if array is None:
-            header[name] = None
+            listed[name] = None
             continue
         raw = np.ascontiguousarray(array).tobytes()
-        header[name] = [dtypes.dtype_name(array.dtype), list(array.shape), offset]
+        listed[name] = [dtypes.dtype_name(array.dtype), list(array.shape), offset]
         chunks.append(raw)
         offset += len(raw)
     tmp = None
@@ -147,7 +157,7 @@ def _write(path: str, arrays: Arrays) -> None:
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
         with os.fdopen(fd, "wb") as f:
-            f.write(MAGIC + json.dumps(header).encode() + b"\n")
+            f.write(MAGIC + json.dumps({"arrays": listed, "facts": facts}).encode() + b"\n")
             f.writelines(chunks)
         os.replace(tmp, path)
     except OSError:  # a read-only or full disk costs the cache, never the run
@@ -156,14 +166,17 @@ def _write(path: str, arrays: Arrays) -> None:
                 os.unlink(tmp)
 
 
-def load_or_compute(case: Case, group: str, names: tuple[str, ...], compute: Callable[[], Arrays]) -> Arrays:
-    """``compute()``'s arrays for ``case``, read from the cache where they are stored."""
+def load_or_compute(
+    case: Case, group: str, names: tuple[str, ...], compute: Callable[[], tuple[Arrays, Facts]]
+) -> tuple[Arrays, Facts]:
+    """``compute()``'s arrays (``names``) and facts for ``case``, read from the cache where they
+    are stored."""
     directory = cache_dir()
     if directory is None:
         return compute()
     path = os.path.join(directory, f"{case_key(case, group)}.bin")  # (a str: Path's parsing costs)
-    arrays = _read(path, names)
-    if arrays is None:
-        arrays = compute()
-        _write(path, arrays)
-    return arrays
+    found = _read(path, names)
+    if found is None:
+        found = compute()
+        _write(path, *found)
+    return found

@@ -342,3 +342,19 @@ def test_zero_size_and_exact_zero_bound() -> None:
     assert_passes(result, "exact zeros")
     result = compare.compare(expected, expected, np.full((1, 2, 3), 1e-30, np.float32), "float32", 4)
     assert_caught(result, "a tiny error where the bound is 0", "6 of 6")
+
+
+def test_ratios_at_zero_divisors_are_zero_without_error_and_inf_with_one() -> None:
+    """err / |expected|, err / bound and err / tolerance where the divisor is exactly 0: no error
+    there is a ratio of 0 (not 0/0), any error an infinite one."""
+    expected = np.array([[[0.0, 1.5, 0.0, -2.0]]])
+    bound = np.array([[[0.0, 2.0, 0.0, 3.0]]])
+    exact = compare.compare(expected, bound, expected.astype(np.float32), "float32", 4)
+    assert_passes(exact, "zeros where the bound is 0")
+    assert (exact.max_rel_err, exact.max_err_over_bound, exact.max_err_over_tolerance) == (0.0, 0.0, 0.0)
+    off = expected.astype(np.float32)
+    off[0, 0, 2] = 1e-30
+    caught = compare.compare(expected, bound, off, "float32", 4)
+    assert_caught(caught, "a tiny error where the bound is 0", "1 of 4")
+    assert math.isinf(caught.max_rel_err) and math.isinf(caught.max_err_over_bound), caught
+    assert math.isinf(caught.max_err_over_tolerance) and caught.worst_index == [0, 0, 2], caught

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from conformance import reference_cache
-from conformance.cases import load_cases
-from conformance.checks import GRADIENTS, Reference
+from conformance.cases import Tolerance, load_cases
+from conformance.checks import GRADIENTS, STORED, Reference
 
 LIBRARY = Path(__file__).resolve().parent.parent / "cases"
 
@@ -72,20 +72,49 @@ def test_cached_arrays_are_the_computed_ones_bit_for_bit(case, cache: Path, monk
     computed = _arrays(Reference(case))
     monkeypatch.setenv(reference_cache.ENV, str(cache))
     first = _arrays(Reference(case))  # computes and writes
-    assert len(list(cache.iterdir())) == 2, "one file for the forward arrays, one for the vjp's"
+    assert len(list(cache.iterdir())) == 1, "one file for all of a case's arrays"
     second = _arrays(Reference(case))  # reads
     _assert_identical(first, computed, case.id)
     _assert_identical(second, computed, case.id)
+
+
+def _targets(ref: Reference) -> dict[str, tuple]:
+    checks = ["forward", *(g for g in GRADIENTS if ref.gradients[g] is not None)]
+    return {
+        c: (t.tolerance.tobytes(), t.magnitude.tobytes(), t.positive, t.scale, t.values.tobytes())
+        for c, t in ((c, ref.target(c)) for c in checks)
+    }
+
+
+@pytest.mark.parametrize("case", SAMPLE, ids=lambda c: c.id)
+def test_targets_from_the_stored_facts_are_the_computed_ones(case, cache: Path, monkeypatch) -> None:
+    """A target read back (its tolerance's scale and which divisors are positive stored beside the
+    arrays) is the target worked out from the arrays, bit for bit."""
+    monkeypatch.setenv(reference_cache.ENV, "off")
+    computed = _targets(Reference(case))
+    monkeypatch.setenv(reference_cache.ENV, str(cache))
+    assert _targets(Reference(case)) == computed  # computes and writes
+    assert _targets(Reference(case)) == computed, f"{case.id}: a target read back differs"
+
+
+def test_stored_facts_are_used(cache: Path) -> None:
+    case = SAMPLE[0]
+    ref = Reference(case)
+    right = ref.target("forward").tolerance
+    path = cache / f"{reference_cache.case_key(case, 'reference')}.bin"
+    arrays, facts = reference_cache._read(str(path), STORED)
+    facts["forward"]["scale"] *= 2  # planted: read back, not worked out again
+    reference_cache._write(str(path), arrays, facts)
+    assert np.array_equal(Reference(case).target("forward").tolerance, 2 * right)
 
 
 def test_the_cache_is_used_and_a_new_oracle_version_ignores_it(cache: Path, monkeypatch) -> None:
     case = SAMPLE[0]
     right = Reference(case).output
     # plant wrong arrays under this oracle version's key: they are read back (the cache is used) ...
-    path = cache / f"{reference_cache.case_key(case, 'forward')}.bin"
-    inputs = Reference(case).inputs
-    planted = {"x": inputs.x, "weight": inputs.weight, "bias": inputs.bias}
-    reference_cache._write(path, {**planted, "output": right + 1.0, "bound": Reference(case).bound})
+    path = cache / f"{reference_cache.case_key(case, 'reference')}.bin"
+    arrays, facts = reference_cache._read(str(path), STORED)
+    reference_cache._write(str(path), {**arrays, "output": right + 1.0}, facts)
     assert np.array_equal(Reference(case).output, right + 1.0)
     # ... and a change to the oracle's code (a new version) never sees them
     monkeypatch.setattr(reference_cache, "oracle_version", lambda: "another-oracle")
@@ -98,7 +127,11 @@ def test_keys_follow_what_decides_the_arrays() -> None:
     case = SAMPLE[0]
     key = reference_cache.case_key(case, "forward")
     assert reference_cache.case_key(dataclasses.replace(case, id="renamed", tags=("x",)), "forward") == key
-    for change in ({"seed": case.seed + 1}, {"values": "integers"}, {"dtype": "float64"}):
+    changes = (
+        {"seed": case.seed + 1}, {"values": "integers"}, {"dtype": "float64"},
+        {"tolerance": Tolerance(factor=2.0)},  # (not the arrays: the facts stored beside them)
+    )  # fmt: skip
+    for change in changes:
         assert reference_cache.case_key(dataclasses.replace(case, **change), "forward") != key, change
     assert reference_cache.case_key(case, "vjp") != key
 
@@ -124,7 +157,7 @@ def test_keys_follow_the_blas_thread_count(monkeypatch) -> None:
 def test_a_damaged_file_is_computed_again(cache: Path, damage: str) -> None:
     case = SAMPLE[0]
     want = Reference(case).output
-    path = cache / f"{reference_cache.case_key(case, 'forward')}.bin"
+    path = cache / f"{reference_cache.case_key(case, 'reference')}.bin"
     data = path.read_bytes()
     path.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"\x00" * 64, "empty": b""}[damage])
     assert np.array_equal(Reference(case).output, want)
