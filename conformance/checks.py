@@ -420,6 +420,9 @@ def _repeatability(case: Case, adapter: Adapter, ref: Reference, first: Outcome,
         return result
     result.actual_shape, result.actual_dtype, result.elements = list(b.shape), str(b.dtype), int(b.size)
     width = np.dtype(f"u{a.itemsize}")
+    if not a.dtype.hasobject and a.tobytes() == b.tobytes():  # the usual answer, from one memcmp
+        result.mismatched, result.max_abs_err = 0, 0.0
+        return result
     differ = np.ascontiguousarray(a).view(width) != np.ascontiguousarray(b).view(width)
     result.mismatched = int(np.count_nonzero(differ))
     if not result.mismatched:
