@@ -1,4 +1,4 @@
-"""The ``conformance`` command's entry point: what is settled before the CLI imports NumPy.
+"""The ``conformance`` command's entry point: what is settled before the CLI's own imports.
 
 - Thread limits. The command's own process never multiplies a matrix (the oracle and the
   frameworks run in its workers), yet NumPy's OpenBLAS starts a thread per core at import, and
@@ -6,9 +6,12 @@
   much again in the processes it forks. So the command's process starts with the thread limits its
   workers get (:data:`THREAD_LIMITS`, where the user set none); all it starts inherits them.
 - The frameworks' imports. ``conformance run --framework NAME`` starts a fork server for each
-  built-in framework named (:mod:`conformance.forkserver`) before the CLI's own imports, which
-  take a sixth of a second while the other cores idle; torch's import (a second) is then under
-  way sooner. :func:`conformance.runner.prestart` takes the servers started here.
+  built-in framework named (:mod:`conformance.forkserver`) before the rest of the CLI's imports;
+  torch's import (a second) is then under way sooner. The servers are forked from this process
+  once it has imported NumPy and the runner, which every server imports before its framework (a
+  spawned server spent 0.13 s of CPU starting Python and importing them, MLX's most of its 0.2):
+  a process with one thread forks safely (one with more spawns them, as before).
+  :func:`conformance.runner.prestart` takes the servers started here.
 """
 
 from __future__ import annotations
@@ -111,17 +114,36 @@ def start_servers(frameworks: Sequence[str]) -> None:
     if not groups or not sys.platform.startswith("linux"):
         return
     log_dir = tempfile.mkdtemp(prefix="conformance-workers-")
-    context = multiprocessing.get_context("spawn")
-    servers = {}
+    context = _server_context()
+    forked = context.get_start_method() == "fork"
+    servers: dict[tuple[str, ...], tuple[BaseProcess, Connection]] = {}
     with main_script_not_rerun():
         for i, specs in enumerate(groups.values()):
             ours, theirs = context.Pipe()
             log_path = os.path.join(log_dir, f"forkserver-{i}.log")
-            process = context.Process(target=_serve_pool, args=(theirs, specs, log_path), daemon=True)
+            # a forked server holds copies of this process's ends of its pipe and of the servers'
+            # before it: it closes them, or it would never see this process go
+            closing = [c for _, c in servers.values()] + [ours] if forked else []
+            process = context.Process(
+                target=_serve_pool, args=(theirs, specs, log_path, closing), daemon=True
+            )
             process.start()
             theirs.close()
             servers[tuple(specs)] = (process, ours)
     _launched = Launched(log_dir, servers)
+
+
+def _server_context() -> multiprocessing.context.BaseContext:
+    """How the servers start: forked from this process where it can be, once it has imported what
+    every server imports before its framework (NumPy and the runner: the command imports them
+    anyway, and each spawned server spent a tenth of a second on them and on starting Python);
+    spawned where it cannot (a process with more than one thread is never forked)."""
+    import conformance.runner  # noqa: F401 - for forked servers to inherit
+    from conformance.forkserver import thread_count
+
+    if thread_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
 
 
 def take_servers() -> Launched | None:
@@ -131,8 +153,13 @@ def take_servers() -> Launched | None:
     return launched
 
 
-def _serve_pool(control: Connection, specs: list[str], log_path: str) -> None:
-    """A started server's main: the runner's own (what :func:`conformance.runner.prestart` runs)."""
+def _serve_pool(
+    control: Connection, specs: list[str], log_path: str, closing: Sequence[Connection] = ()
+) -> None:
+    """A started server's main: the runner's own (what :func:`conformance.runner.prestart` runs).
+    ``closing``: what a forked server inherited and must not hold (see :func:`start_servers`)."""
+    for connection in closing:
+        connection.close()
     gc.disable()  # as the server imports its frameworks (server_main): collections walk what lives on
     from conformance import runner
 

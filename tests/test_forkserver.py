@@ -4,8 +4,11 @@ and are never forked from a process with threads."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -348,3 +351,48 @@ def test_servers_the_command_started_early_are_taken_where_their_group_is_the_ru
     assert told["names"] == run.split(","), told
     assert (told["used"][run] == told["launched"][launched]) is taken, told
     assert not told["left_running"], "a server started early and not taken is stopped"
+
+
+SERVERS_OF_A_COMMAND = """
+import json, sys, time
+from conformance import launch
+launch.limit_threads()  # as the command does first: one thread, so its servers are forked
+launch.start_servers(sys.argv[1:])
+servers = launch._launched.servers
+for process, control in servers.values():
+    control.recv()  # ("ready", ...) once its adapters are loaded
+method = launch._server_context().get_start_method()
+print(json.dumps({"pids": [p.pid for p, _ in servers.values()], "method": method}), flush=True)
+time.sleep(600)
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] in ("Z", "X")  # a zombie has exited
+    except OSError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="servers are started early on Linux only")
+def test_the_servers_a_command_forked_exit_when_it_dies() -> None:
+    """The command forks its early servers (they inherit its imports); each closes its copies of the
+    command's ends of every server's pipe, or none would see the command die and all would live on."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVERS_OF_A_COMMAND, "tests/adapters/numpy_direct.py:DirectNumpy", ALONE],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        told = json.loads(proc.stdout.readline())
+    finally:
+        proc.kill()
+        proc.wait()
+    assert told["method"] == "fork" and len(told["pids"]) == 2, told
+    deadline = time.monotonic() + 20
+    while not all(_gone(pid) for pid in told["pids"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [pid for pid in told["pids"] if not _gone(pid)]
+    for pid in left:  # (not left behind by a failing test)
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "a server outlived the command that started it"
