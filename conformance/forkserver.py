@@ -22,6 +22,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import pickle
+import select
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -168,12 +169,33 @@ class ForkedProcess:
 
     def join(self, timeout: float | None = None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
+        if self._exitcode is None:
+            # Woken the moment it exits (a crashed worker's pipe closes as it dies, a little before
+            # its server can collect it): polling its server every 5 ms cost each of a run's
+            # crashes 0-5 ms while the rest of the run waited. (Its pid stays its own until this
+            # object's poll collects it: nothing else collects the server's children.)
+            _await_exit(self.pid, timeout)
         while self.exitcode is None and (deadline is None or time.monotonic() < deadline):
             time.sleep(0.005)
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
+
+
+def _await_exit(pid: int, timeout: float | None) -> None:
+    """Until process ``pid`` has exited (or ``timeout``), where the platform can say (Linux's
+    pidfd); at once where it cannot."""
+    try:
+        fd = os.pidfd_open(pid)  # type: ignore[attr-defined]
+    except (AttributeError, OSError):  # no pidfd here, or the process is already gone
+        return
+    try:
+        watch = select.poll()
+        watch.register(fd, select.POLLIN)  # readable once the process has exited
+        watch.poll(None if timeout is None else timeout * 1000)
+    finally:
+        os.close(fd)
 
 
 class ForkServer:
