@@ -136,6 +136,14 @@ class Case:
             return None
         return spec.valid_output_shape(self.input_shape, self.params)  # violations were worked out
 
+    @cached_property
+    def reference_fields(self) -> str:
+        """What decides a valid case's reference arrays (and the facts stored beside them), as the
+        text :func:`conformance.reference_cache.case_key` hashes. Worked out as the case is loaded
+        and kept with it, so a case pickled to a worker takes it along: between two framework
+        calls, working it out there cost ten times what it costs here."""
+        return repr((self.input_shape, self.params, self.dtype, self.seed, self.values, self.tolerance))
+
     @property
     def work(self) -> int:
         """Multiply-adds of the forward pass (0 for a configuration that must be rejected): the
@@ -463,6 +471,8 @@ def _build_case(path: str, raw: dict, case_id: str, family: str, line: int | Non
         layout=layout,
     )
     _check_sizes(check, case)
+    if expect == "ok":
+        case.reference_fields  # noqa: B018 - worked out here, where it is cheap (see the property)
     return case
 
 

@@ -173,3 +173,15 @@ def test_cache_off_or_unwritable_costs_nothing_but_the_cache(tmp_path: Path, mon
     blocker.write_text("not a folder")
     monkeypatch.setenv(reference_cache.ENV, str(blocker / "oracle"))  # mkdir fails: no cache, same values
     assert np.array_equal(Reference(case).output, want)
+
+
+def test_a_loaded_case_takes_its_keys_fields_to_a_worker() -> None:
+    """The text a key hashes is worked out as a valid case is loaded and pickled with it, so a
+    worker reads it instead of working it out between two framework calls."""
+    import pickle
+
+    case = SAMPLE[0]
+    assert "reference_fields" in vars(case), "worked out at load"
+    sent = pickle.loads(pickle.dumps(case))
+    assert vars(sent)["reference_fields"] == case.reference_fields
+    assert reference_cache.case_key(sent, "reference") == reference_cache.case_key(case, "reference")
