@@ -16,6 +16,7 @@ import json
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
 import shutil
 import signal
 import struct
@@ -25,7 +26,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any
 
@@ -302,7 +302,7 @@ def _serve(conn: multiprocessing.connection.Connection, adapters: dict[str, Adap
         started = time.perf_counter()
         pending.extend(events)
         try:
-            conn.send(pending)  # Result records pickle as they are
+            conn.send_bytes(_pickled(pending))  # Result records pickle as they are
         finally:
             pending.clear()
             sent_s += time.perf_counter() - started
@@ -357,6 +357,13 @@ def _serve(conn: multiprocessing.connection.Connection, adapters: dict[str, Adap
         counted_s, counted_cpu_s = sent_s, cpu_s
         send(("idle", None, costs))
         waited = time.perf_counter()
+
+
+def _pickled(message: object) -> bytes:
+    """What ``Connection.send`` sends (its ``recv`` reads it back), pickled without its
+    ForkingPickler: jobs and results hold no pipe or socket to reduce, and setting one up copied
+    the reducer table for every message (a sixth of a worker's sending)."""
+    return pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
 
 
 def _harness_errors(case: Case, spec: str, selected: Sequence[str] | None, exc: Exception) -> list[Result]:
@@ -434,7 +441,7 @@ class _Worker:
 
     def send(self, job: tuple[Case, list[str]], checks: list[str] | None, behind: bool = False) -> bool:
         """Send a job; ``behind`` another still running: only if it is small (PIPELINED_JOB_BYTES)."""
-        message = bytes(ForkingPickler.dumps((job[0], list(job[1]), checks)))
+        message = _pickled((job[0], list(job[1]), checks))
         if behind and len(message) > PIPELINED_JOB_BYTES:
             return False
         self.sent += 1
