@@ -156,14 +156,21 @@ def compare_to(target: Expected, actual: object) -> Comparison:
         err = np.subtract(values, expected)
     np.abs(err, out=err)
     tol = target.tolerance
-    # NaN and inf errors count as mismatches (they are never <= a tolerance)
-    mismatched = err.size - int(np.count_nonzero(err <= tol))
-    if mismatched:  # a NaN where the oracle has a number is an infinite error
-        err = np.where(np.isnan(values) & ~np.isnan(expected), np.inf, err)
     over_tol, rel, over_bound = target.ratios(err)
+    # (the worst element by its flat index: every array here is the oracle's shape, in C order)
+    worst = int(over_tol.argmax()) if err.size else 0
+    mismatched = 0
+    # Every err <= tol where the largest err/tol is clearly below 1 (a ratio that rounds to at most
+    # 1 - 2**-20 is one of an err below its tol; where tol is 0, err/tol is 0 only for err 0): the
+    # elements are counted only where that does not settle it (a NaN's ratio is NaN, never below).
+    if err.size and not over_tol.item(worst) <= _CLEARLY_BELOW_ONE:
+        # NaN and inf errors count as mismatches (they are never <= a tolerance)
+        mismatched = err.size - int(np.count_nonzero(err <= tol))
+        if mismatched:  # a NaN where the oracle has a number is an infinite error
+            err = np.where(np.isnan(values) & ~np.isnan(expected), np.inf, err)
+            over_tol, rel, over_bound = target.ratios(err)
+            worst = int(over_tol.argmax())
     if err.size:
-        # (the worst element by its flat index: every array here is the oracle's shape, in C order)
-        worst = int(over_tol.argmax())
         worst_index = _unravel(worst, err.shape)
         largest = np.maximum.reduce  # (what ndarray.max() calls, without its Python wrapper)
         max_abs_err = float(largest(err, axis=None))
@@ -201,6 +208,8 @@ def compare_to(target: Expected, actual: object) -> Comparison:
     result.message = "; ".join(problems)
     return result
 
+
+_CLEARLY_BELOW_ONE = 1.0 - 2.0**-20
 
 #: dtypes that NumPy subtracts from a float64 array exactly as their float64 copies
 _EXACT_IN_FLOAT64 = frozenset(np.dtype(t) for t in ("float16", "float32", "float64"))

@@ -358,3 +358,24 @@ def test_ratios_at_zero_divisors_are_zero_without_error_and_inf_with_one() -> No
     assert_caught(caught, "a tiny error where the bound is 0", "1 of 4")
     assert math.isinf(caught.max_rel_err) and math.isinf(caught.max_err_over_bound), caught
     assert math.isinf(caught.max_err_over_tolerance) and caught.worst_index == [0, 0, 2], caught
+
+
+def test_errors_at_the_tolerance_edge_are_counted_exactly() -> None:
+    """An error of exactly the tolerance passes and one a rounding step above it fails, however
+    err/tol rounds: the count of elements within tolerance is never skipped for a ratio near 1."""
+    expected = np.array([[[1.0, 2.0, 3.0, 4.0]]])
+    bound = np.array([[[1.0, 2.0, 3.0, 4.0]]])
+    tol = compare.tolerance(bound, "float64", 4)
+    for k in range(4):
+        at = expected.copy()
+        err = tol[0, 0, k]
+        at[0, 0, k] = expected[0, 0, k] + err
+        if np.abs(at - expected)[0, 0, k] > err:  # (the sum rounded up: come back below)
+            at[0, 0, k] = np.nextafter(at[0, 0, k], -np.inf)
+        judged = compare.compare(expected, bound, at, "float64", 4)
+        assert judged.ok and judged.mismatched == 0, (k, judged)
+        above = at.copy()
+        above[0, 0, k] = np.nextafter(at[0, 0, k], np.inf)
+        judged = compare.compare(expected, bound, above, "float64", 4)
+        assert not judged.ok and judged.mismatched == 1 and judged.worst_index == [0, 0, k], (k, judged)
+        assert judged.max_err_over_tolerance >= 1.0, judged
