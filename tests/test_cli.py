@@ -394,3 +394,23 @@ def test_the_command_entry_imports_nothing_heavy_before_it_starts_the_frameworks
     probe = "import sys, conformance.launch; print(sorted({'numpy', 'yaml', 'torch'} & set(sys.modules)))"
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]", proc.stdout
+
+
+def test_a_run_in_process_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path) -> None:
+    """``conformance run`` writes its reports with the cyclic collector off (the command ends right
+    after); called in a process that goes on (the API, a test), it turns the collector back on."""
+    import gc
+
+    from conformance import cli
+
+    cases = tmp_path / "small.yaml"
+    cases.write_text(SMALL_CASES.split("  - id: abort-here")[0])
+    assert gc.isenabled()
+    code = cli.main(
+        ["run", str(cases), "--adapter", "tests/adapters/numpy_direct.py:DirectNumpy", "-q",
+         "--report-dir", str(tmp_path / "reports")]
+    )  # fmt: skip
+    left_on = gc.isenabled()
+    gc.enable()  # (for the tests after this one, whatever happened)
+    assert code == 0 and (tmp_path / "reports" / "results.json").is_file()
+    assert left_on, "the collector was left off"
