@@ -396,3 +396,33 @@ def test_the_servers_a_command_forked_exit_when_it_dies() -> None:
     for pid in left:  # (not left behind by a failing test)
         os.kill(pid, signal.SIGKILL)
     assert not left, "a server outlived the command that started it"
+
+
+COLLECTIONS_IN_A_COMMANDS_WORKERS = """
+import gc, json, sys
+from conformance import launch, runner
+from conformance.cases import load_cases
+gc.disable()  # as launch.main() runs the command
+launch.limit_threads()
+launch.start_servers([sys.argv[1]])
+early = runner.prestart([sys.argv[1]])
+run = runner.Runner(runner.describe([sys.argv[1]], early), prestarted=early)
+outcome = run.run(load_cases([sys.argv[2]]))
+print(json.dumps({"facts": outcome.framework_facts, "statuses": sorted({r.status for r in outcome.results})}))
+"""
+
+
+def test_the_workers_of_a_command_without_collections_collect(tmp_path: Path) -> None:
+    """The command's process runs without cyclic collections; the servers it forks import without
+    them and turn them back on for their workers."""
+    path = tmp_path / "small.yaml"
+    path.write_text(NO_HANG.split("  - id: abort-here")[0])
+    proc = subprocess.run(
+        [sys.executable, "-c", COLLECTIONS_IN_A_COMMANDS_WORKERS, GC_PROBE, str(path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    told = json.loads(proc.stdout)
+    facts = told["facts"]["notes-collections"]
+    assert facts == {"collecting_at_import": False, "collecting_in_worker": True}, told
+    assert told["statuses"] == ["pass"], told
