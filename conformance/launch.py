@@ -167,11 +167,13 @@ def _serve_pool(
 
 
 def main() -> int:
-    # No cyclic collections in the command's process, which ends when its run does: its imports,
-    # cases and results all live on, and walking them again and again cost it 0.05 of its 1.25
-    # core-seconds in the reference run. (The servers it forks turn the collector back on for
-    # their workers once their imports are frozen; see conformance.forkserver.server_main.)
-    gc.disable()
+    if sys.argv[1:2] == ["run"]:
+        # No cyclic collections in a run's process, which ends when its run does: its imports,
+        # cases and results all live on, and walking them again and again cost it 0.05 of its
+        # 1.25 core-seconds in the reference run. (The servers it forks turn the collector back on
+        # for their workers once their imports are frozen; see conformance.forkserver.server_main.
+        # Other commands, such as a fuzzing session of many minutes, collect as usual.)
+        gc.disable()
     limit_threads()
     start_servers(named_frameworks(sys.argv[1:]))
     try:
