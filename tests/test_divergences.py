@@ -283,6 +283,13 @@ def test_non_matching_results_untouched() -> None:
         ("conv_transpose2d.yaml::unet-*", "unet-up-s2", "cases/conv_transpose3d.yaml", False),
         ("conv_transpose?d.yaml::*", "anything", "cases/conv_transpose1d.yaml", True),
         ("*::unet-up-s2", "unet-up-s2", "x.yaml", True),
+        # plain names (no glob) are looked up, not tried on every case: the same answers
+        ("unet-up-s2", "unet-up-s2", "cases/conv_transpose2d.yaml", True),
+        ("conv_transpose2d.yaml::unet-up-s2", "unet-up-s2", "cases/conv_transpose2d.yaml", True),
+        ("conv_transpose2d.yaml::unet-up-s2", "unet-up-s2", "/abs/elsewhere/conv_transpose2d.yaml", True),
+        ("conv_transpose2d.yaml::unet-up-s2", "unet-up-s2", "cases/conv_transpose3d.yaml", False),
+        ("conv_transpose2d.yaml::unet-up", "unet-up-s2", "cases/conv_transpose2d.yaml", False),
+        ("cases/conv_transpose2d.yaml::unet-up-s2", "unet-up-s2", "cases/conv_transpose2d.yaml", False),
         (
             "cases/conv_transpose2d.yaml::unet-*",
             "unet-up-s2",
@@ -314,6 +321,19 @@ def test_first_matching_entry_wins() -> None:
     warnings = apply([r], entries).warnings
     assert r.divergence is not None and r.divergence["link"] == "first"
     assert len(warnings) == 1 and "'unet-*'" in warnings[0]
+
+
+@pytest.mark.parametrize("named_first", ["by-file-and-id", "by-glob"])
+def test_first_matching_entry_wins_however_each_names_the_case(named_first: str) -> None:
+    """Entries that name a case by a plain FILE::ID are looked up, globs tried on every case: the
+    first in file order still wins, and an entry naming the case twice matches it once."""
+    r = result(case="unet-up-s2", file="cases/conv_transpose2d.yaml")
+    plain = entry(case=("conv_transpose2d.yaml::unet-up-s2", "unet-up-s2"), link="plain")
+    glob = entry(case="unet-*", link="glob")
+    entries = [plain, glob] if named_first == "by-file-and-id" else [glob, plain]
+    warnings = apply([r], entries).warnings
+    assert r.divergence is not None and r.divergence["link"] == entries[0].link, r.divergence
+    assert len(warnings) == 1 and entries[1].label in warnings[0], warnings
 
 
 def test_stale_entry_warning_only_for_frameworks_that_ran() -> None:
