@@ -26,7 +26,7 @@ def tolerance(
 ) -> np.ndarray:
     """Per-element allowed absolute error for a result of ``dtype``."""
     override = override or Tolerance()
-    return tolerance_scale(dtype, reduction_length, override) * bound + override.atol
+    return _scaled(tolerance_scale(dtype, reduction_length, override), bound, override.atol)
 
 
 def tolerance_scale(dtype: str, reduction_length: int, override: Tolerance | None = None) -> float:
@@ -35,6 +35,12 @@ def tolerance_scale(dtype: str, reduction_length: int, override: Tolerance | Non
     growth = 3.0 * math.sqrt(reduction_length) + 2.0
     unit = UNIT_ROUNDOFF[dtype] + UNIT_ROUNDOFF["float64"]
     return override.factor * unit * growth
+
+
+def _scaled(scale: float, bound: np.ndarray, atol: float) -> np.ndarray:
+    # (adding a zero atol would change no bit, bounds being >= +0: it is left out)
+    scaled = scale * bound
+    return scaled + atol if atol else scaled
 
 
 @dataclass
@@ -84,11 +90,7 @@ class Expected:
                 raise TypeError("Expected needs the reduction length, or the scale it gives")
             scale = tolerance_scale(dtype, reduction_length, override)
         self.scale = scale
-        # (the same operations, in the same order, as tolerance(): the same bits; adding a zero
-        # atol changes none, bounds being >= +0)
-        self.tolerance = scale * bound
-        if override.atol:
-            self.tolerance = self.tolerance + override.atol
+        self.tolerance = _scaled(scale, bound, override.atol)  # (what tolerance() gives, bit for bit)
         self.magnitude = np.abs(values)
         divisors = (self.tolerance, self.magnitude, bound)
         if positive is None:
