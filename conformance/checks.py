@@ -49,11 +49,18 @@ def checks_for(case: Case, selected: Sequence[str] | None = None) -> list[str]:
     return [c for c in applicable if selected is None or c in selected]
 
 
+#: the checks judged against an oracle target (conformance.compare.Expected), and the array each
+#: target's values are
+TARGETS = (FORWARD, *GRADIENTS)
+_VALUES = {FORWARD: "output", **{g: g for g in GRADIENTS}}
 #: a valid case's arrays, kept in the reference cache as one file: its inputs as drawn (before the
-#: case's layout), the output cotangent, the oracle's output and gradients and their magnitude bounds
+#: case's layout), the output cotangent, the oracle's output and gradients, each target's divisors
+#: (Expected.divisors: its tolerance, |values| and magnitude bound) and, in "target_facts", a row
+#: per target of what Expected.stored() is given besides: the tolerance's scale and which of the
+#: divisors are positive everywhere
 STORED = (
-    "x", "weight", "bias", "cotangent", "output", "bound",
-    *GRADIENTS, *(f"bound_{g}" for g in GRADIENTS),
+    "x", "weight", "bias", "cotangent", "output", *GRADIENTS,
+    *(f"divisors_{c}" for c in TARGETS), "target_facts",
 )  # fmt: skip
 
 
@@ -75,18 +82,25 @@ class Reference:
             self.oracle_s += time.perf_counter() - start
 
     @cached_property
-    def _stored(self) -> tuple[dict[str, np.ndarray | None], dict] | None:
-        """A valid case's arrays (STORED) and what each check's target is worked out from
-        (Expected.facts()), read from the reference cache in one file, or all computed and written
-        there at once; None when the cache is off (each group is then computed when first needed)."""
+    def _stored(self) -> dict[str, np.ndarray | None] | None:
+        """A valid case's arrays (STORED), read from the reference cache in one file, or all
+        computed and written there at once; None when the cache is off (each group is then
+        computed when first needed)."""
         if reference_cache.cache_dir() is None:
             return None
 
-        def compute() -> tuple[dict[str, np.ndarray | None], dict]:
+        def compute() -> dict[str, np.ndarray | None]:
             forward, inputs = self._compute_forward()
             arrays = {**forward, **self._compute_vjp(inputs)}
-            targets = {check: self._expected(check, arrays).facts() for check in self._target_checks(arrays)}
-            return arrays, targets
+            stored = {name: arrays.get(name) for name in STORED}
+            facts = np.full((len(TARGETS), 4), np.nan)
+            for row, check in enumerate(TARGETS):
+                if arrays[_VALUES[check]] is not None:
+                    target = self._targets[check] = self._expected(check, arrays)
+                    stored[f"divisors_{check}"] = target.divisors
+                    facts[row] = (target.scale, *target.positive)
+            stored["target_facts"] = facts
+            return stored
 
         return self._timed(lambda: reference_cache.load_or_compute(self.case, "reference", STORED, compute))
 
@@ -128,15 +142,17 @@ class Reference:
     def _forward_arrays(self) -> dict[str, np.ndarray | None]:
         stored = self._stored
         if stored is not None:
-            return stored[0]
+            return stored
         return self._timed(lambda: self._compute_forward()[0])
 
     @cached_property
     def output(self) -> np.ndarray:
         return self._forward_arrays["output"]
 
-    @cached_property
+    @property
     def bound(self) -> np.ndarray:
+        if self._stored is not None:
+            return self.target(FORWARD).bound
         return self._forward_arrays["bound"]
 
     @cached_property
@@ -171,7 +187,7 @@ class Reference:
     def _vjp_arrays(self) -> dict[str, np.ndarray | None]:
         stored = self._stored
         if stored is not None:
-            return stored[0]
+            return stored
         inputs = self.inputs  # (read outside the vjp's own time)
         return self._timed(lambda: self._compute_vjp(inputs))
 
@@ -181,29 +197,21 @@ class Reference:
 
     @cached_property
     def gradient_bounds(self) -> dict[str, np.ndarray | None]:
+        if self._stored is not None:
+            return {g: None if self.gradients[g] is None else self.target(g).bound for g in GRADIENTS}
         return {g: self._vjp_arrays[f"bound_{g}"] for g in GRADIENTS}
 
     @cached_property
     def _targets(self) -> dict[str, Expected]:
         return {}
 
-    @staticmethod
-    def _target_checks(arrays: dict[str, np.ndarray | None]) -> list[str]:
-        return [FORWARD, *(g for g in GRADIENTS if arrays[g] is not None)]
-
-    def _expected(
-        self, check: str, arrays: dict[str, np.ndarray | None], facts: dict | None = None
-    ) -> Expected:
+    def _expected(self, check: str, arrays: dict[str, np.ndarray | None]) -> Expected:
         case = self.case
         if check in GRADIENTS:
             values, bound = arrays[check], arrays[f"bound_{check}"]
-        else:
-            values, bound = arrays["output"], arrays["bound"]
-        if facts is not None:  # worked out when the case's arrays were computed
-            return Expected(values, bound, case.dtype, override=case.tolerance, **facts)
-        if check in GRADIENTS:
             n = gradient_reduction_lengths(case.input_shape, case.params)[check]
         else:
+            values, bound = arrays["output"], arrays["bound"]
             n = reduction_length(case.params)
         return Expected(values, bound, case.dtype, n, case.tolerance)
 
@@ -213,8 +221,14 @@ class Reference:
         if found is None:
             stored = self._stored
             if stored is not None:
-                arrays, facts = stored
-                found = self._expected(check, arrays, facts[check])
+                scale, *positive = stored["target_facts"][TARGETS.index(check)].tolist()
+                found = Expected.stored(
+                    stored[_VALUES[check]],
+                    stored[f"divisors_{check}"],
+                    self.case.dtype,
+                    scale,
+                    tuple(p == 1.0 for p in positive),
+                )
             else:
                 arrays = {**self._forward_arrays, **(self._vjp_arrays if check in GRADIENTS else {})}
                 found = self._expected(check, arrays)

@@ -70,8 +70,10 @@ class Expected:
     """What one check's results are judged against: the oracle's values, their magnitude bound and
     the tolerance, worked out once per case and check and shared by every adapter.
 
-    ``scale`` and ``positive`` are what :meth:`facts` gives, stored with the oracle's arrays
-    (:mod:`conformance.reference_cache`): a case read back from there skips working them out."""
+    An error is divided by three arrays, stacked in :attr:`divisors` (3, *shape): the tolerance,
+    |values| and the bound, so that one division and one reduction serve all three ratios. A target
+    read back from the reference cache (:mod:`conformance.reference_cache`) is made by
+    :meth:`stored` from its values, divisors and :meth:`facts`, with nothing worked out again."""
 
     def __init__(
         self,
@@ -81,41 +83,60 @@ class Expected:
         reduction_length: int | None = None,
         override: Tolerance | None = None,
         scale: float | None = None,
-        positive: tuple[bool, bool, bool] | None = None,
     ) -> None:
-        self.values, self.bound, self.dtype = values, bound, dtype
         override = override or Tolerance()
         if scale is None:
             if reduction_length is None:
                 raise TypeError("Expected needs the reduction length, or the scale it gives")
             scale = tolerance_scale(dtype, reduction_length, override)
-        self.scale = scale
-        self.tolerance = _scaled(scale, bound, override.atol)  # (what tolerance() gives, bit for bit)
-        self.magnitude = np.abs(values)
-        divisors = (self.tolerance, self.magnitude, bound)
-        if positive is None:
-            # where a divisor is zero, err/divisor is 0 for no error and inf for any
-            positive = tuple(bool(d.size == 0 or np.minimum.reduce(d, axis=None) > 0) for d in divisors)
-        self.positive: tuple[bool, ...] = tuple(positive)
-        self.divisors = list(zip(divisors, self.positive))
+        divisors = np.empty((3, *values.shape))
+        divisors[0] = _scaled(scale, bound, override.atol)  # (what tolerance() gives, bit for bit)
+        np.abs(values, out=divisors[1])
+        divisors[2] = bound
+        # where a divisor is zero, err/divisor is 0 for no error and inf for any
+        positive = tuple(bool(d.size == 0 or np.minimum.reduce(d, axis=None) > 0) for d in divisors)
+        self._set(values, divisors, dtype, scale, positive)
+
+    @classmethod
+    def stored(
+        cls, values: np.ndarray, divisors: np.ndarray, dtype: str, scale: float, positive: tuple[bool, ...]
+    ) -> Expected:
+        """The target whose :attr:`divisors` and :meth:`facts` were worked out before (and stored)."""
+        target = cls.__new__(cls)
+        target._set(values, divisors, dtype, scale, tuple(positive))
+        return target
+
+    def _set(
+        self, values: np.ndarray, divisors: np.ndarray, dtype: str, scale: float, positive: tuple[bool, ...]
+    ) -> None:
+        self.values, self.divisors, self.dtype, self.scale = values, divisors, dtype, scale
+        self.tolerance, self.magnitude, self.bound = divisors
+        self.positive = positive
+        self.all_positive = all(positive)
+        self._zero: list[np.ndarray | None] = [None, None, None]  # where a divisor is not positive
 
     def facts(self) -> dict[str, Any]:
-        """What a read-back Expected is given instead of working it out (see the class)."""
+        """What :meth:`stored` is given besides the arrays (see the class)."""
         return {"scale": self.scale, "positive": list(self.positive)}
+
+    def divide(self, err: np.ndarray, out: np.ndarray) -> None:
+        """err / tolerance, err / |expected|, err / bound into ``out`` (3, *shape)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            np.divide(err, self.divisors, out=out)
+            if self.all_positive:  # the usual case: no mask to apply
+                return
+            for i, positive in enumerate(self.positive):
+                if not positive:
+                    zero = self._zero[i]
+                    if zero is None:
+                        zero = self._zero[i] = ~(self.divisors[i] > 0)
+                    np.copyto(out[i], np.where(err > 0, np.inf, 0.0), where=zero)
 
     def ratios(self, err: np.ndarray) -> list[np.ndarray]:
         """err / tolerance, err / |expected|, err / bound."""
-        out = []
-        with np.errstate(divide="ignore", invalid="ignore"):
-            for divisor, all_positive in self.divisors:
-                if all_positive:  # the usual case, in a third of the time: no mask to apply
-                    out.append(err / divisor)
-                    continue
-                positive = divisor > 0
-                ratio = np.divide(err, divisor, out=np.zeros_like(err), where=positive)
-                ratio[~positive & (err > 0)] = np.inf
-                out.append(ratio)
-        return out
+        out = np.empty_like(self.divisors)
+        self.divide(err, out)
+        return list(out)
 
 
 def compare(
@@ -132,7 +153,7 @@ def compare(
 
 def compare_to(target: Expected, actual: object) -> Comparison:
     """Compare ``actual`` with ``target`` (see :func:`compare`)."""
-    expected, dtype = target.values, target.dtype
+    expected = target.values
     if not isinstance(actual, np.ndarray):
         return Comparison(False, f"returned {type(actual).__name__}, not a NumPy array")
     actual_shape = list(actual.shape)
@@ -147,7 +168,6 @@ def compare_to(target: Expected, actual: object) -> Comparison:
         )
     if actual.dtype in _EXACT_IN_FLOAT64:  # subtracted in float64 as they are: no float64 copy first
         values = actual
-        err = np.subtract(actual, expected, dtype=np.float64)
     else:
         try:
             values = actual.astype(np.float64)
@@ -155,34 +175,55 @@ def compare_to(target: Expected, actual: object) -> Comparison:
             return Comparison(
                 False, f"returned dtype {actual.dtype} that is not a float", actual_shape, actual_dtype
             )
-        err = np.subtract(values, expected)
+    if not expected.size:
+        return _judged(target, values, actual_shape, actual_dtype, None, 0, 0)
+    # |err| and its three ratios (target.divide) in one array: one reduction gives their maxima
+    work = np.empty((4, *expected.shape))
+    err, over_tol = work[0], work[1]
+    np.subtract(values, expected, out=err, dtype=np.float64)
     np.abs(err, out=err)
-    tol = target.tolerance
-    over_tol, rel, over_bound = target.ratios(err)
+    target.divide(err, work[1:])
     # (the worst element by its flat index: every array here is the oracle's shape, in C order)
-    worst = int(over_tol.argmax()) if err.size else 0
+    worst = int(over_tol.argmax())
     mismatched = 0
     # Every err <= tol where the largest err/tol is clearly below 1 (a ratio that rounds to at most
     # 1 - 2**-20 is one of an err below its tol; where tol is 0, err/tol is 0 only for err 0): the
     # elements are counted only where that does not settle it (a NaN's ratio is NaN, never below).
-    if err.size and not over_tol.item(worst) <= _CLEARLY_BELOW_ONE:
+    if not over_tol.item(worst) <= _CLEARLY_BELOW_ONE:
         # NaN and inf errors count as mismatches (they are never <= a tolerance)
-        mismatched = err.size - int(np.count_nonzero(err <= tol))
+        mismatched = err.size - int(np.count_nonzero(err <= target.tolerance))
         if mismatched:  # a NaN where the oracle has a number is an infinite error
-            err = np.where(np.isnan(values) & ~np.isnan(expected), np.inf, err)
-            over_tol, rel, over_bound = target.ratios(err)
+            np.copyto(err, np.inf, where=np.isnan(values) & ~np.isnan(expected))
+            target.divide(err, work[1:])
             worst = int(over_tol.argmax())
-    if err.size:
+    return _judged(target, values, actual_shape, actual_dtype, work, worst, mismatched)
+
+
+def _judged(
+    target: Expected,
+    values: np.ndarray,
+    actual_shape: list[int],
+    actual_dtype: str,
+    work: np.ndarray | None,
+    worst: int,
+    mismatched: int,
+) -> Comparison:
+    """The comparison's figures, from |err| and its ratios (``work``; None for empty arrays)."""
+    dtype = target.dtype
+    if work is not None:
+        err, over_tol = work[0], work[1]
         worst_index = _unravel(worst, err.shape)
-        largest = np.maximum.reduce  # (what ndarray.max() calls, without its Python wrapper)
-        max_abs_err = float(largest(err, axis=None))
-        max_rel_err = float(largest(rel, axis=None))
-        max_err_over_bound = float(largest(over_bound, axis=None))
-        tolerance_at_worst = float(tol.item(worst))
+        # |err|'s, err/|expected|'s and err/bound's maxima at once (NaN wins, as in ndarray.max())
+        max_abs_err, _, max_rel_err, max_err_over_bound = np.maximum.reduce(
+            work.reshape(4, -1), axis=1
+        ).tolist()
+        tolerance_at_worst = float(target.tolerance.item(worst))
         max_err_over_tolerance = float(over_tol.item(worst))
+        elements = int(err.size)
     else:
-        worst, worst_index = 0, []
+        worst_index = []
         max_abs_err = max_rel_err = max_err_over_bound = tolerance_at_worst = max_err_over_tolerance = 0.0
+        elements = 0
     result = Comparison(
         mismatched == 0 and actual_dtype == dtype,
         "",
@@ -194,17 +235,18 @@ def compare_to(target: Expected, actual: object) -> Comparison:
         tolerance_at_worst,
         max_err_over_tolerance,
         mismatched,
-        int(err.size),
+        elements,
         worst_index,
     )
     problems = []
     if actual_dtype != dtype:
         problems.append(f"dtype {actual_dtype} instead of {dtype}")
     if mismatched:
+        assert work is not None
         problems.append(
-            f"{mismatched} of {err.size} elements outside tolerance; worst at {tuple(worst_index)}: "
-            f"got {float(values.item(worst)):.6g}, expected {expected.item(worst):.6g} "
-            f"(|err| {err.item(worst):.3g} > tol {tol.item(worst):.3g}, "
+            f"{mismatched} of {elements} elements outside tolerance; worst at {tuple(worst_index)}: "
+            f"got {float(values.item(worst)):.6g}, expected {target.values.item(worst):.6g} "
+            f"(|err| {work[0].item(worst):.3g} > tol {target.tolerance.item(worst):.3g}, "
             f"err/bound {result.max_err_over_bound:.3g})"
         )
     result.message = "; ".join(problems)

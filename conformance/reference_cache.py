@@ -8,9 +8,10 @@ value distribution and on the code that draws the inputs and computes them, so t
 under a key of exactly those: the case's fields, the source of the modules that compute them (a
 change to the oracle makes new keys), NumPy's version, the machine's architecture and the thread
 count of NumPy's BLAS (see :func:`blas_threads`). Inputs are stored as drawn, before the case's
-memory layout (which is not in the key): the reader lays them out. Beside the arrays, a file holds
-a few facts worked out from them (what each check's tolerance is scaled by, which divisors are
-positive), so the key also holds the case's tolerance override.
+memory layout (which is not in the key): the reader lays them out. Whoever stores arrays may
+store what it works out from them too (the checks store each target's tolerance and its facts:
+see :data:`conformance.checks.STORED`), so the key also holds the case's tolerance override, the
+arrays' names and this module's own code (the files' layout).
 
 A case's arrays are one file, all computed on a miss: a job reads one file, not one per group (a
 run reads two thousand of them, each read costing more than most of the checks' own arithmetic).
@@ -26,14 +27,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import json
 import math
 import os
 import platform
+import struct
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -48,8 +49,6 @@ SOURCES = (oracle, inputs, layouts, dtypes, spec, compare)
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
 
 Arrays = dict[str, "np.ndarray | None"]
-#: what is stored beside the arrays: plain JSON values (conformance.compare.Expected.facts())
-Facts = dict[str, Any]
 
 
 def cache_dir() -> Path | None:
@@ -71,7 +70,7 @@ def _cache_dir(configured: str | None, xdg_cache_home: str | None, home: str | N
 def oracle_version() -> str:
     """A digest of the code that computes reference arrays, and of what it runs on."""
     digest = hashlib.sha256()
-    for module in SOURCES:
+    for module in (*SOURCES, sys.modules[__name__]):  # this module's own code: the files' layout
         digest.update(Path(module.__file__).read_bytes())
     digest.update(f"numpy {np.__version__} {platform.machine()} {blas_threads()}".encode())
     return digest.hexdigest()[:16]
@@ -99,59 +98,88 @@ def case_key(case: Case, group: str) -> str:
     return hashlib.sha256(f"{oracle_version()} {case.reference_fields} {group}".encode()).hexdigest()[:40]
 
 
-MAGIC = b"conformance-oracle-3\n"
+MAGIC = b"conformance-oracle-4\n"
+#: the dtypes an array may have, by their number in a file (the module's source is in the key)
+_DTYPES = tuple(dtypes.NUMPY_DTYPES.values())
+_CODES = {dtype: code for code, dtype in enumerate(_DTYPES)}
+_MAX_RANK = 8
+#: a file's table row per array: dtype code (-1: absent), rank, offset in the file, dimensions
+_ROW = struct.Struct(f"<{3 + _MAX_RANK}q")
+_COUNT = struct.Struct("<q")
+#: every array starts at a multiple of this in the file: the buffer it is read into is a NumPy
+#: array (16-byte aligned), so every array is aligned for its dtype (ufuncs copy unaligned ones)
+_ALIGN = 16
 
 
-def _read(path: str, names: tuple[str, ...]) -> tuple[Arrays, Facts] | None:
-    """The arrays and facts of a file that :func:`_write` finished, or None. (A header of facts and
-    of the arrays' names, dtypes and shapes, then raw bytes: NumPy's own .npz takes 15 times longer
-    to open, and pickle can run code. Dtypes by their case-format names: bfloat16's NumPy code,
-    ``<V2``, would read back as bytes.)"""
+def _read(path: str, names: tuple[str, ...]) -> Arrays | None:
+    """The arrays of a file that :func:`_write` finished, or None.
+
+    (The magic line, the number of arrays, a table of fixed rows (the arrays of ``names``, in
+    order), then each array's raw bytes: a job reads a case's file between two framework calls, and
+    with cold caches a JSON header alone had cost more than a comparison. NumPy's own .npz takes 15
+    times longer to open, and pickle can run code.) The file is read into one aligned, read-only
+    buffer that every array is a view of."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-        if not data.startswith(MAGIC):
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        try:
+            size = os.fstat(fd).st_size
+            buffer = np.empty(size, np.uint8)
+            if os.readv(fd, [buffer]) != size:
+                return None
+        finally:
+            os.close(fd)
+        data = buffer.data
+        if data[: len(MAGIC)] != MAGIC:
             return None
-        header_end = data.index(b"\n", len(MAGIC))
-        header = json.loads(data[len(MAGIC) : header_end])
-        listed = header["arrays"]
-        body = memoryview(data)[header_end + 1 :]
+        (count,) = _COUNT.unpack_from(data, len(MAGIC))
+        if count != len(names):
+            return None
+        table = struct.unpack_from(f"<{count * _ROW.size // 8}q", data, len(MAGIC) + _COUNT.size)
+        buffer.flags.writeable = False  # the pristine arrays: no one writes into them by mistake
         arrays: Arrays = {}
-        for name in names:
-            entry = listed[name]
-            if entry is None:
+        width = 3 + _MAX_RANK
+        for i, name in enumerate(names):
+            code, rank, offset, *dims = table[i * width : (i + 1) * width]
+            if code < 0:
                 arrays[name] = None
                 continue
-            dtype, shape, offset = dtypes.numpy_dtype(entry[0]), tuple(entry[1]), entry[2]
-            count = math.prod(shape)
-            if not count:  # (frombuffer's empty arrays have zero strides, which adapters see)
-                arrays[name] = np.empty(shape, dtype)
+            shape = tuple(dims[:rank])
+            if not math.prod(shape):  # (a buffer's empty arrays have zero strides, which adapters see)
+                arrays[name] = np.empty(shape, _DTYPES[code])
                 continue
-            arrays[name] = np.frombuffer(body, dtype, count, offset).reshape(shape)
-        return arrays, header["facts"]
+            arrays[name] = np.ndarray(shape, _DTYPES[code], buffer, offset)
+        return arrays
     except Exception:  # missing, truncated, or not ours: computed again, never fatal
         return None
 
 
-def _write(path: str, arrays: Arrays, facts: Facts) -> None:
-    listed: dict[str, list | None] = {}
-    chunks, offset = [], 0
-    for name, array in arrays.items():
+def _write(path: str, names: tuple[str, ...], arrays: Arrays) -> None:
+    rows, chunks = [], []
+    offset = _aligned(len(MAGIC) + _COUNT.size + len(names) * _ROW.size)
+    for name in names:
+        array = arrays[name]
         if array is None:
-            listed[name] = None
+            rows.append(_ROW.pack(-1, 0, 0, *[0] * _MAX_RANK))
             continue
+        code = _CODES.get(array.dtype)
+        if code is None or array.ndim > _MAX_RANK:
+            return  # (no case has such arrays: computed on every run rather than stored wrongly)
+        rows.append(_ROW.pack(code, array.ndim, offset, *array.shape, *[0] * (_MAX_RANK - array.ndim)))
         raw = np.ascontiguousarray(array).tobytes()
-        listed[name] = [dtypes.dtype_name(array.dtype), list(array.shape), offset]
-        chunks.append(raw)
-        offset += len(raw)
+        chunks.append((offset, raw))
+        offset = _aligned(offset + len(raw))
+    content = bytearray(offset)
+    head = MAGIC + _COUNT.pack(len(names)) + b"".join(rows)
+    content[: len(head)] = head
+    for at, raw in chunks:
+        content[at : at + len(raw)] = raw
     tmp = None
     try:
         folder = os.path.dirname(path)
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
         with os.fdopen(fd, "wb") as f:
-            f.write(MAGIC + json.dumps({"arrays": listed, "facts": facts}).encode() + b"\n")
-            f.writelines(chunks)
+            f.write(content)
         os.replace(tmp, path)
     except OSError:  # a read-only or full disk costs the cache, never the run
         if tmp is not None:
@@ -159,17 +187,24 @@ def _write(path: str, arrays: Arrays, facts: Facts) -> None:
                 os.unlink(tmp)
 
 
-def load_or_compute(
-    case: Case, group: str, names: tuple[str, ...], compute: Callable[[], tuple[Arrays, Facts]]
-) -> tuple[Arrays, Facts]:
-    """``compute()``'s arrays (``names``) and facts for ``case``, read from the cache where they
-    are stored."""
+def _aligned(offset: int) -> int:
+    return -(-offset // _ALIGN) * _ALIGN
+
+
+def path_of(directory: Path, case: Case, group: str, names: tuple[str, ...]) -> str:
+    """Where ``case``'s arrays ``names`` of ``group`` are kept (a str: Path's parsing costs)."""
+    layout = ",".join(names)  # (the names, in their order, are the file's layout)
+    return os.path.join(directory, f"{case_key(case, f'{group} {layout}')}.bin")
+
+
+def load_or_compute(case: Case, group: str, names: tuple[str, ...], compute: Callable[[], Arrays]) -> Arrays:
+    """``compute()``'s arrays ``names`` for ``case``, read from the cache where they are stored."""
     directory = cache_dir()
     if directory is None:
         return compute()
-    path = os.path.join(directory, f"{case_key(case, group)}.bin")  # (a str: Path's parsing costs)
+    path = path_of(directory, case, group, names)
     found = _read(path, names)
     if found is None:
         found = compute()
-        _write(path, *found)
+        _write(path, names, found)
     return found

@@ -97,28 +97,62 @@ def test_targets_from_the_stored_facts_are_the_computed_ones(case, cache: Path, 
     assert _targets(Reference(case)) == computed, f"{case.id}: a target read back differs"
 
 
-def test_stored_facts_are_used(cache: Path) -> None:
+def _path(cache: Path, case) -> str:
+    return reference_cache.path_of(cache, case, "reference", STORED)
+
+
+def test_stored_targets_are_used(cache: Path) -> None:
+    """A target read back is made of the stored divisors and facts, not worked out again."""
     case = SAMPLE[0]
-    ref = Reference(case)
-    right = ref.target("forward").tolerance
-    path = cache / f"{reference_cache.case_key(case, 'reference')}.bin"
-    arrays, facts = reference_cache._read(str(path), STORED)
-    facts["forward"]["scale"] *= 2  # planted: read back, not worked out again
-    reference_cache._write(str(path), arrays, facts)
-    assert np.array_equal(Reference(case).target("forward").tolerance, 2 * right)
+    right = Reference(case).target("forward")
+    arrays = reference_cache._read(_path(cache, case), STORED)
+    assert arrays is not None, "the case's file was written"
+    planted = np.array(arrays["divisors_forward"])
+    planted[0] *= 2  # the tolerance
+    facts = np.array(arrays["target_facts"])
+    facts[0, 0] *= 3  # the forward target's scale
+    reference_cache._write(
+        _path(cache, case), STORED, {**arrays, "divisors_forward": planted, "target_facts": facts}
+    )
+    read = Reference(case).target("forward")
+    assert np.array_equal(read.tolerance, 2 * right.tolerance)
+    assert read.scale == 3 * right.scale
 
 
 def test_the_cache_is_used_and_a_new_oracle_version_ignores_it(cache: Path, monkeypatch) -> None:
     case = SAMPLE[0]
     right = Reference(case).output
     # plant wrong arrays under this oracle version's key: they are read back (the cache is used) ...
-    path = cache / f"{reference_cache.case_key(case, 'reference')}.bin"
-    arrays, facts = reference_cache._read(str(path), STORED)
-    reference_cache._write(str(path), {**arrays, "output": right + 1.0}, facts)
+    arrays = reference_cache._read(_path(cache, case), STORED)
+    reference_cache._write(_path(cache, case), STORED, {**arrays, "output": right + 1.0})
     assert np.array_equal(Reference(case).output, right + 1.0)
     # ... and a change to the oracle's code (a new version) never sees them
     monkeypatch.setattr(reference_cache, "oracle_version", lambda: "another-oracle")
     assert np.array_equal(Reference(case).output, right)
+
+
+def test_arrays_read_back_are_aligned_and_read_only(cache: Path) -> None:
+    case = next(c for c in SAMPLE if "dtypebfloat16" in c.id)
+    assert Reference(case).output is not None  # computes and writes
+    arrays = reference_cache._read(_path(cache, case), STORED)
+    assert arrays is not None
+    for name, array in arrays.items():
+        if array is not None and array.size:
+            assert array.ctypes.data % 16 == 0, f"{name} is not aligned"
+            assert not array.flags.writeable, f"{name} can be written into"
+
+
+def test_a_file_of_another_layout_is_not_read(cache: Path) -> None:
+    case = SAMPLE[0]
+    right = Reference(case).output
+    path = Path(_path(cache, case))
+    content = path.read_bytes()
+    older = b"conformance-oracle-3\n" + content[len(reference_cache.MAGIC) :]  # an older format's magic
+    path.write_bytes(older)
+    assert np.array_equal(Reference(case).output, right)
+    assert path.read_bytes() == content, "the file is written again"
+    assert reference_cache._read(str(path), STORED[:-1]) is None, "a file holds one list of arrays"
+    assert _path(cache, case) != reference_cache.path_of(cache, case, "reference", STORED[:-1])
 
 
 def test_keys_follow_what_decides_the_arrays() -> None:
@@ -157,7 +191,7 @@ def test_keys_follow_the_blas_thread_count(monkeypatch) -> None:
 def test_a_damaged_file_is_computed_again(cache: Path, damage: str) -> None:
     case = SAMPLE[0]
     want = Reference(case).output
-    path = cache / f"{reference_cache.case_key(case, 'reference')}.bin"
+    path = Path(_path(cache, case))
     data = path.read_bytes()
     path.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"\x00" * 64, "empty": b""}[damage])
     assert np.array_equal(Reference(case).output, want)
