@@ -120,14 +120,11 @@ def _read(path: str, names: tuple[str, ...]) -> Arrays | None:
     times longer to open, and pickle can run code.) The file is read into one aligned, read-only
     buffer that every array is a view of."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-        try:
-            size = os.fstat(fd).st_size
+        with open(path, "rb", buffering=0) as f:  # (unbuffered: one read, into the buffer)
+            size = os.fstat(f.fileno()).st_size
             buffer = np.empty(size, np.uint8)
-            if os.readv(fd, [buffer]) != size:
+            if f.readinto(buffer) != size:
                 return None
-        finally:
-            os.close(fd)
         data = buffer.data
         if data[: len(MAGIC)] != MAGIC:
             return None
