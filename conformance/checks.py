@@ -285,48 +285,103 @@ def base_result(case: Case, framework: str, check: str, status: str, message: st
 def run_checks(
     case: Case, adapter: Adapter, reference: Reference | None = None, selected: Sequence[str] | None = None
 ) -> list[Result]:
-    """Every applicable (and selected) check of ``case`` on ``adapter``.
+    """Every applicable (and selected) check of ``case`` on ``adapter``: :func:`call_checks`, then
+    :func:`judge`. Exceptions from the adapter become results; nothing the adapter does escapes as
+    an exception."""
+    return judge(call_checks(case, adapter, reference, selected))
 
-    Exceptions from the adapter become results; nothing the adapter does escapes as an exception.
-    """
+
+class _Call:
+    """One adapter call on fresh copies of its inputs; whether it wrote into them is asked when it
+    is judged (:meth:`settled`)."""
+
+    def __init__(self, who: Attributor, call, pristine: dict[str, np.ndarray | None]) -> None:
+        self.pristine = pristine
+        self.handed = isolation.fresh(pristine)
+        self.outcome = who.call(call, self.handed)
+
+    def settled(self) -> Outcome:
+        """The outcome, with the inputs the call changed (conformance.isolation.modified)."""
+        self.outcome.modified = isolation.modified(self.pristine, self.handed)
+        return self.outcome
+
+
+@dataclass
+class Calls:
+    """One adapter's calls for a case's checks, made and not yet judged. A worker makes all of a
+    job's calls, every adapter's, before it judges any: judging between two framework calls ran
+    with the caches cold from the framework's work, at twice the cost."""
+
+    case: Case
+    framework: str  # the adapter's name
+    has_vjp: bool
+    reference: Reference
+    checks: list[str]
+    decided: list[Result] | None = None  # results that need no judging (an unsupported case)
+    error_parity: _Call | None = None
+    first: _Call | None = None  # the forward call
+    vjp: _Call | None = None
+    second: _Call | None = None  # the forward call again (repeatability)
+
+
+def call_checks(
+    case: Case, adapter: Adapter, reference: Reference | None = None, selected: Sequence[str] | None = None
+) -> Calls:
+    """The adapter's calls for every applicable (and selected) check of ``case``, in the order they
+    are made: error parity, forward, vector-Jacobian product, forward again."""
     ref = reference or Reference(case)
     checks = checks_for(case, selected)
+    calls = Calls(case, adapter.name, adapter.has_vjp, ref, checks)
     try:
         reason = adapter.unsupported(case)
     except Exception as exc:
-        return [base_result(case, adapter.name, c, "error", f"unsupported() raised {exc!r}") for c in checks]
+        message = f"unsupported() raised {exc!r}"
+        calls.decided = [base_result(case, adapter.name, c, "error", message) for c in checks]
+        return calls
     if reason:
-        return [base_result(case, adapter.name, c, "unsupported", reason) for c in checks]
+        calls.decided = [base_result(case, adapter.name, c, "unsupported", reason) for c in checks]
+        return calls
     who = attributor(adapter)
-    results = []
+    params = case.params
+
+    def forward(a: dict[str, np.ndarray | None]) -> object:
+        return adapter.forward(a["x"], a["weight"], a["bias"], params)
+
     if ERROR_PARITY in checks:
-        results.append(_error_parity(case, adapter, ref, who))
-    first = None
+        calls.error_parity = _Call(who, forward, ref.forward_inputs)
     if FORWARD in checks or REPEATABILITY in checks:
-        first = _forward_call(adapter, ref, who)
+        calls.first = _Call(who, forward, ref.forward_inputs)
+    if adapter.has_vjp and any(c in GRADIENTS for c in checks):
+        calls.vjp = _Call(
+            who,
+            lambda a: adapter.vjp(a["x"], a["weight"], a["bias"], params, a["grad_out"]),
+            {**ref.forward_inputs, "grad_out": ref.cotangent},
+        )
+    if REPEATABILITY in checks:
+        calls.second = _Call(who, forward, ref.forward_inputs)
+    return calls
+
+
+def judge(calls: Calls) -> list[Result]:
+    """The results of ``calls``: what each call returned against the oracle, its inputs checked
+    for writes."""
+    if calls.decided is not None:
+        return calls.decided
+    checks = calls.checks
+    results = []
+    first = calls.first.settled() if calls.first is not None else None
+    if calls.error_parity is not None:
+        results.append(_error_parity(calls, calls.error_parity.settled()))
     if FORWARD in checks:
-        results.append(_forward(case, adapter, ref, first))
+        assert first is not None
+        results.append(_forward(calls, first))
     gradient_checks = [c for c in checks if c in GRADIENTS]
     if gradient_checks:
-        results.extend(_gradients(case, adapter, ref, gradient_checks, who))
+        results.extend(_gradients(calls, gradient_checks))
     if REPEATABILITY in checks:
-        results.append(_repeatability(case, adapter, ref, first, _forward_call(adapter, ref, who)))
+        assert first is not None and calls.second is not None
+        results.append(_repeatability(calls, first, calls.second.settled()))
     return results
-
-
-def _isolated_call(who: Attributor, call, pristine: dict[str, np.ndarray | None]) -> Outcome:
-    """``call(copies)`` on fresh copies of ``pristine``, noting which inputs it changed."""
-    handed = isolation.fresh(pristine)
-    outcome = who.call(call, handed)
-    outcome.modified = isolation.modified(pristine, handed)
-    return outcome
-
-
-def _forward_call(adapter: Adapter, ref: Reference, who: Attributor) -> Outcome:
-    params = ref.case.params
-    return _isolated_call(
-        who, lambda a: adapter.forward(a["x"], a["weight"], a["bias"], params), ref.forward_inputs
-    )
 
 
 def _modified(result: Result, outcome: Outcome) -> bool:
@@ -356,9 +411,9 @@ def _raised(result: Result, outcome: Outcome, valid: bool) -> Result:
     return result
 
 
-def _error_parity(case: Case, adapter: Adapter, ref: Reference, who: Attributor) -> Result:
-    result = base_result(case, adapter.name, ERROR_PARITY, "pass")
-    outcome = _forward_call(adapter, ref, who)
+def _error_parity(calls: Calls, outcome: Outcome) -> Result:
+    case = calls.case
+    result = base_result(case, calls.framework, ERROR_PARITY, "pass")
     result.duration_s = outcome.seconds
     if outcome.exception is not None:
         _raised(result, outcome, valid=False)
@@ -394,20 +449,20 @@ def _judge(result: Result, target: Expected, actual: object) -> Result:
     return result
 
 
-def _forward(case: Case, adapter: Adapter, ref: Reference, outcome: Outcome) -> Result:
-    result = base_result(case, adapter.name, FORWARD, "pass")
+def _forward(calls: Calls, outcome: Outcome) -> Result:
+    result = base_result(calls.case, calls.framework, FORWARD, "pass")
     result.duration_s = outcome.seconds
     if outcome.exception is not None:
         _raised(result, outcome, valid=True)
     else:
-        _judge(result, ref.target(FORWARD), outcome.value)
+        _judge(result, calls.reference.target(FORWARD), outcome.value)
     _modified(result, outcome)
     return result
 
 
-def _repeatability(case: Case, adapter: Adapter, ref: Reference, first: Outcome, second: Outcome) -> Result:
+def _repeatability(calls: Calls, first: Outcome, second: Outcome) -> Result:
     """The second forward call must give what the first gave, bit for bit (or raise alike)."""
-    result = base_result(case, adapter.name, REPEATABILITY, "pass")
+    result = base_result(calls.case, calls.framework, REPEATABILITY, "pass")
     result.duration_s = second.seconds
     if _modified(result, second):
         return result
@@ -445,7 +500,7 @@ def _repeatability(case: Case, adapter: Adapter, ref: Reference, first: Outcome,
     with np.errstate(invalid="ignore"):
         delta = np.abs(a.astype(np.float64) - b.astype(np.float64))
     delta = np.where(differ & ~(delta > 0), np.inf, delta)  # NaN in one call only
-    tol = ref.target(FORWARD).tolerance
+    tol = calls.reference.target(FORWARD).tolerance
     if delta.shape != tol.shape:  # a wrong-shaped output: the forward check says so
         tol = np.full(delta.shape, np.nan)
     worst = np.unravel_index(int(np.argmax(delta)), delta.shape)
@@ -460,23 +515,18 @@ def _repeatability(case: Case, adapter: Adapter, ref: Reference, first: Outcome,
     return result
 
 
-def _gradients(
-    case: Case, adapter: Adapter, ref: Reference, checks: list[str], who: Attributor
-) -> list[Result]:
+def _gradients(calls: Calls, checks: list[str]) -> list[Result]:
+    ref = calls.reference
     results = []
     for check in checks:
-        result = base_result(case, adapter.name, check, "pass")
+        result = base_result(calls.case, calls.framework, check, "pass")
         result.expected_shape = list(ref.gradients[check].shape)
         results.append(result)
-    if not adapter.has_vjp:
+    if calls.vjp is None:
         for r in results:
-            r.status, r.message = "unsupported", f"adapter {adapter.name!r} implements no vjp()"
+            r.status, r.message = "unsupported", f"adapter {calls.framework!r} implements no vjp()"
         return results
-    outcome = _isolated_call(
-        who,
-        lambda a: adapter.vjp(a["x"], a["weight"], a["bias"], case.params, a["grad_out"]),
-        {**ref.forward_inputs, "grad_out": ref.cotangent},
-    )
+    outcome = calls.vjp.settled()
     grads = outcome.value
     if outcome.exception is None and not (isinstance(grads, (tuple, list)) and len(grads) == 3):
         outcome.exception = TypeError(

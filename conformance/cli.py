@@ -22,7 +22,15 @@ from conformance import changes, divergences, library, reproducer, reuse, runner
 from conformance.adapters import AdapterLoadError, importable_builtins, resolve_spec
 from conformance.cases import Case, CaseFileError, case_files, load_cases, select
 from conformance.checks import CHECKS
-from conformance.results import FAILING, STATUSES, Result, make_document, merge_documents, results_of
+from conformance.results import (
+    FAILING,
+    STATUSES,
+    Result,
+    make_document,
+    merge_documents,
+    results_of,
+    summarize,
+)
 from conformance.selection import ExpressionError, filter_cases
 from conformance.spec import DTYPES
 from conformance.timings import Timings
@@ -268,11 +276,12 @@ def _adapter_specs(frameworks: Sequence[str], adapters: Sequence[str]) -> list[s
     return list(available)
 
 
-def _print_summary(results: list[Result], frameworks: dict[str, str]) -> None:
+def _print_summary(summary: dict[str, dict[str, int]], frameworks: dict[str, str]) -> None:
+    """The status counts of each framework (a document's "summary": conformance.results.summarize)."""
     rows = []
     for name, version in frameworks.items():
-        mine = [r for r in results if r.framework == name]
-        rows.append([name, version, *(sum(r.status == s for r in mine) for s in STATUSES), len(mine)])
+        counts = [summary.get(name, {}).get(s, 0) for s in STATUSES]
+        rows.append([name, version, *counts, sum(counts)])
     print(tabulate(rows, headers=["framework", "version", *STATUSES, "total"], tablefmt="simple"))
 
 
@@ -408,8 +417,8 @@ def _finish_run(
             }
         _compare(document, args)
     with timings.phase("reports"):  # the formats' own phases overlap: some are written aside
-        written = write_reports(document, args.report_dir, timings)
-    _print_summary(outcome.results, outcome.frameworks)
+        written = write_reports(document, args.report_dir, timings, results=outcome.results)
+    _print_summary(document["summary"], outcome.frameworks)
     if outcome.reused:
         print(
             f"reused {outcome.reused} of {len(outcome.results)} results from {args.reuse_results} "
@@ -464,7 +473,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     document["warnings"] = [*document.get("warnings", []), *shard_warnings, *args.note]
     _compare(document, args)
     paths = write_reports(document, args.report_dir)
-    _print_summary(results_of(document), document["frameworks"])
+    _print_summary(summarize(results_of(document)), document["frameworks"])
     print(f"reports: {', '.join(str(p) for p in paths.values())}")
     return _gate(document, args)
 

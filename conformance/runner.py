@@ -33,7 +33,7 @@ from conformance import launch, layer_api, reuse
 from conformance.adapters import BUILTINS, Adapter, load_adapter, split_variant
 from conformance.builtin_adapters import framework_group
 from conformance.cases import Case
-from conformance.checks import Reference, base_result, checks_for, run_checks
+from conformance.checks import Calls, Reference, base_result, call_checks, checks_for, judge
 from conformance.forkserver import ForkedProcess, ForkServer, server_main
 from conformance.launch import THREAD_LIMITS, main_script_not_rerun
 from conformance.results import Result
@@ -324,8 +324,8 @@ def _serve(conn: multiprocessing.connection.Connection, adapters: dict[str, Adap
         case, specs, selected = job
         reference = Reference(case)
         checks_s = 0.0
+        made: list[tuple[str, Calls | list[Result]]] = []  # every adapter's calls, then judged
         for index, spec in enumerate(specs):
-            results = None
             try:
                 if spec not in adapters:
                     phase(serial, index, PhaseFile.LOADING)
@@ -334,18 +334,27 @@ def _serve(conn: multiprocessing.connection.Connection, adapters: dict[str, Adap
                     pending.append(("facts", spec, _facts(adapters[spec])))
                     reported.add(spec)
             except Exception as exc:  # the harness must report, never die, on one case
-                results = _harness_errors(case, spec, selected, exc)
-            if results is None:
-                # (a send that fails, say on the last framework's results, ends the worker while
-                # that framework is the one its phase file names: the crash is its own)
-                phase(serial, index, PhaseFile.RUNNING)
-                started = time.perf_counter()
+                made.append((spec, _harness_errors(case, spec, selected, exc)))
+                continue
+            # (a send that fails, say on the last framework's results, ends the worker while
+            # that framework is the one its phase file names: the crash is its own)
+            phase(serial, index, PhaseFile.RUNNING)
+            started = time.perf_counter()
+            try:
+                made.append((spec, call_checks(case, adapters[spec], reference, selected)))
+            except Exception as exc:
+                made.append((spec, _harness_errors(case, spec, selected, exc)))
+            checks_s += time.perf_counter() - started
+        started = time.perf_counter()
+        for spec, calls in made:
+            results = calls
+            if isinstance(calls, Calls):
                 try:
-                    results = run_checks(case, adapters[spec], reference, selected)
+                    results = judge(calls)
                 except Exception as exc:
                     results = _harness_errors(case, spec, selected, exc)
-                checks_s += time.perf_counter() - started
             pending.append(("done", spec, results))
+        checks_s += time.perf_counter() - started
         cpu_s = time.process_time()
         costs = {
             "checks_s": checks_s,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -144,6 +145,24 @@ def test_write_reports_writes_every_format(tmp_path: Path) -> None:
     assert [p.name for p in paths.values()] == names
     for path in paths.values():
         assert path.parent == tmp_path / "new" / "dir" and path.stat().st_size > 0
+
+
+def test_reports_from_the_run_s_result_objects_are_those_from_its_records(tmp_path: Path) -> None:
+    """A run hands write_reports the Result objects its document's records were made from (not
+    made again from the records): every report is the same, byte for byte."""
+    results = sample_results()
+    doc = make_document(results, {"torch": "2.4.0", "mlx": "0.20.0"})
+    from_records = write_reports(doc, tmp_path / "records", parallel=False)
+    from_objects = write_reports(doc, tmp_path / "objects", parallel=False, results=results)
+    for name, path in from_records.items():
+        assert from_objects[name].read_bytes() == path.read_bytes(), name
+    with pytest.raises(ValueError, match="are not those the document"):
+        write_reports(doc, tmp_path / "wrong", results=results[:-1])
+    # the objects are what the reports read (planted: one that differs from its record shows)
+    planted = [dataclasses.replace(r) for r in results]
+    planted[0].status = "crash"
+    shown = write_reports(doc, tmp_path / "planted", parallel=False, results=planted)
+    assert shown["html"].read_bytes() != from_records["html"].read_bytes()
 
 
 def test_reports_written_aside_are_the_same_and_a_failed_writer_loses_none(

@@ -22,6 +22,7 @@ from conformance.reports.junit import render_junit
 from conformance.reports.markdown import render_markdown
 from conformance.reports.summary import render_summary
 from conformance.reports.views import prepare, rendering
+from conformance.results import Result
 from conformance.timings import Timings, maybe
 
 __all__ = [
@@ -45,11 +46,16 @@ ASIDE_TIMEOUT = 600.0
 
 
 def write_reports(
-    document: dict[str, Any], report_dir: str | Path, timings: Timings | None = None, parallel: bool = True
+    document: dict[str, Any],
+    report_dir: str | Path,
+    timings: Timings | None = None,
+    parallel: bool = True,
+    results: list[Result] | None = None,
 ) -> dict[str, Path]:
     """Write every report into ``report_dir``; return their paths by format. ``timings`` gets a
     phase per format. With ``parallel`` (and where processes fork), a forked process writes the
-    ASIDE formats meanwhile; if it fails for any reason, they are written here after all."""
+    ASIDE formats meanwhile; if it fails for any reason, they are written here after all.
+    ``results``: the Result objects the document's records were made from, if at hand (a run's)."""
     directory = Path(report_dir)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -66,7 +72,7 @@ def write_reports(
         "summary": lambda: render_summary(document),
         "junit": lambda: render_junit(document),
     }
-    with rendering():
+    with rendering(document, results):
         if parallel:  # the views both processes show, worked out once: the forked one inherits them
             with maybe(timings, "report views"):
                 prepare(document)
