@@ -164,6 +164,18 @@ def scaled_library(paths: list[str], factor: int, into: Path) -> tuple[list[str]
     return copies, baselines
 
 
+def stolen_s() -> float | None:
+    """Core-seconds the hypervisor has run other guests on this machine's cores since boot
+    (/proc/stat's steal); None where that is not told. A run during which it grows was not on an
+    idle machine: its figures are slower than the code."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def cli_run(
     case_paths: list[str], baselines: list[str], frameworks: list[str], workers: int, cache: str
 ) -> dict:
@@ -174,11 +186,13 @@ def cli_run(
         command += [a for f in frameworks for a in ("--framework", f)]
         command += [a for b in baselines for a in ("--known-divergences", b)]
         command += ["--report-dir", str(Path(out) / "r"), "--timings", str(timings)]
+        stolen_before = stolen_s()
         start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
         proc = subprocess.run(
             command, capture_output=True, text=True, env={**os.environ, "CONFORMANCE_CACHE_DIR": cache}
         )
         wall = time.perf_counter() - start
+        stolen_after = stolen_s()
         # every process of the command that its parents waited for: itself, its fork servers, their
         # workers, the process writing reports aside
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -197,6 +211,9 @@ def cli_run(
             "workers_s": inside.get("workers_s", {}),
             "framework_s": framework_seconds(records),
             "cpu_s": cpu,
+            "stolen_s": None
+            if stolen_before is None or stolen_after is None
+            else stolen_after - stolen_before,
             "parent_cpu_s": inside.get("cpu_s"),
             "results": len(records),
             "results_json_bytes": results.stat().st_size,
@@ -287,6 +304,8 @@ def _row(scale: int, workers: int, run: dict) -> dict:
             else None
         ),
         "idle_cores_s": wall * CORES - run["cpu_s"],
+        # the cores' time the hypervisor gave other guests during the run (0 on an idle machine)
+        "stolen_s": run["stolen_s"],
     }
     print(
         f"{scale:>4}x {workers:>3} {row['cache']:>5} {row['results']:>7} {wall:7.2f} {fw:6.2f} "
@@ -305,15 +324,17 @@ def print_cpu(rows: list[dict]) -> None:
     print(
         "\nwhere the CPU goes (core-seconds): all processes; the parent; the workers (the frameworks'"
         "\nown calls, fw, and the checks around them); the rest (fork servers importing frameworks,"
-        f"\nthe report process, replaced workers); idle = wall x {CORES} cores - CPU"
+        f"\nthe report process, replaced workers); idle = wall x {CORES} cores - CPU (stolen: of the"
+        "\ncores' time, what the hypervisor gave other guests: 0 on an idle machine)"
     )
     print(f"{'scale':>5} {'n':>3} {'cache':>5} {'wall':>7} {'cpu':>6} {'parent':>6} {'workers':>7} {'fw':>6} "
-          f"{'other':>6} {'idle':>6}")  # fmt: skip
+          f"{'other':>6} {'idle':>6} {'stolen':>6}")  # fmt: skip
     for row in rows:
         print(
             f"{row['scale']:>4}x {row['workers']:>3} {row['cache']:>5} {row['wall_s']:7.2f} "
             f"{row['cpu_s']:6.2f} {_num(row['parent_cpu_s'])} {_num(row['workers_cpu_s']):>7} "
-            f"{row['framework_s']:6.2f} {_num(row['other_cpu_s'])} {row['idle_cores_s']:6.2f}"
+            f"{row['framework_s']:6.2f} {_num(row['other_cpu_s'])} {row['idle_cores_s']:6.2f} "
+            f"{_num(row['stolen_s'])}"
         )
 
 
