@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -73,7 +72,8 @@ class Expected:
     An error is divided by three arrays, stacked in :attr:`divisors` (3, *shape): the tolerance,
     |values| and the bound, so that one division and one reduction serve all three ratios. A target
     read back from the reference cache (:mod:`conformance.reference_cache`) is made by
-    :meth:`stored` from its values, divisors and :meth:`facts`, with nothing worked out again."""
+    :meth:`stored` from its values, divisors, scale and which divisors are positive everywhere,
+    with nothing worked out again."""
 
     def __init__(
         self,
@@ -101,7 +101,7 @@ class Expected:
     def stored(
         cls, values: np.ndarray, divisors: np.ndarray, dtype: str, scale: float, positive: tuple[bool, ...]
     ) -> Expected:
-        """The target whose :attr:`divisors` and :meth:`facts` were worked out before (and stored)."""
+        """The target whose divisors, scale and positivity were worked out before (and stored)."""
         target = cls.__new__(cls)
         target._set(values, divisors, dtype, scale, tuple(positive))
         return target
@@ -115,10 +115,6 @@ class Expected:
         self.all_positive = all(positive)
         self._zero: list[np.ndarray | None] = [None, None, None]  # where a divisor is not positive
 
-    def facts(self) -> dict[str, Any]:
-        """What :meth:`stored` is given besides the arrays (see the class)."""
-        return {"scale": self.scale, "positive": list(self.positive)}
-
     def divide(self, err: np.ndarray, out: np.ndarray) -> None:
         """err / tolerance, err / |expected|, err / bound into ``out`` (3, *shape)."""
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -131,12 +127,6 @@ class Expected:
                     if zero is None:
                         zero = self._zero[i] = ~(self.divisors[i] > 0)
                     np.copyto(out[i], np.where(err > 0, np.inf, 0.0), where=zero)
-
-    def ratios(self, err: np.ndarray) -> list[np.ndarray]:
-        """err / tolerance, err / |expected|, err / bound."""
-        out = np.empty_like(self.divisors)
-        self.divide(err, out)
-        return list(out)
 
 
 def compare(
