@@ -11,15 +11,21 @@
    library, with the oracle's reference cache cold (first run) and warm; the verdicts of every run
    of one library must be identical, or the benchmark stops. Then where the CPU went: every
    process of the command, its parent, its workers and the rest (fork servers' imports, the
-   report process), and the cores' idle time.
+   report process), the cores' idle time and the time the hypervisor gave other guests.
+4. This harness against another revision's (``--against DIR``, a checkout made with
+   ``git worktree add DIR REV``): the reference run by each in turn, ``--phase-rounds`` times, on
+   this checkout's library; medians per harness and their ratios (these machines' speed drifts
+   by tens of percent within minutes: only alternating runs tell two revisions apart).
 
     python benchmarks/bench.py [--cases cases] [--framework torch] [-n 2] [--skip-library]
-                               [--phases] [--scales 1,2,4] [--phase-rounds 2] [--json reports/bench.json]
+                               [--phases] [--scales 1,2,4] [--phase-rounds 2] [--against DIR]
+                               [--json reports/bench.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import resource
@@ -143,7 +149,7 @@ def scaled_library(paths: list[str], factor: int, into: Path) -> tuple[list[str]
     (``conv_transpose2d.yaml::id``): each copy gets baselines naming its own files, so that a copy's
     results are judged as the original's (not failures, with reproducers and failure reports that
     the original run does not write)."""
-    files = [Path(f) for f in case_files(paths)]
+    files = [Path(f).resolve() for f in case_files(paths)]
     originals = sorted({b for f in files for b in f.parent.glob("known_divergences*.yaml")})
     copies, baselines = [], [str(b) for b in originals]
     for k in range(factor):
@@ -177,9 +183,16 @@ def stolen_s() -> float | None:
 
 
 def cli_run(
-    case_paths: list[str], baselines: list[str], frameworks: list[str], workers: int, cache: str
+    case_paths: list[str],
+    baselines: list[str],
+    frameworks: list[str],
+    workers: int,
+    cache: str,
+    tree: Path | None = None,
 ) -> dict:
-    """One ``conformance run`` as a user runs it, timed from outside and, phase by phase, from inside."""
+    """One ``conformance run`` as a user runs it, timed from outside and, phase by phase, from inside.
+    ``tree``: the checkout whose harness runs (by default the one imported from the working
+    directory, this one when the benchmark runs from its root)."""
     with tempfile.TemporaryDirectory() as out:
         timings = Path(out) / "timings.json"
         command = [sys.executable, "-m", "conformance", "run", *case_paths, "-n", str(workers), "-q"]
@@ -188,9 +201,10 @@ def cli_run(
         command += ["--report-dir", str(Path(out) / "r"), "--timings", str(timings)]
         stolen_before = stolen_s()
         start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-        proc = subprocess.run(
-            command, capture_output=True, text=True, env={**os.environ, "CONFORMANCE_CACHE_DIR": cache}
-        )
+        env = {**os.environ, "CONFORMANCE_CACHE_DIR": cache}
+        if tree is not None:  # (`-m` puts the working directory first on the path: the tree's root)
+            env["PYTHONPATH"] = str(tree)
+        proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tree)
         wall = time.perf_counter() - start
         stolen_after = stolen_s()
         # every process of the command that its parents waited for: itself, its fork servers, their
@@ -255,6 +269,65 @@ def bench_phases(
                 best = min(runs, key=lambda r: r["wall_s"])
                 rows.append(_row(scale, workers, best))
     return rows
+
+
+#: figures of a run compared between two harnesses (bench_against): medians of each
+AGAINST_FIGURES = {
+    "wall_s": lambda r: r["wall_s"],
+    "framework_s": lambda r: r["framework_s"],
+    "overhead_over_framework": lambda r: (r["wall_s"] * r["workers"] - r["framework_s"]) / r["framework_s"],
+    "cpu_s": lambda r: r["cpu_s"],
+    # the harness's own CPU: all processes' but the frameworks' calls
+    "harness_cpu_s": lambda r: r["cpu_s"] - r["framework_s"],
+    "idle_cores_s": lambda r: r["wall_s"] * CORES - r["cpu_s"],
+    "parent_cpu_s": lambda r: r["parent_cpu_s"],
+    "checks_other_s": lambda r: r["workers_s"]["checks_s"] - r["workers_s"]["oracle_s"] - r["framework_s"],
+}
+
+
+def bench_against(paths: list[str], frameworks: list[str], workers: int, rounds: int, other: Path) -> dict:
+    """This checkout's harness against another's (``other``: a checkout of another revision, e.g.
+    ``git worktree add /tmp/before REV``), both on this checkout's library at 1x: runs alternate
+    (this, other, other, this, ...) so that drift in the machine's speed hits both alike, and each
+    figure is a median. Both must give the same verdicts."""
+    compileall.compile_dir(str(other / "conformance"), quiet=1)  # as an install compiles a wheel
+    trees: dict[str, Path | None] = {"this": None, str(other): other}
+    runs: dict[str, list[dict]] = {name: [] for name in trees}
+    with tempfile.TemporaryDirectory() as scratch:
+        cache = str(Path(scratch) / "oracle-cache")
+        library = Path(scratch) / "x1"
+        library.mkdir()
+        case_paths, baselines = scaled_library(paths, 1, library)
+        verdicts = None
+        for i in range(rounds + 1):
+            order = list(trees) if i % 2 == 0 else list(trees)[::-1]
+            for name in order:
+                run = cli_run(case_paths, baselines, frameworks, workers, cache, trees[name])
+                if verdicts is not None and run["verdicts"] != verdicts:
+                    raise SystemExit(
+                        f"verdicts differ between this harness and {other}: "
+                        "compare the speed of harnesses that agree"
+                    )
+                verdicts = run.pop("verdicts")
+                run["workers"] = workers
+                if i:  # the first round fills each harness's oracle cache (its keys are its own)
+                    runs[name].append(run)
+    medians = {
+        name: {figure: statistics.median(get(r) for r in done) for figure, get in AGAINST_FIGURES.items()}
+        for name, done in runs.items()
+    }
+    print(f"\nthis checkout against {other}: 1x, {workers} workers, {rounds} alternating rounds, medians")
+    labels = ("wall", "fw", "ovh/fw", "cpu", "harness cpu", "idle", "parent cpu", "checks")
+    print(f"{'harness':>10} " + " ".join(f"{label:>11}" for label in labels))
+    for name, figures in medians.items():
+        label = "this" if name == "this" else "other"
+        print(f"{label:>10} " + " ".join(f"{v:11.3f}" for v in figures.values()))
+    this, that = medians["this"], medians[str(other)]
+    print(
+        f"{'this/other':>10} "
+        + " ".join(f"{this[f] / that[f]:11.3f}" if that[f] else f"{'-':>11}" for f in AGAINST_FIGURES)
+    )
+    return {"other": str(other), "workers": workers, "rounds": rounds, "medians": medians, "runs": runs}
 
 
 def _row(scale: int, workers: int, run: dict) -> dict:
@@ -362,6 +435,12 @@ def main() -> None:
     parser.add_argument(
         "--phase-rounds", type=int, default=2, help="runs per --phases row (the fastest is shown)"
     )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="a checkout of another revision (git worktree add DIR REV): its harness and this one "
+        "run the reference run in turn, --phase-rounds times each, and their medians are compared",
+    )
     parser.add_argument("--json", default="reports/bench.json", help="where the figures are written")
     args = parser.parse_args()
     frameworks = args.framework or ["torch"]
@@ -385,6 +464,10 @@ def main() -> None:
         workers = sorted({1, args.workers})
         figures["phases"] = bench_phases(args.cases, phase_frameworks, workers, scales, args.phase_rounds)
         print_cpu(figures["phases"])
+    if args.against:
+        figures["against"] = bench_against(
+            args.cases, phase_frameworks, args.workers, args.phase_rounds, args.against.resolve()
+        )
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(figures, indent=1))
     print(f"\nfigures written to {args.json}")
