@@ -224,7 +224,10 @@ class PhaseFile:
 
     #: generation, job, adapter index, phase, started (time.monotonic()), log offset, generation
     RECORD = struct.Struct("<qqqqdqq")
-    LOADING, RUNNING = 1, 2  # (a job done needs no phase: its results came back)
+    # (a job done needs no phase: its results came back). JUDGING: the harness compares an
+    # adapter's outputs with the oracle's, after every adapter of the job has been called; a crash
+    # or hang then is the harness's (or the values the adapter returned), never the framework's
+    LOADING, RUNNING, JUDGING = 1, 2, 3
 
     def __init__(self, path: str) -> None:
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o644)
@@ -324,7 +327,7 @@ def _serve(conn: multiprocessing.connection.Connection, adapters: dict[str, Adap
         case, specs, selected = job
         reference = Reference(case)
         checks_s = 0.0
-        made: list[tuple[str, Calls | list[Result]]] = []  # every adapter's calls, then judged
+        made: list[tuple[int, str, Calls | list[Result]]] = []  # every adapter's calls, then judged
         for index, spec in enumerate(specs):
             try:
                 if spec not in adapters:
@@ -334,21 +337,20 @@ def _serve(conn: multiprocessing.connection.Connection, adapters: dict[str, Adap
                     pending.append(("facts", spec, _facts(adapters[spec])))
                     reported.add(spec)
             except Exception as exc:  # the harness must report, never die, on one case
-                made.append((spec, _harness_errors(case, spec, selected, exc)))
+                made.append((index, spec, _harness_errors(case, spec, selected, exc)))
                 continue
-            # (a send that fails, say on the last framework's results, ends the worker while
-            # that framework is the one its phase file names: the crash is its own)
             phase(serial, index, PhaseFile.RUNNING)
             started = time.perf_counter()
             try:
-                made.append((spec, call_checks(case, adapters[spec], reference, selected)))
+                made.append((index, spec, call_checks(case, adapters[spec], reference, selected)))
             except Exception as exc:
-                made.append((spec, _harness_errors(case, spec, selected, exc)))
+                made.append((index, spec, _harness_errors(case, spec, selected, exc)))
             checks_s += time.perf_counter() - started
         started = time.perf_counter()
-        for spec, calls in made:
+        for index, spec, calls in made:
             results = calls
             if isinstance(calls, Calls):
+                phase(serial, index, PhaseFile.JUDGING)
                 try:
                     results = judge(calls)
                 except Exception as exc:
@@ -364,6 +366,8 @@ def _serve(conn: multiprocessing.connection.Connection, adapters: dict[str, Adap
             "cpu_s": cpu_s - counted_cpu_s,
         }
         counted_s, counted_cpu_s = sent_s, cpu_s
+        # (a send that fails ends the worker while its phase file names the last adapter's
+        # judging: the parent reports a harness error, never the framework's crash)
         send(("idle", None, costs))
         waited = time.perf_counter()
 
@@ -428,11 +432,17 @@ class _Sent:
 @dataclass
 class _InFlight:
     spec: str
-    limit: float  # seconds the phase (loading the adapter, or running the case) may take
+    limit: float  # seconds the phase (loading the adapter, or running or judging the case) may take
     started: float  # time.monotonic()
     #: where the phase's output starts in the log: a crash quotes only its own output, never what
     #: earlier cases printed in this worker (which depends on how cases were shared out)
     log_offset: int
+    phase: int = PhaseFile.RUNNING
+
+    @property
+    def judging(self) -> bool:
+        """The harness was judging the adapter's results: its framework calls had all returned."""
+        return self.phase == PhaseFile.JUDGING
 
 
 @dataclass
@@ -471,8 +481,8 @@ class _Worker:
         job = self.jobs[0]
         if serial != job.serial or job.specs[index] not in job.remaining:
             return None
-        limit = timeout if phase == PhaseFile.RUNNING else max(LOAD_TIMEOUT, timeout)
-        return _InFlight(job.specs[index], limit, started, log_offset)
+        limit = max(LOAD_TIMEOUT, timeout) if phase == PhaseFile.LOADING else timeout
+        return _InFlight(job.specs[index], limit, started, log_offset, phase)
 
     def last_log_offset(self) -> int:
         """Where the output of the worker's latest phase starts in its log."""
@@ -763,6 +773,13 @@ class Runner:
                     and (flight := w.in_flight(self.timeout))
                     and time.monotonic() - flight.started > flight.limit
                 ):
+                    if flight.judging:
+                        message = (
+                            "harness error: judging this case's results took over the "
+                            f"{flight.limit:g} s per-case timeout"
+                        )
+                        self._replace(w, pool, "error", message, flight)
+                        continue
                     what = (
                         "per-case timeout"
                         if flight.limit == self.timeout
@@ -812,7 +829,12 @@ class Runner:
             why = _exit_description(w.process.exitcode)
             flight = w.in_flight(self.timeout)
             tail = w.log_tail(flight.log_offset if flight is not None else w.last_log_offset())
-            message = f"worker process {why} while running this case" + (f"; output: {tail}" if tail else "")
+            output = f"; output: {tail}" if tail else ""
+            if flight is not None and flight.judging:
+                message = f"harness error: worker process {why} while judging this case's results{output}"
+                self._replace(w, pool, "error", message, flight)
+                return
+            message = f"worker process {why} while running this case{output}"
             self._replace(w, pool, "crash", message, flight)
             return
         for event in events:

@@ -426,3 +426,32 @@ def test_the_workers_of_a_command_without_collections_collect(tmp_path: Path) ->
     facts = told["facts"]["notes-collections"]
     assert facts == {"collecting_at_import": False, "collecting_in_worker": True}, told
     assert told["statuses"] == ["pass"], told
+
+
+@pytest.mark.parametrize("fork", [True, False])
+def test_a_crash_or_hang_while_judging_is_a_harness_error_of_the_adapter_judged(
+    tmp_path: Path, fork: bool
+) -> None:
+    """Judging comes after every adapter of the job was called, so the phase file names the last
+    one called: a worker that dies or hangs while judging must not charge that framework (planted:
+    the judge aborts or hangs on the first adapter's results, see tests/adapters/judged_badly.py)."""
+    module = "tests/adapters/judged_badly.py"
+    judged, steady = f"{module}:JudgedBadly", f"{module}:SteadyAfter"
+    cases = _small_cases(tmp_path, SMALL_CASES, ids=("plain", "abort-here", "hang-here", "after"))
+    infos = runner.describe([judged, steady])
+    assert infos[0].pool_key == infos[1].pool_key, "the two adapters share worker processes"
+    outcome = runner.Runner(infos, workers=2, timeout=2, fork=fork).run(cases)
+    by_case: dict[tuple[str, str], set[str]] = {}
+    for r in outcome.results:
+        by_case.setdefault((r.framework, r.case), set()).add(r.status)
+    fine = {"pass", "unsupported"}  # (no VJP: the gradient checks are unsupported)
+    assert all(by_case[("steady-after", c.id)] <= fine for c in cases), by_case
+    assert by_case[("judged-badly", "plain")] <= fine and by_case[("judged-badly", "after")] <= fine
+    lost = {r.case: r for r in outcome.results if r.framework == "judged-badly" and r.case.endswith("-here")}
+    assert {r.status for r in lost.values()} == {"error"}, by_case
+    assert lost["abort-here"].message.startswith(
+        "harness error: worker process killed by signal SIGABRT while judging"
+    ), lost["abort-here"].message
+    assert lost["hang-here"].message == (
+        "harness error: judging this case's results took over the 2 s per-case timeout"
+    )
