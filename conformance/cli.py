@@ -20,8 +20,9 @@ from tabulate import tabulate
 
 from conformance import changes, divergences, library, reproducer, reuse, runner, shards
 from conformance.adapters import AdapterLoadError, importable_builtins, resolve_spec
-from conformance.cases import Case, CaseFileError, case_files, load_cases, select
+from conformance.cases import Case, CaseFileError, case_files, select
 from conformance.checks import CHECKS
+from conformance.loaded_files import load_cases, load_divergences
 from conformance.results import (
     FAILING,
     STATUSES,
@@ -262,7 +263,7 @@ def _known_divergences(args: list[str] | None, also: Sequence[str] = ()) -> list
         if not Path(arg).is_file():
             raise UsageError(f"known-divergences file {arg!r} does not exist")
     paths = [Path(a) for a in args] if args is not None else library.baseline_files()
-    return [entry for path in [*paths, *map(Path, also)] for entry in divergences.load_divergences(path)]
+    return [entry for path in [*paths, *map(Path, also)] for entry in load_divergences(path)]
 
 
 def _adapter_specs(frameworks: Sequence[str], adapters: Sequence[str]) -> list[str]:
@@ -539,7 +540,7 @@ def cmd_cases(args: argparse.Namespace) -> int:
     for path in library.case_files():
         print(f"  {path.name:36} {len(load_cases([path])):4} cases")
     for path in library.baseline_files():
-        print(f"  {path.name:36} {len(divergences.load_divergences(path)):4} known divergences")
+        print(f"  {path.name:36} {len(load_divergences(path)):4} known divergences")
     return EXIT_OK
 
 
