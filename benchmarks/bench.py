@@ -376,6 +376,9 @@ def _row(scale: int, workers: int, run: dict) -> dict:
             if run["parent_cpu_s"] is not None and work.get("cpu_s") is not None
             else None
         ),
+        # of other_cpu_s, the fork servers' imports of the frameworks (torch's own import, and the
+        # modules its first backward pass imports): what any program using them pays once
+        "imports_cpu_s": work.get("imports_cpu_s"),
         "idle_cores_s": wall * CORES - run["cpu_s"],
         # the cores' time the hypervisor gave other guests during the run (0 on an idle machine)
         "stolen_s": run["stolen_s"],
@@ -396,18 +399,22 @@ def _row(scale: int, workers: int, run: dict) -> dict:
 def print_cpu(rows: list[dict]) -> None:
     print(
         "\nwhere the CPU goes (core-seconds): all processes; the parent; the workers (the frameworks'"
-        "\nown calls, fw, and the checks around them); the rest (fork servers importing frameworks,"
-        f"\nthe report process, replaced workers); idle = wall x {CORES} cores - CPU (stolen: of the"
-        "\ncores' time, what the hypervisor gave other guests: 0 on an idle machine)"
+        "\nown calls, fw, and the checks around them); the fork servers importing the frameworks"
+        "\n(imports); the rest (the report process, replaced workers); idle = wall x"
+        f" {CORES} cores - CPU (stolen: of the\ncores' time, what the hypervisor gave other guests: 0"
+        " on an idle machine); and overhead / fw\nwith the frameworks' imports counted as theirs"
     )
     print(f"{'scale':>5} {'n':>3} {'cache':>5} {'wall':>7} {'cpu':>6} {'parent':>6} {'workers':>7} {'fw':>6} "
-          f"{'other':>6} {'idle':>6} {'stolen':>6}")  # fmt: skip
+          f"{'imports':>7} {'rest':>6} {'idle':>6} {'stolen':>6} {'ovh-imp/fw':>10}")  # fmt: skip
     for row in rows:
+        imports, other = row.get("imports_cpu_s"), row["other_cpu_s"]
+        rest = None if imports is None or other is None else other - imports
+        beyond = None if imports is None else (row["overhead_s"] - imports) / row["framework_s"]
         print(
             f"{row['scale']:>4}x {row['workers']:>3} {row['cache']:>5} {row['wall_s']:7.2f} "
             f"{row['cpu_s']:6.2f} {_num(row['parent_cpu_s'])} {_num(row['workers_cpu_s']):>7} "
-            f"{row['framework_s']:6.2f} {_num(row['other_cpu_s'])} {row['idle_cores_s']:6.2f} "
-            f"{_num(row['stolen_s'])}"
+            f"{row['framework_s']:6.2f} {_num(imports):>7} {_num(rest)} {row['idle_cores_s']:6.2f} "
+            f"{_num(row['stolen_s'])} {_num(beyond):>10}"
         )
 
 

@@ -117,9 +117,13 @@ def server_main(
     threads = thread_count()
     if threads != 1:
         why = f"{threads} threads after importing {', '.join(specs)}"
-        control.send(("declined", (why, _described(describe, adapters) if describe else {})))
+        control.send(
+            ("declined", (why, _described(describe, adapters) if describe else {}, time.process_time()))
+        )
         return
-    control.send(("ready", _described_aside(describe, adapters) if describe else {}))
+    described = _described_aside(describe, adapters) if describe else {}
+    # (the CPU its imports took, for the benchmark: a forked process's count starts at zero)
+    control.send(("ready", (described, time.process_time())))
     exited: dict[int, int] = {}
     while True:
         try:
@@ -211,6 +215,8 @@ class ForkServer:
         self.ready = False  # known once the server has said so (the first fork waits for it)
         self.answered = False  # the server said whether it is ready (or died, or timed out)
         self._described: dict = {}
+        #: CPU seconds the server spent importing its adapters' frameworks, once it has answered
+        self.import_cpu_s = 0.0
 
     @classmethod
     def start(
@@ -246,7 +252,7 @@ class ForkServer:
                 else:
                     kind, detail = self.control.recv()
                     self.ready = kind == "ready"
-                    self._described = detail if self.ready else detail[1]
+                    self._described, self.import_cpu_s = detail if self.ready else detail[1:]
             except (EOFError, OSError):
                 pass
             self.answered = True
