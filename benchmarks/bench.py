@@ -55,15 +55,18 @@ SHAPES = [
 ]
 
 
-def best_of_each(fns: list, repeat: int = 11) -> list[float]:
-    """Each function's fastest of ``repeat`` calls, the calls taken in turn (f, g, f, g, ...): a
-    drift in the machine's speed then weighs on all alike, not on whichever ran last."""
+def best_of_each(fns: list, rounds: int = 3, block: int = 4) -> list[float]:
+    """Each function's fastest call, of ``rounds`` blocks of ``block`` calls, the blocks taken in
+    turn (f f f f, g g g g, f f f f, ...): a drift in the machine's speed weighs on all alike. Not
+    call by call: the threads of one library (torch's OpenMP, NumPy's OpenBLAS) spin for a while
+    after its call and slowed the other's next call down (torch's VJP to twice its time)."""
     times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeat):
+    for _ in range(rounds):
         for fn, taken in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            taken.append(time.perf_counter() - start)
+            for _ in range(block):
+                start = time.perf_counter()
+                fn()
+                taken.append(time.perf_counter() - start)
     return [min(taken) for taken in times]
 
 
@@ -75,7 +78,7 @@ def bench_oracle() -> list[dict]:
         import torch.nn.functional as F
     except ImportError:
         torch = None
-    print("oracle (float64) vs torch float64, best of 11 calls each, taken in turn")
+    print("oracle (float64) vs torch float64, best of 12 calls each (3 blocks of 4, taken in turn)")
     print(f"{'shape':32} {'pass':>7} {'oracle ms':>10} {'torch ms':>10} {'ratio':>7}")
     rng = np.random.default_rng(0)
     rows = []
