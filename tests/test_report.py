@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -185,6 +186,33 @@ def test_reports_written_aside_are_the_same_and_a_failed_writer_loses_none(
     for name, path in alone.items():
         assert again[name].read_bytes() == path.read_bytes(), f"{name} lost with the forked writer"
     assert not list((tmp_path / "again").glob(".*partial")), "no half-written file is left"
+
+
+def test_the_two_writing_processes_share_the_formats_each_written_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each process takes the next format nobody has taken: while one writes a slow HTML page,
+    the other writes all the rest; no format is written twice."""
+    parent, real_write, real_html = os.getpid(), reports._write, reports.render_html
+    log = tmp_path / "writes.log"
+
+    def noted(path: Path, text: str) -> None:
+        with open(log, "a") as f:  # (appends of one short line are whole, whoever writes them)
+            f.write(f"{'parent' if os.getpid() == parent else 'aside'} {path.name}\n")
+        real_write(path, text)
+
+    def slow(doc: dict) -> str:
+        time.sleep(0.5)
+        return real_html(doc)
+
+    monkeypatch.setattr(reports, "_write", noted)
+    monkeypatch.setattr(reports, "render_html", slow)
+    paths = write_reports(document(), tmp_path / "r")
+    writes = dict(reversed(line.split()) for line in log.read_text().splitlines())
+    lines = log.read_text().splitlines()
+    assert len(lines) == len(paths) and set(writes) == {p.name for p in paths.values()}, lines
+    html_writer = writes.pop("report.html")
+    assert set(writes.values()) == {"parent", "aside"} - {html_writer}, lines
 
 
 def test_results_json_is_strict_and_round_trips(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import os
 import signal
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +36,9 @@ __all__ = [
 ]
 
 
-#: formats written by a forked process beside the one that writes the others: the two halves take
-#: about as long. (Which go aside follows their costs: with the HTML page's template compiled once,
-#: markdown came back beside it, the reports of the reference run 0.39 -> 0.37 s, 6 alternating
-#: runs.) The views both halves show are worked out before the fork.
-ASIDE = ("json", "junit")
-#: seconds the process writing ASIDE may take before it is given up and they are written here
+#: the formats, most costly first: the order the two writing processes take them in
+ORDER = ("html", "json", "junit", "markdown", "summary")
+#: seconds the forked writing process may take before it is given up and its formats written here
 ASIDE_TIMEOUT = 600.0
 
 
@@ -53,9 +50,11 @@ def write_reports(
     results: list[Result] | None = None,
 ) -> dict[str, Path]:
     """Write every report into ``report_dir``; return their paths by format. ``timings`` gets a
-    phase per format. With ``parallel`` (and where processes fork), a forked process writes the
-    ASIDE formats meanwhile; if it fails for any reason, they are written here after all.
-    ``results``: the Result objects the document's records were made from, if at hand (a run's)."""
+    phase per format. With ``parallel`` (and where processes fork), a forked process writes
+    formats too: each process takes the next format not yet taken (:class:`_Queue`), so the two
+    finish together whichever format costs what on this machine; a format the forked process took
+    and did not write (it failed, for any reason) is written here after all. ``results``: the
+    Result objects the document's records were made from, if at hand (a run's)."""
     directory = Path(report_dir)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -76,21 +75,49 @@ def write_reports(
         if parallel:  # the views both processes show, worked out once: the forked one inherits them
             with maybe(timings, "report views"):
                 prepare(document)
-        aside = _Aside.start({n: renderers[n] for n in ASIDE}, paths) if parallel else None
-        written = set(ASIDE) if aside is not None else set()  # by the process aside, if it succeeds
-        for name, render in renderers.items():
-            if name not in written:
-                with maybe(timings, f"report {name}"):
-                    _write(paths[name], render())
+        queue = _Queue.of(ORDER) if parallel and hasattr(os, "fork") else None
+        aside = _Aside.start(renderers, paths, queue) if queue is not None else None
+        written: set[str] = set()
+        for name in queue.taken() if aside is not None else ORDER:
+            with maybe(timings, f"report {name}"):
+                _write(paths[name], renderers[name]())
+            written.add(name)
         done = aside.join() if aside is not None else {}
-        for name in ASIDE:
+        for name in ORDER:
             if name in done:
                 if timings is not None:
                     timings.phases[f"report {name}"] = done[name]
-            elif aside is not None:  # it failed: written here after all
+            elif name not in written:  # the forked process took it and failed: written here after all
                 with maybe(timings, f"report {name}"):
                     _write(paths[name], renderers[name]())
     return paths
+
+
+class _Queue:
+    """Formats to write, shared by two processes: a pipe holding one byte per format, written
+    before the fork. Reading a byte takes a format (a pipe's read of one byte is atomic, so no
+    format is taken twice); an empty pipe, its writing end closed, says there is none left."""
+
+    def __init__(self, names: tuple[str, ...], reader: int) -> None:
+        self.names, self.reader = names, reader
+
+    @classmethod
+    def of(cls, names: tuple[str, ...]) -> _Queue:
+        reader, writer = os.pipe()
+        os.write(writer, bytes(range(len(names))))
+        os.close(writer)
+        return cls(names, reader)
+
+    def taken(self) -> Iterator[str]:
+        """The formats this process takes, one at a time as it asks (until none is left)."""
+        while True:
+            byte = os.read(self.reader, 1)
+            if not byte:
+                return
+            yield self.names[byte[0]]
+
+    def close(self) -> None:
+        os.close(self.reader)
 
 
 def _write(path: Path, text: str) -> None:
@@ -101,17 +128,15 @@ def _write(path: Path, text: str) -> None:
 
 
 class _Aside:
-    """A forked process writing some reports while this one writes the rest. It tells what it
-    wrote (and how long each took) through a pipe, and touches no stream of the parent's: it may
-    have been forked while another thread held one's lock."""
+    """A forked process writing the reports it takes from the queue while this one writes the
+    others. It tells what it wrote (and how long each took) through a pipe, and touches no stream
+    of the parent's: it may have been forked while another thread held one's lock."""
 
-    def __init__(self, pid: int, reader: int) -> None:
-        self.pid, self.reader = pid, reader
+    def __init__(self, pid: int, reader: int, queue: _Queue) -> None:
+        self.pid, self.reader, self.queue = pid, reader, queue
 
     @classmethod
-    def start(cls, renderers: dict[str, Callable[[], str]], paths: dict[str, Path]) -> _Aside | None:
-        if not hasattr(os, "fork"):
-            return None
+    def start(cls, renderers: dict[str, Callable[[], str]], paths: dict[str, Path], queue: _Queue) -> _Aside:
         reader, writer = os.pipe()
         with warnings.catch_warnings():
             # Python 3.12+ warns on fork in a process with threads (OpenBLAS's, a test runner's):
@@ -125,16 +150,16 @@ class _Aside:
                 seconds = {}
                 # in the rendering scope it was forked in (write_reports'): the views computed
                 # there are not computed again
-                for name, render in renderers.items():
+                for name in queue.taken():
                     started = time.perf_counter()
-                    _write(paths[name], render())
+                    _write(paths[name], renderers[name]())
                     seconds[name] = time.perf_counter() - started
                 os.write(writer, json.dumps(seconds).encode())
                 status = 0
             finally:
                 os._exit(status)
         os.close(writer)
-        return cls(pid, reader)
+        return cls(pid, reader, queue)
 
     def join(self) -> dict[str, float]:
         """The formats the child wrote, with their seconds; {} if it failed or took too long."""
@@ -149,6 +174,7 @@ class _Aside:
                 status = -1
                 break
             time.sleep(0.005)
+        self.queue.close()
         with os.fdopen(self.reader, "rb") as pipe:
             told = pipe.read()
         if status != 0:
