@@ -191,8 +191,8 @@ def test_reports_written_aside_are_the_same_and_a_failed_writer_loses_none(
 def test_the_two_writing_processes_share_the_formats_each_written_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each process takes the next format nobody has taken: while one writes a slow HTML page,
-    the other writes all the rest; no format is written twice."""
+    """Each process takes the next format nobody has taken: while one writes a slow HTML page
+    (and the summary with it), the other writes all the rest; no format is written twice."""
     parent, real_write, real_html = os.getpid(), reports._write, reports.render_html
     log = tmp_path / "writes.log"
 
@@ -212,6 +212,7 @@ def test_the_two_writing_processes_share_the_formats_each_written_once(
     lines = log.read_text().splitlines()
     assert len(lines) == len(paths) and set(writes) == {p.name for p in paths.values()}, lines
     html_writer = writes.pop("report.html")
+    assert writes.pop("summary.md") == html_writer, "the summary goes with the page (shared views)"
     assert set(writes.values()) == {"parent", "aside"} - {html_writer}, lines
 
 

@@ -7,6 +7,7 @@ CI test tabs.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -36,8 +37,10 @@ __all__ = [
 ]
 
 
-#: the formats, most costly first: the order the two writing processes take them in
-ORDER = ("html", "json", "junit", "markdown", "summary")
+#: the formats in the order the two writing processes take them: most costly first, the summary
+#: with the page (both show the parameter maps, which the views prepared before the fork leave out:
+#: a process taking the summary alone worked them out again)
+ORDER = (("html", "summary"), ("json",), ("junit",), ("markdown",))
 #: seconds the forked writing process may take before it is given up and its formats written here
 ASIDE_TIMEOUT = 600.0
 
@@ -78,12 +81,12 @@ def write_reports(
         queue = _Queue.of(ORDER) if parallel and hasattr(os, "fork") else None
         aside = _Aside.start(renderers, paths, queue) if queue is not None else None
         written: set[str] = set()
-        for name in queue.taken() if aside is not None else ORDER:
+        for name in itertools.chain.from_iterable(queue.taken() if aside is not None else ORDER):
             with maybe(timings, f"report {name}"):
                 _write(paths[name], renderers[name]())
             written.add(name)
         done = aside.join() if aside is not None else {}
-        for name in ORDER:
+        for name in itertools.chain.from_iterable(ORDER):
             if name in done:
                 if timings is not None:
                     timings.phases[f"report {name}"] = done[name]
@@ -94,27 +97,27 @@ def write_reports(
 
 
 class _Queue:
-    """Formats to write, shared by two processes: a pipe holding one byte per format, written
-    before the fork. Reading a byte takes a format (a pipe's read of one byte is atomic, so no
-    format is taken twice); an empty pipe, its writing end closed, says there is none left."""
+    """Groups of formats to write, shared by two processes: a pipe holding one byte per group,
+    written before the fork. Reading a byte takes a group (a pipe's read of one byte is atomic, so
+    none is taken twice); an empty pipe, its writing end closed, says there is none left."""
 
-    def __init__(self, names: tuple[str, ...], reader: int) -> None:
-        self.names, self.reader = names, reader
+    def __init__(self, groups: tuple[tuple[str, ...], ...], reader: int) -> None:
+        self.groups, self.reader = groups, reader
 
     @classmethod
-    def of(cls, names: tuple[str, ...]) -> _Queue:
+    def of(cls, groups: tuple[tuple[str, ...], ...]) -> _Queue:
         reader, writer = os.pipe()
-        os.write(writer, bytes(range(len(names))))
+        os.write(writer, bytes(range(len(groups))))
         os.close(writer)
-        return cls(names, reader)
+        return cls(groups, reader)
 
-    def taken(self) -> Iterator[str]:
-        """The formats this process takes, one at a time as it asks (until none is left)."""
+    def taken(self) -> Iterator[tuple[str, ...]]:
+        """The groups this process takes, one at a time as it asks (until none is left)."""
         while True:
             byte = os.read(self.reader, 1)
             if not byte:
                 return
-            yield self.names[byte[0]]
+            yield self.groups[byte[0]]
 
     def close(self) -> None:
         os.close(self.reader)
@@ -150,7 +153,7 @@ class _Aside:
                 seconds = {}
                 # in the rendering scope it was forked in (write_reports'): the views computed
                 # there are not computed again
-                for name in queue.taken():
+                for name in itertools.chain.from_iterable(queue.taken()):
                     started = time.perf_counter()
                     _write(paths[name], renderers[name]())
                     seconds[name] = time.perf_counter() - started
