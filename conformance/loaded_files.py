@@ -14,13 +14,11 @@ read is loaded again and rewritten; one that cannot be written costs the cache, 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import os
 import pickle
 import sys
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ import yaml
 from conformance import cases, divergences
 from conformance.cases import Case
 from conformance.divergences import Divergence
-from conformance.reference_cache import cache_dir
+from conformance.reference_cache import cache_dir, write_whole
 
 MAGIC = b"conformance-loaded-1\n"
 
@@ -91,18 +89,8 @@ def _read(entry: str, item: type) -> list | None:
 
 
 def _write(entry: str, found: list) -> None:
-    tmp = None
     try:
-        folder = os.path.dirname(entry)
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(MAGIC + pickle.dumps(found, pickle.HIGHEST_PROTOCOL))
-        os.replace(tmp, entry)  # whole or not at all: runs side by side may write one entry at once
-        tmp = None
-    except (OSError, pickle.PicklingError):
-        pass
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        content = MAGIC + pickle.dumps(found, pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError):  # (nothing a loader makes today)
+        return
+    write_whole(entry, content)

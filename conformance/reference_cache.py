@@ -170,6 +170,13 @@ def _write(path: str, names: tuple[str, ...], arrays: Arrays) -> None:
     content[: len(head)] = head
     for at, raw in chunks:
         content[at : at + len(raw)] = raw
+    write_whole(path, content)
+
+
+def write_whole(path: str, content: bytes | bytearray) -> None:
+    """``content`` as the file ``path``, whole or not at all (through a temporary file and a
+    rename: processes side by side may write one key at once). A read-only or full disk costs the
+    cache, never the run."""
     tmp = None
     try:
         folder = os.path.dirname(path)
@@ -178,7 +185,7 @@ def _write(path: str, names: tuple[str, ...], arrays: Arrays) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(content)
         os.replace(tmp, path)
-    except OSError:  # a read-only or full disk costs the cache, never the run
+    except OSError:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)

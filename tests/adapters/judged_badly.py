@@ -8,13 +8,10 @@ from __future__ import annotations
 import os
 import time
 
-import numpy as np
+from crashy import SteadyBeside  # (an adapter file's folder is on the path, as for a user's own)
 
 from conformance import runner
-from conformance.adapters import Adapter
 from conformance.checks import Calls
-from conformance.oracle import conv_transpose
-from conformance.spec import ConvParams, violations
 
 _judge = runner.judge
 
@@ -31,24 +28,11 @@ def _planted(calls: Calls) -> list:
 runner.judge = _planted  # what the worker's loop calls to judge a job's calls
 
 
-class _OracleAdapter(Adapter):
-    framework_modules = (__name__,)  # its validation stands for the framework's
+class JudgedBadly(SteadyBeside):  # (the oracle's forward, the framework's own validation)
+    name = "judged-badly"
     process_group = "judged-badly-then-steady"
 
-    def forward(
-        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, params: ConvParams
-    ) -> np.ndarray:
-        if violations(x.shape, params):
-            raise ValueError("invalid configuration")
-        p = params
-        return conv_transpose(
-            x, weight, bias, p.stride, p.padding, p.output_padding, p.groups, p.dilation
-        ).astype(x.dtype)
 
-
-class JudgedBadly(_OracleAdapter):
-    name = "judged-badly"
-
-
-class SteadyAfter(_OracleAdapter):
+class SteadyAfter(SteadyBeside):
     name = "steady-after"
+    process_group = "judged-badly-then-steady"
