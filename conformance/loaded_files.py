@@ -14,6 +14,7 @@ read is loaded again and rewritten; one that cannot be written costs the cache, 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -72,7 +73,9 @@ def _cached(kind: str, load: Callable[[Any], list], item: type, path: str | Path
     found = _read(entry, item)
     if found is None:
         found = load(path)  # a bad file raises here: nothing is stored
-        _write(entry, found)
+        with contextlib.suppress(OSError):
+            if Path(path).read_bytes() == content:  # (what was loaded is what the key says)
+                _write(entry, found)
     return found
 
 

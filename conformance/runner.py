@@ -776,19 +776,21 @@ class Runner:
                     and time.monotonic() - flight.started > flight.limit
                 ):
                     if flight.judging:
-                        message = (
-                            "harness error: judging this case's results took over the "
-                            f"{flight.limit:g} s per-case timeout"
+                        status, message = (
+                            "error",
+                            (
+                                "harness error: judging this case's results took over the "
+                                f"{flight.limit:g} s per-case timeout"
+                            ),
                         )
-                        self._replace(w, pool, "error", message, flight)
-                        continue
-                    what = (
-                        "per-case timeout"
-                        if flight.limit == self.timeout
-                        else "limit for loading the adapter"
-                    )
-                    message = f"no result within the {flight.limit:g} s {what}"
-                    self._replace(w, pool, "timeout", message, flight)
+                    else:
+                        what = (
+                            "per-case timeout"
+                            if flight.limit == self.timeout
+                            else "limit for loading the adapter"
+                        )
+                        status, message = "timeout", f"no result within the {flight.limit:g} s {what}"
+                    self._replace(w, pool, status, message, flight)
             for pool in [p for p in active if p.described and not p.queue and not p.busy]:
                 active.remove(pool)
                 if not keep_alive:
@@ -833,11 +835,11 @@ class Runner:
             tail = w.log_tail(flight.log_offset if flight is not None else w.last_log_offset())
             output = f"; output: {tail}" if tail else ""
             if flight is not None and flight.judging:
+                status = "error"
                 message = f"harness error: worker process {why} while judging this case's results{output}"
-                self._replace(w, pool, "error", message, flight)
-                return
-            message = f"worker process {why} while running this case{output}"
-            self._replace(w, pool, "crash", message, flight)
+            else:
+                status, message = "crash", f"worker process {why} while running this case{output}"
+            self._replace(w, pool, status, message, flight)
             return
         for event in events:
             self._event(w, *event)

@@ -137,3 +137,19 @@ def test_an_unwritable_cache_costs_the_cache_not_the_cases(
     path = tmp_path / "small.yaml"
     path.write_text(SMALL)
     assert _fields(loaded_files.load_case_file(path)) == _fields(cases.load_case_file(path))
+
+
+def test_a_file_edited_while_it_loads_is_not_stored_under_the_bytes_read_before(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "small.yaml"
+    path.write_text(SMALL)
+    real = cases.load_case_file
+
+    def edited_meanwhile(p: Path) -> list:
+        path.write_text(SMALL.replace("stride: 2", "stride: 3"))
+        return real(p)
+
+    monkeypatch.setattr(cases, "load_case_file", edited_meanwhile)
+    loaded_files.load_case_file(path)
+    assert _entries(cache) == [], "what was loaded is not what the key's bytes say"

@@ -78,21 +78,25 @@ def write_reports(
         if parallel:  # the views both processes show, worked out once: the forked one inherits them
             with maybe(timings, "report views"):
                 prepare(document)
-        queue = _Queue.of(ORDER) if parallel and hasattr(os, "fork") else None
-        aside = _Aside.start(renderers, paths, queue) if queue is not None else None
-        written: set[str] = set()
-        for name in itertools.chain.from_iterable(queue.taken() if aside is not None else ORDER):
+
+        def write(name: str) -> None:
             with maybe(timings, f"report {name}"):
                 _write(paths[name], renderers[name]())
-            written.add(name)
+
+        queue = _Queue.of(ORDER) if parallel and hasattr(os, "fork") else None
+        aside = _Aside.start(renderers, paths, queue) if queue is not None else None
+        mine: list[str] = []
+        # (taken one group at a time, as this process comes free: never all at once)
+        for name in itertools.chain.from_iterable(queue.taken() if queue is not None else ORDER):
+            write(name)
+            mine.append(name)
         done = aside.join() if aside is not None else {}
         for name in itertools.chain.from_iterable(ORDER):
             if name in done:
                 if timings is not None:
                     timings.phases[f"report {name}"] = done[name]
-            elif name not in written:  # the forked process took it and failed: written here after all
-                with maybe(timings, f"report {name}"):
-                    _write(paths[name], renderers[name]())
+            elif name not in mine:  # the forked process took it and failed: written here after all
+                write(name)
     return paths
 
 
