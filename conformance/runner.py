@@ -775,28 +775,21 @@ class Runner:
                     and (flight := w.in_flight(self.timeout))
                     and time.monotonic() - flight.started > flight.limit
                 ):
-                    if flight.judging:
-                        status, message = (
-                            "error",
-                            (
-                                "harness error: judging this case's results took over the "
-                                f"{flight.limit:g} s per-case timeout"
-                            ),
-                        )
-                    else:
-                        what = (
-                            "per-case timeout"
-                            if flight.limit == self.timeout
-                            else "limit for loading the adapter"
-                        )
-                        status, message = "timeout", f"no result within the {flight.limit:g} s {what}"
-                    self._replace(w, pool, status, message, flight)
+                    self._replace(w, pool, *self._overrun(flight), flight)
             for pool in [p for p in active if p.described and not p.queue and not p.busy]:
                 active.remove(pool)
                 if not keep_alive:
                     self._close_pool(pool.key)
             if self.progress:
                 self.progress(len(self.results), total)
+
+    def _overrun(self, flight: _InFlight) -> tuple[str, str]:
+        """The status and message of a job whose worker ran past ``flight``'s limit."""
+        if flight.judging:  # the framework's calls had all returned: the harness's own fault
+            limit = f"{flight.limit:g} s per-case timeout"
+            return "error", f"harness error: judging this case's results took over the {limit}"
+        what = "per-case timeout" if flight.limit == self.timeout else "limit for loading the adapter"
+        return "timeout", f"no result within the {flight.limit:g} s {what}"
 
     def _dispatch(self, pools: list[_Pool]) -> None:
         """Hand out jobs while fewer than ``workers`` cases run (a server still importing counts as
