@@ -495,7 +495,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    from conformance.fuzz import FuzzConfig, fuzz
+    try:
+        from conformance.fuzz import FuzzConfig, fuzz
+    except ModuleNotFoundError as exc:  # an optional dependency: say which extra brings it
+        if exc.name != "hypothesis":
+            raise
+        raise UsageError(
+            "conformance fuzz needs Hypothesis, which is not installed: pip install 'conformance[fuzz]'"
+        ) from None
 
     if args.max_examples < 1:
         raise UsageError("--max-examples must be >= 1")

@@ -193,3 +193,15 @@ def test_signature_of_a_result_names_framework_check_kind_and_region() -> None:
     assert sig.region == "2d, breaks-output-padding-lt-stride"
     assert base_framework(sig.framework) == "torch"
     assert failure_kind(Result("c", "f", "fw", "repeatability", "fail", message="differs")) == "repeat"
+
+
+def test_fuzz_without_hypothesis_names_the_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conformance import cli
+
+    monkeypatch.setitem(sys.modules, "hypothesis", None)  # as where the fuzz extra is not installed
+    monkeypatch.delitem(sys.modules, "conformance.fuzz", raising=False)
+    assert cli.main(["fuzz", "--framework", "torch"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "pip install 'conformance[fuzz]'" in err and "Traceback" not in err, err
