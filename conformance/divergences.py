@@ -179,7 +179,8 @@ def _when(path: str | Path, raw: Any, line: int | None, label: str) -> dict[str,
             value = [value] if isinstance(value, str) else value
             if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
                 raise bad(
-                    "must be a CPU flag or a list of them (as /proc/cpuinfo spells them)", f"when.{key}"
+                    "must be a CPU flag or a list of them (as /proc/cpuinfo spells them, or avx_ne_convert)",
+                    f"when.{key}",
                 )
         elif key == "version":
             try:

@@ -8,7 +8,9 @@ known divergence may be scoped to them (``when:`` in the baseline, see :mod:`con
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import mmap
 import os
 import platform
 from typing import Any
@@ -29,6 +31,7 @@ KERNEL_SELECTING_FLAGS = (
     "avx512_bf16",
     "avx512_fp16",
     "avx_vnni",
+    "avx_ne_convert",
     "amx_tile",
     "amx_bf16",
     "amx_int8",
@@ -93,12 +96,94 @@ def _microarchitecture() -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=1)
 def cpu_flags() -> frozenset[str]:
-    """Every feature flag the CPU reports (Linux ``flags`` / Arm ``Features``; archspec elsewhere)."""
+    """Every feature flag the CPU reports (Linux ``flags`` / Arm ``Features``; archspec elsewhere),
+    with those that frameworks test by CPUID and Linux does not list (:data:`CPUID_ONLY_FLAGS`)."""
     info = _cpuinfo()
     flags = (info.get("flags") or info.get("Features") or "").split()
     if not flags:
         flags = _microarchitecture().get("archspec_features", [])
-    return frozenset(flags)
+    return frozenset(flags) | cpuid_only_flags(frozenset(flags))
+
+
+#: x86 features that frameworks test with the CPUID instruction and that Linux's /proc/cpuinfo does
+#: not list (the kernel keeps CPUID leaf 7 subleaf 1's EDX for KVM only), by (leaf, subleaf,
+#: register, bit). TensorFlow sends bfloat16 and float16 to oneDNN on a CPU with AVX-NE-CONVERT
+#: even without AVX-512 (``IsDataTypeSupportedByOneDNNOnThisCPU``): Sierra Forest, Arrow Lake.
+CPUID_ONLY_FLAGS = {
+    "avx_vnni_int8": (7, 1, "edx", 4),
+    "avx_ne_convert": (7, 1, "edx", 5),
+}
+
+
+def cpuid_only_flags(listed: frozenset[str]) -> frozenset[str]:
+    """Which of :data:`CPUID_ONLY_FLAGS` this CPU has. Each is an AVX instruction, usable only where
+    the OS saves AVX state, which Linux tells by listing ``avx``: without it, none."""
+    if "avx" not in listed:
+        return frozenset()
+    found = set()
+    for name, (leaf, subleaf, register, bit) in CPUID_ONLY_FLAGS.items():
+        registers = cpuid(leaf, subleaf)
+        if registers is not None and registers[register] >> bit & 1:
+            found.add(name)
+    return frozenset(found)
+
+
+# cpuid(leaf in edi, subleaf in esi, out in rdx) for the x86-64 System V ABI: the four registers
+# stored to out[0..3]. Python has no CPUID of its own, and a compiler may not be at hand.
+_CPUID_CODE = bytes(
+    [
+        0x53,  # push rbx (callee-saved; cpuid writes it)
+        0x49, 0x89, 0xD0,  # mov r8, rdx (cpuid writes rdx)
+        0x89, 0xF8,  # mov eax, edi
+        0x89, 0xF1,  # mov ecx, esi
+        0x0F, 0xA2,  # cpuid
+        0x41, 0x89, 0x00,  # mov [r8], eax
+        0x41, 0x89, 0x58, 0x04,  # mov [r8 + 4], ebx
+        0x41, 0x89, 0x48, 0x08,  # mov [r8 + 8], ecx
+        0x41, 0x89, 0x50, 0x0C,  # mov [r8 + 12], edx
+        0x5B,  # pop rbx
+        0xC3,  # ret
+    ]
+)  # fmt: skip
+_REGISTERS = ("eax", "ebx", "ecx", "edx")
+
+
+@functools.lru_cache(maxsize=1)
+def _cpuid_function() -> Any:
+    """The CPUID routine in an executable page, or None: not x86-64 Linux, or a system that allows
+    no executable memory to be mapped (the page lives as long as the process)."""
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
+        return None
+    try:
+        page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    except (OSError, ValueError):
+        return None
+    page.write(_CPUID_CODE)
+    address = ctypes.addressof(ctypes.c_char.from_buffer(page))
+    prototype = ctypes.CFUNCTYPE(None, ctypes.c_uint32, ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint32))
+    function = prototype(address)
+    function.page = page  # (kept mapped with the function)
+    return function
+
+
+@functools.lru_cache(maxsize=64)
+def cpuid(leaf: int, subleaf: int = 0) -> dict[str, int] | None:
+    """CPUID's four registers for ``leaf``/``subleaf`` ({'eax': ..., 'ebx': ..., ...}), or None
+    where it cannot be read or the CPU has no such leaf."""
+    function = _cpuid_function()
+    if function is None:
+        return None
+    out = (ctypes.c_uint32 * 4)()
+    if leaf != 0:
+        function(leaf & 0x80000000, 0, out)  # the highest leaf of this range
+        if out[0] < leaf:
+            return None
+        if leaf == 7 and subleaf:
+            function(7, 0, out)  # leaf 7's highest subleaf
+            if out[0] < subleaf:
+                return None
+    function(leaf, subleaf, out)
+    return dict(zip(_REGISTERS, out))
 
 
 def _libc() -> str:

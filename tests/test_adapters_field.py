@@ -10,6 +10,7 @@ each test skips where its framework is not installed.
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -471,6 +472,94 @@ def test_tensorflow_negative_stride_kills_the_process_on_the_onednn_path(tmp_pat
     crash, raised = by_framework["tensorflow"], by_framework["tensorflow[eigen]"]
     assert crash.status == "crash" and "SIGABRT" in crash.message, crash.message
     assert raised.status == "pass" and "strides should be larger than 0" in raised.message, raised.message
+
+
+# --- where TensorFlow runs half precision: oneDNN or its own kernel, by the CPU ---------------------
+
+#: CPUs by the flags TensorFlow's IsDataTypeSupportedByOneDNNOnThisCPU reads, and whether it sends
+#: bfloat16 and float16 to oneDNN there
+ROUTES = {
+    "sapphire-rapids": ({"avx", "avx2", "avx512f", "avx512bw", "avx512_fp16", "amx_bf16"}, True, True),
+    "zen4-avx512-bf16-no-fp16": ({"avx", "avx2", "avx512f", "avx512bw", "avx512_bf16"}, True, False),
+    "zen3-avx2-only": ({"avx", "avx2", "fma", "f16c"}, False, False),
+    "sierra-forest-avx-ne-convert": ({"avx", "avx2", "avx_vnni", "avx_ne_convert"}, True, True),
+    "fp16-without-avx512bw": ({"avx", "avx512f", "avx512_fp16"}, True, False),
+}
+
+
+@pytest.mark.parametrize("cpu", sorted(ROUTES))
+def test_tensorflow_routes_half_precision_as_its_util_cc_does(cpu: str) -> None:
+    needs("tensorflow")
+    from conformance.adapters.tensorflow_nn import onednn_takes
+
+    flags, bfloat16, float16 = ROUTES[cpu]
+    assert onednn_takes("float32", frozenset(flags)), cpu
+    assert onednn_takes("bfloat16", frozenset(flags)) is bfloat16, cpu
+    assert onednn_takes("float16", frozenset(flags)) is float16, cpu
+    assert not onednn_takes("float64", frozenset(flags)), cpu
+
+
+@pytest.mark.parametrize("name", ["tensorflow", "keras"])
+def test_dilated_half_precision_is_unsupported_where_tensorflow_runs_its_own_kernel(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On each CPU of ROUTES, as the adapter would see it: a dilated case is unsupported in exactly
+    the half-precision dtypes TensorFlow keeps on its own kernel, which cannot dilate."""
+    needs(name)
+    from conformance.adapters import tensorflow_nn
+
+    cases = load_slice(
+        tmp_path,
+        """
+        op: conv_transpose1d
+        cases:
+          - id: dilated
+            input_shape: [2, 4, 7]
+            out_channels: 3
+            kernel_size: 3
+            padding: 0
+            dilation: 2
+            matrix: {dtype: [float32, bfloat16, float16]}
+        """,
+    )
+    adapter = load_adapter(name)
+    for cpu, (flags, bfloat16, float16) in ROUTES.items():
+        monkeypatch.setattr(tensorflow_nn, "cpu_flags", lambda flags=frozenset(flags): flags)
+        reasons = {case.dtype: adapter.unsupported(case) for case in cases}
+        assert reasons["float32"] is None, (cpu, reasons)
+        for dtype, onednn in (("bfloat16", bfloat16), ("float16", float16)):
+            if onednn:
+                assert reasons[dtype] is None, (cpu, dtype, reasons[dtype])
+            else:
+                reason = reasons[dtype] or ""
+                assert "own CPU kernel" in reason, (cpu, reason)
+                assert f"runs {dtype} on a CPU without" in reason, (cpu, reason)
+
+
+def test_tensorflow_own_kernel_cannot_dilate_in_any_dtype() -> None:
+    """What the unsupported reasons above rest on: with oneDNN off, where every dtype runs on
+    TensorFlow's own kernel, a dilated transposed convolution raises in float32, bfloat16 and float16."""
+    needs("tensorflow")
+    import subprocess
+    import sys
+
+    script = (
+        "import tensorflow as tf\n"
+        "for dtype in (tf.float32, tf.bfloat16, tf.float16):\n"
+        "    x, f = tf.ones((1, 7, 2), dtype), tf.ones((3, 2, 2), dtype)\n"
+        "    try:\n"
+        "        tf.nn.conv1d_transpose(x, f, [1, 11, 2], 1, 'VALID', dilations=2)\n"
+        "        print(dtype.name, 'computed')\n"
+        "    except tf.errors.InvalidArgumentError as exc:\n"
+        "        print(dtype.name, 'raised', exc.message.splitlines()[0])\n"
+    )
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    command = [sys.executable, "-c", script]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3, lines
+    assert all("raised" in line and "dilation rates larger than 1" in line for line in lines), lines
 
 
 def test_paddle_after_tensorflow_is_a_clear_load_error_not_a_dead_process() -> None:

@@ -40,15 +40,36 @@ NO_DILATION = (
     "larger than 1. [Op:Conv2DBackpropInput]' (1-d and 2-d; 3-d: 'Current CPU implementation does not ...')"
 )
 
-#: CPU flags with which oneDNN has float16 convolutions (AVX512-FP16, AMX-FP16); on other CPUs
-#: TensorFlow runs a float16 transposed convolution on its own kernel, which cannot dilate (seen on
-#: an AMD EPYC with AVX-512 BF16 and no AVX512-FP16; an Intel Xeon with AVX512-FP16 and AMX ran it)
-ONEDNN_FLOAT16_FLAGS = frozenset({"avx512_fp16", "amx_fp16"})
+
+def onednn_takes(dtype: str, flags: frozenset[str] | None = None) -> bool:
+    """Whether TensorFlow hands ``dtype`` to oneDNN on a CPU with ``flags`` (this one's by default),
+    as its ``IsDataTypeSupportedByOneDNNOnThisCPU`` (core/util/util.cc) decides from CPUID: float32
+    always; bfloat16 with AVX-512F or AVX-NE-CONVERT; float16 with AVX-512BW and AVX512-FP16 or
+    AMX-FP16, or with AVX-NE-CONVERT. Other dtypes, and these on other CPUs, run on TensorFlow's
+    own kernel, which cannot dilate (float16 there: seen on an AMD EPYC with AVX-512 BF16 and no
+    AVX512-FP16; an Intel Xeon with AVX512-FP16 ran it on oneDNN)."""
+    flags = cpu_flags() if flags is None else flags
+    if dtype == "float32":
+        return True
+    if dtype == "bfloat16":
+        return bool({"avx512f", "avx_ne_convert"} & flags)
+    if dtype == "float16":
+        wide = "avx512bw" in flags and bool({"avx512_fp16", "amx_fp16"} & flags)
+        return wide or "avx_ne_convert" in flags
+    return False
 
 
-def own_kernel_for_float16() -> bool:
-    """Whether this CPU sends float16 to TensorFlow's own kernel rather than oneDNN's."""
-    return not (ONEDNN_FLOAT16_FLAGS & cpu_flags())
+#: the dtypes TensorFlow may hand to oneDNN (float64 never is)
+HANDED = ("float32", "bfloat16", "float16")
+
+
+def own_kernel_reason(dtype: str) -> str:
+    """Why ``dtype`` (half precision) runs on TensorFlow's own CPU kernel on this CPU."""
+    needs = {
+        "bfloat16": "AVX-512F or AVX-NE-CONVERT",
+        "float16": "AVX512-FP16 or AMX-FP16 (with AVX-512BW) or AVX-NE-CONVERT",
+    }[dtype]
+    return f"it runs {dtype} on a CPU without {needs}, for which oneDNN has no {dtype} kernels: this one"
 
 
 #: TensorFlow's CPU kernel paths: oneDNN (on by default in x86 builds) and its own Eigen kernels
@@ -93,9 +114,12 @@ def build_facts() -> dict[str, object]:
     from tensorflow.python.util import _pywrap_util_port
 
     threads = tf.config.threading
+    onednn_off = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower() in ("0", "false")
     return {
         "onednn_built": bool(_pywrap_util_port.IsMklEnabled()),
         "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
+        # the dtypes this CPU sends to oneDNN (the rest run on TensorFlow's own kernel)
+        "onednn_dtypes": "none (oneDNN off)" if onednn_off else " ".join(filter(onednn_takes, HANDED)),
         "devices": ",".join(d.name for d in tf.config.list_logical_devices()),
         "intra_op_threads": threads.get_intra_op_parallelism_threads() or "default (all cores)",
         "inter_op_threads": threads.get_inter_op_parallelism_threads() or "default",
@@ -127,11 +151,8 @@ class TensorFlowNN(Adapter):
                 reason = NO_DILATION.format(
                     "TensorFlow's own CPU kernel (it runs explicit padding and float64 even with oneDNN on)"
                 )
-            elif case.dtype == "float16" and own_kernel_for_float16():
-                reason = NO_DILATION.format(
-                    "TensorFlow's own CPU kernel (it runs float16 on a CPU without AVX512-FP16 or AMX-FP16, "
-                    "where oneDNN has no float16 kernels: this one)"
-                )
+            elif case.dtype in ("float16", "bfloat16") and not onednn_takes(case.dtype):
+                reason = NO_DILATION.format(f"TensorFlow's own CPU kernel ({own_kernel_reason(case.dtype)})")
         return reason or super().unsupported(case)
 
     @staticmethod
