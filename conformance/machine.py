@@ -132,6 +132,7 @@ def cpuid_only_flags(listed: frozenset[str]) -> frozenset[str]:
 # stored to out[0..3]. Python has no CPUID of its own, and a compiler may not be at hand.
 _CPUID_CODE = bytes(
     [
+        0xF3, 0x0F, 0x1E, 0xFA,  # endbr64 (a valid target of an indirect call under CET; else a NOP)
         0x53,  # push rbx (callee-saved; cpuid writes it)
         0x49, 0x89, 0xD0,  # mov r8, rdx (cpuid writes rdx)
         0x89, 0xF8,  # mov eax, edi
