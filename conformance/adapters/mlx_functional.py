@@ -63,6 +63,8 @@ class MlxFunctional(Adapter):
     name = "mlx"
     api = "mlx.core.conv_transpose*d"
     distribution = "mlx"
+    # (declared: finding the distribution's modules reads every installed package's file list)
+    framework_modules = ("mlx",)
     expresses_out_channels = True  # the weight's first axis is C_out
     takes_padding_pairs = True  # through conv_general where there is no symmetric form
 

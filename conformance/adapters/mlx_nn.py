@@ -20,6 +20,8 @@ class MlxLayer(Adapter):
     name = "mlx.nn"
     api = "mlx.nn.ConvTranspose*d"
     distribution = "mlx"
+    # (declared: finding the distribution's modules reads every installed package's file list)
+    framework_modules = ("mlx",)
     expresses_out_channels = True
     folds_asymmetric_padding = True  # the constructor's (padding, output_padding)
 
