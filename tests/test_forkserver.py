@@ -4,6 +4,7 @@ and are never forked from a process with threads."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -455,3 +456,26 @@ def test_a_crash_or_hang_while_judging_is_a_harness_error_of_the_adapter_judged(
     assert lost["hang-here"].message == (
         "harness error: judging this case's results took over the 2 s per-case timeout"
     )
+
+
+def test_the_run_loops_wait_sees_data_and_closed_ends_as_its_connections_change() -> None:
+    """The run loop's poll, kept across turns: a pipe with data is ready, one without is not, a
+    closed writer's reader is ready (its EOF tells of a dead worker), and a connection dropped from
+    the set is never reported again even where a new one takes its descriptor's number."""
+    readable = runner._Readable()
+    quiet_reader, quiet_writer = multiprocessing.Pipe(duplex=False)
+    busy_reader, busy_writer = multiprocessing.Pipe(duplex=False)
+    assert readable.wait([quiet_reader, busy_reader], timeout=0.01) == []
+    busy_writer.send("results")
+    assert readable.wait([quiet_reader, busy_reader], timeout=1) == [busy_reader]
+    busy_reader.recv()
+    quiet_writer.close()  # its worker died
+    assert readable.wait([quiet_reader, busy_reader], timeout=1) == [quiet_reader]
+    quiet_reader.close()  # dropped: its descriptor's number is closed, then taken again
+    assert readable.wait([busy_reader], timeout=0.01) == []
+    replacement_reader, replacement_writer = multiprocessing.Pipe(duplex=False)
+    assert readable.wait([busy_reader, replacement_reader], timeout=0.01) == []
+    replacement_writer.send("first results")
+    assert readable.wait([busy_reader, replacement_reader], timeout=1) == [replacement_reader]
+    for end in (busy_reader, busy_writer, replacement_reader, replacement_writer):
+        end.close()
