@@ -501,8 +501,9 @@ class _Worker:
 class _Readable:
     """Which of the run loop's connections have something to read, or have closed: one poll object
     kept across the loop's turns, told only what changed since the last (the loop waits about once
-    per job, and multiprocessing's wait() builds a selector each time: 25 µs a call against 2).
-    Where there is no poll (Windows' pipes are not file descriptors), multiprocessing's wait()."""
+    per job, and multiprocessing's wait() builds a selector each time: 13.5 µs a call against 4.9,
+    with three connections). Where there is no poll (Windows' pipes are not file descriptors),
+    multiprocessing's wait()."""
 
     def __init__(self) -> None:
         self._poll = select.poll() if hasattr(select, "poll") and os.name == "posix" else None
