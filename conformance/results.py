@@ -12,6 +12,21 @@ STATUSES = ("pass", "fail", "error", "crash", "timeout", "xfail", "xpass", "unsu
 FAILING = frozenset({"fail", "error", "crash", "timeout", "xpass"})
 #: statuses that show a divergence from the reference (the known ones included)
 DIVERGENT = frozenset({"fail", "error", "crash", "timeout", "xfail"})
+#: how the runner's message for a result that never came back begins, by its status. A known
+#: divergence's xfail replaces the status and keeps the message, from which the kind of failure it
+#: was (a crash, a hang) is read back (:func:`lost_status`).
+LOST_MESSAGES = {
+    "crash": ("worker process ", "no result came back", "the run was interrupted before this case ran"),
+    "timeout": ("no result within the ",),
+}
+
+
+def lost_status(message: str) -> str | None:
+    """ "crash" or "timeout" where ``message`` is the runner's for such a result, else None."""
+    for status, starts in LOST_MESSAGES.items():
+        if message.startswith(starts):
+            return status
+    return None
 
 
 @dataclass

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from conformance.results import Result
+from conformance.results import Result, lost_status
 
 KINDS = ("crash", "timeout", "raises", "accepts", "shape", "dtype", "values", "mutates", "repeat")
 
@@ -94,6 +94,8 @@ def failure_kind(result: Result) -> str:
     message = result.message
     if result.status in ("crash", "timeout"):
         return result.status
+    if result.status == "xfail" and (lost := lost_status(message)):  # a known crash or hang
+        return lost
     if result.check == "repeatability" and result.status != "error":
         return "repeat"
     if "in place" in message or "modified its input" in message or "wrote into" in message:

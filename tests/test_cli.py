@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from conformance.reports import load_document
+from conformance.results import Result
+from conformance.signatures import failure_kind
 from tests.adapters.numpy_direct import BUGGY, DirectNumpy
 from tests.helpers.pytest_helpers import DIRECT, ROOT, run_cli
 
@@ -214,6 +216,11 @@ def test_crashing_and_hanging_adapter_leaves_every_other_result(tmp_path: Path) 
     assert {r["status"] for r in hung} == {"timeout"}, "every check of the lost case is reported, none passes"
     markdown = (tmp_path / "r" / "report.md").read_text()
     assert "abort-here" in markdown and "hang-here" in markdown
+    # known, the same results become xfail, which keeps their messages and not their statuses: the
+    # reports still tell a known crash or hang from a wrong value by the runner's wording
+    for case, kind in (("abort-here", "crash"), ("exit-here", "crash"), ("hang-here", "timeout")):
+        known = Result.from_dict({**status[case], "status": "xfail"})
+        assert failure_kind(known) == kind, known.message
 
 
 def test_known_divergence_turns_failure_into_xfail_and_fixed_entry_into_xpass(tmp_path: Path) -> None:

@@ -168,6 +168,10 @@ def test_signature_regions_deduplicate() -> None:
         ("error", "raised ValueError on a valid configuration", "raises"),
         ("crash", "worker process killed by signal SIGFPE", "crash"),
         ("fail", "modified its inputs in place: x (3 of 9 elements)", "mutates"),
+        # known divergences: the xfail keeps the runner's message for a crash or a hang
+        ("xfail", "worker process killed by signal SIGABRT while running this case", "crash"),
+        ("xfail", "no result within the 30 s per-case timeout", "timeout"),
+        ("xfail", "3 of 9 elements outside tolerance", "values"),
     ],
 )
 def test_failure_kinds(status: str, message: str, kind: str) -> None:
