@@ -22,7 +22,7 @@ LOST_MESSAGES = {
 
 
 def lost_status(message: str) -> str | None:
-    """ "crash" or "timeout" where ``message`` is the runner's for such a result, else None."""
+    """The status ("crash" or "timeout") whose runner message ``message`` is, else None."""
     for status, starts in LOST_MESSAGES.items():
         if message.startswith(starts):
             return status
