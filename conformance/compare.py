@@ -4,9 +4,13 @@ Tolerances are derived from the numerics, not tuned. Any summation order of ``n`
 format with unit roundoff ``u`` errs by at most about ``n·u·B`` where ``B = |x| ⊛ |w| + |b|`` is
 the per-element magnitude bound; rounding errors of real kernels are not adversarial and grow like
 ``sqrt(n)``, so the allowance is ``u·(3·sqrt(n) + 2)·B`` (the ``+2`` covers rounding the result
-and the bias add), plus the same for the float64 oracle itself. This passes a correct float32,
-float16 or bfloat16 implementation, and fails a wrong index, a dropped tap (an error of order
-``B/n``, far above ``u·sqrt(n)·B`` in float32) or a float32 result computed in half precision.
+and the bias add), plus the same for the float64 oracle itself. In the subnormal range rounding
+errs by up to half the smallest subnormal ``η`` whatever ``B`` is, so where ``B > 0`` the allowance
+has an absolute part ``η/2·(3·sqrt(n) + 2)`` too: without it a correctly rounded float16 result
+below 2**-14 could fail (found by fuzzing Lucid: 116·2**-24 for 115.6·2**-24). Where ``B = 0`` every
+product is exactly 0 and so must the result be. This passes a correct float32, float16 or bfloat16
+implementation, and fails a wrong index, a dropped tap (an error of order ``B/n``, far above
+``u·sqrt(n)·B`` in float32) or a float32 result computed in half precision.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from conformance.cases import Tolerance
-from conformance.dtypes import UNIT_ROUNDOFF, dtype_name
+from conformance.dtypes import SMALLEST_SUBNORMAL, UNIT_ROUNDOFF, dtype_name
 
 
 def tolerance(
@@ -25,20 +29,33 @@ def tolerance(
 ) -> np.ndarray:
     """Per-element allowed absolute error for a result of ``dtype``."""
     override = override or Tolerance()
-    return _scaled(tolerance_scale(dtype, reduction_length, override), bound, override.atol)
+    scale = tolerance_scale(dtype, reduction_length, override)
+    return _scaled(scale, bound, override.atol, underflow_allowance(dtype, reduction_length, override))
 
 
 def tolerance_scale(dtype: str, reduction_length: int, override: Tolerance | None = None) -> float:
     """The factor :func:`tolerance` multiplies the magnitude bound by."""
     override = override or Tolerance()
-    growth = 3.0 * math.sqrt(reduction_length) + 2.0
     unit = UNIT_ROUNDOFF[dtype] + UNIT_ROUNDOFF["float64"]
-    return override.factor * unit * growth
+    return override.factor * unit * _growth(reduction_length)
 
 
-def _scaled(scale: float, bound: np.ndarray, atol: float) -> np.ndarray:
+def underflow_allowance(dtype: str, reduction_length: int, override: Tolerance | None = None) -> float:
+    """The absolute part of the allowance where the magnitude bound is positive (module docstring)."""
+    override = override or Tolerance()
+    half_step = (SMALLEST_SUBNORMAL[dtype] + SMALLEST_SUBNORMAL["float64"]) / 2
+    return override.factor * half_step * _growth(reduction_length)
+
+
+def _growth(reduction_length: int) -> float:
+    return 3.0 * math.sqrt(reduction_length) + 2.0
+
+
+def _scaled(scale: float, bound: np.ndarray, atol: float, underflow: float = 0.0) -> np.ndarray:
     # (adding a zero atol would change no bit, bounds being >= +0: it is left out)
     scaled = scale * bound
+    if underflow:
+        np.add(scaled, underflow, out=scaled, where=bound > 0)
     return scaled + atol if atol else scaled
 
 
@@ -80,17 +97,14 @@ class Expected:
         values: np.ndarray,
         bound: np.ndarray,
         dtype: str,
-        reduction_length: int | None = None,
+        reduction_length: int,
         override: Tolerance | None = None,
-        scale: float | None = None,
     ) -> None:
         override = override or Tolerance()
-        if scale is None:
-            if reduction_length is None:
-                raise TypeError("Expected needs the reduction length, or the scale it gives")
-            scale = tolerance_scale(dtype, reduction_length, override)
+        scale = tolerance_scale(dtype, reduction_length, override)
+        underflow = underflow_allowance(dtype, reduction_length, override)
         divisors = np.empty((3, *values.shape))
-        divisors[0] = _scaled(scale, bound, override.atol)  # (what tolerance() gives, bit for bit)
+        divisors[0] = _scaled(scale, bound, override.atol, underflow)  # (what tolerance() gives, bit for bit)
         np.abs(values, out=divisors[1])
         divisors[2] = bound
         # where a divisor is zero, err/divisor is 0 for no error and inf for any

@@ -329,6 +329,24 @@ def test_tolerance_formula() -> None:
     )
 
 
+def test_correctly_rounded_float16_subnormal_passes_and_a_wrong_one_fails() -> None:
+    """Below 2**-14 float16 values are 2**-24 apart whatever their size: a correctly rounded result
+    errs by up to half of that, which u·(3·sqrt(n)+2)·B alone did not allow (found by fuzzing Lucid:
+    116·2**-24 for 115.6·2**-24, with B about 6.9e-6). Where B = 0 the result must still be 0."""
+    eta = 2.0**-24
+    expected = np.array([[[-115.59 * eta, 0.0]]])
+    bound = np.array([[[115.59 * eta, 0.0]]])
+    rounded = expected.astype(np.float16)
+    assert float(rounded[0, 0, 0]) == -116 * eta
+    assert_passes(compare.compare(expected, bound, rounded, "float16", 1), "a correctly rounded subnormal")
+    wrong = rounded.copy()
+    wrong[0, 0, 0] = -120 * eta
+    assert_caught(compare.compare(expected, bound, wrong, "float16", 1), "four subnormal steps off", "1 of 2")
+    stray = rounded.copy()
+    stray[0, 0, 1] = eta
+    assert_caught(compare.compare(expected, bound, stray, "float16", 1), "a subnormal where B = 0", "1 of 2")
+
+
 def test_not_an_array_is_caught() -> None:
     run = Run(CONFIGS["grouped-1d-dilated"], "float32")
     result = run.compare(run.expected.tolist())
