@@ -29,8 +29,10 @@ def tolerance(
 ) -> np.ndarray:
     """Per-element allowed absolute error for a result of ``dtype``."""
     override = override or Tolerance()
-    scale = tolerance_scale(dtype, reduction_length, override)
-    return _scaled(scale, bound, override.atol, underflow_allowance(dtype, reduction_length, override))
+    allowed = tolerance_scale(dtype, reduction_length, override) * bound
+    np.add(allowed, underflow_allowance(dtype, reduction_length, override), out=allowed, where=bound > 0)
+    # (adding a zero atol would change no bit, bounds being >= +0: it is left out)
+    return allowed + override.atol if override.atol else allowed
 
 
 def tolerance_scale(dtype: str, reduction_length: int, override: Tolerance | None = None) -> float:
@@ -49,14 +51,6 @@ def underflow_allowance(dtype: str, reduction_length: int, override: Tolerance |
 
 def _growth(reduction_length: int) -> float:
     return 3.0 * math.sqrt(reduction_length) + 2.0
-
-
-def _scaled(scale: float, bound: np.ndarray, atol: float, underflow: float = 0.0) -> np.ndarray:
-    # (adding a zero atol would change no bit, bounds being >= +0: it is left out)
-    scaled = scale * bound
-    if underflow:
-        np.add(scaled, underflow, out=scaled, where=bound > 0)
-    return scaled + atol if atol else scaled
 
 
 @dataclass
@@ -100,11 +94,9 @@ class Expected:
         reduction_length: int,
         override: Tolerance | None = None,
     ) -> None:
-        override = override or Tolerance()
         scale = tolerance_scale(dtype, reduction_length, override)
-        underflow = underflow_allowance(dtype, reduction_length, override)
         divisors = np.empty((3, *values.shape))
-        divisors[0] = _scaled(scale, bound, override.atol, underflow)  # (what tolerance() gives, bit for bit)
+        divisors[0] = tolerance(bound, dtype, reduction_length, override)
         np.abs(values, out=divisors[1])
         divisors[2] = bound
         # where a divisor is zero, err/divisor is 0 for no error and inf for any

@@ -12,13 +12,15 @@ STATUSES = ("pass", "fail", "error", "crash", "timeout", "xfail", "xpass", "unsu
 FAILING = frozenset({"fail", "error", "crash", "timeout", "xpass"})
 #: statuses that show a divergence from the reference (the known ones included)
 DIVERGENT = frozenset({"fail", "error", "crash", "timeout", "xfail"})
-#: how the runner's message for a result that never came back begins, by its status. A known
-#: divergence's xfail replaces the status and keeps the message, from which the kind of failure it
-#: was (a crash, a hang) is read back (:func:`lost_status`).
-LOST_MESSAGES = {
-    "crash": ("worker process ", "no result came back", "the run was interrupted before this case ran"),
-    "timeout": ("no result within the ",),
-}
+#: how the runner's messages for results that never came back begin: a worker that died, one past
+#: its time limit, a job whose results never arrived, a run interrupted first. A known divergence's
+#: xfail replaces the status and keeps the message, from which the kind of failure it was (a crash,
+#: a hang) is read back (:func:`lost_status`).
+WORKER_DIED = "worker process "
+NO_RESULT_WITHIN = "no result within the "
+NO_RESULT = "no result came back"
+INTERRUPTED = "the run was interrupted before this case ran"
+LOST_MESSAGES = {"crash": (WORKER_DIED, NO_RESULT, INTERRUPTED), "timeout": (NO_RESULT_WITHIN,)}
 
 
 def lost_status(message: str) -> str | None:

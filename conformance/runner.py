@@ -37,7 +37,7 @@ from conformance.cases import Case
 from conformance.checks import Calls, Reference, base_result, call_checks, checks_for, judge
 from conformance.forkserver import ForkedProcess, ForkServer, server_main
 from conformance.launch import THREAD_LIMITS, main_script_not_rerun
-from conformance.results import Result
+from conformance.results import INTERRUPTED, NO_RESULT, NO_RESULT_WITHIN, WORKER_DIED, Result
 
 LOG_TAIL_BYTES = 1500
 #: seconds a worker may take to import and set up an adapter (not counted in the per-case timeout:
@@ -815,7 +815,7 @@ class Runner:
             limit = f"{flight.limit:g} s per-case timeout"
             return "error", f"harness error: judging this case's results took over the {limit}"
         what = "per-case timeout" if flight.limit == self.timeout else "limit for loading the adapter"
-        return "timeout", f"no result within the {flight.limit:g} s {what}"
+        return "timeout", f"{NO_RESULT_WITHIN}{flight.limit:g} s {what}"
 
     def _dispatch(self, pools: list[_Pool]) -> None:
         """Hand out jobs while fewer than ``workers`` cases run (a server still importing counts as
@@ -857,7 +857,7 @@ class Runner:
                 status = "error"
                 message = f"harness error: worker process {why} while judging this case's results{output}"
             else:
-                status, message = "crash", f"worker process {why} while running this case{output}"
+                status, message = "crash", f"{WORKER_DIED}{why} while running this case{output}"
             self._replace(w, pool, status, message, flight)
             return
         for event in events:
@@ -935,12 +935,7 @@ class Runner:
             for spec in specs:
                 key = (case.file, case.id, spec)
                 if key not in self.results:
-                    why = (
-                        "the run was interrupted before this case ran"
-                        if interrupted
-                        else "no result came back"
-                    )
-                    self._lost(case, spec, "crash", why)
+                    self._lost(case, spec, "crash", INTERRUPTED if interrupted else NO_RESULT)
                 ordered.extend(self.results[key])
         return ordered
 

@@ -22,13 +22,7 @@ import tensorflow as tf
 
 from conformance import layouts
 from conformance.adapters import Adapter
-from conformance.adapters.tensorflow_nn import (
-    NO_DILATION,
-    onednn_takes,
-    own_kernel_reason,
-    tf_filters,
-    torch_weight,
-)
+from conformance.adapters.tensorflow_nn import NO_DILATION, own_kernel_reason, tf_filters, torch_weight
 from conformance.adapters.tensorflow_nn import build_facts as tensorflow_facts
 from conformance.cases import Case
 from conformance.layer_api import LayerIntrospection
@@ -103,10 +97,9 @@ class KerasLayer(Adapter):
             return NO_GROUPS
         if any(s > 1 for s in case.params.stride) and any(d > 1 for d in case.params.dilation):
             return NO_STRIDED_DILATION
-        dilated = any(d > 1 for d in case.params.dilation)
-        if dilated and case.dtype in ("float16", "bfloat16") and not onednn_takes(case.dtype):
+        if any(d > 1 for d in case.params.dilation) and (own := own_kernel_reason(case.dtype)):
             where = "keras.layers.Conv{1,2,3}DTranspose on TensorFlow's own CPU kernel"
-            return NO_DILATION.format(f"{where} ({own_kernel_reason(case.dtype)})")
+            return NO_DILATION.format(f"{where} ({own})")
         if keras_padding(case.params) is None and case.params.padding_mode is None:
             return NO_PADDING.format(list(case.params.padding))
         return super().unsupported(case)

@@ -63,12 +63,19 @@ def onednn_takes(dtype: str, flags: frozenset[str] | None = None) -> bool:
 HANDED = ("float32", "bfloat16", "float16")
 
 
-def own_kernel_reason(dtype: str) -> str:
-    """Why ``dtype`` (half precision) runs on TensorFlow's own CPU kernel on this CPU."""
-    needs = {
-        "bfloat16": "AVX-512F or AVX-NE-CONVERT",
-        "float16": "AVX512-FP16 or AMX-FP16 (with AVX-512BW) or AVX-NE-CONVERT",
-    }[dtype]
+#: what a CPU needs for TensorFlow to send each half-precision dtype to oneDNN (see onednn_takes)
+ONEDNN_NEEDS = {
+    "bfloat16": "AVX-512F or AVX-NE-CONVERT",
+    "float16": "AVX512-FP16 or AMX-FP16 (with AVX-512BW) or AVX-NE-CONVERT",
+}
+
+
+def own_kernel_reason(dtype: str) -> str | None:
+    """Why TensorFlow runs half-precision ``dtype`` on its own CPU kernel on this CPU; None where
+    oneDNN takes it, or for another dtype."""
+    needs = ONEDNN_NEEDS.get(dtype)
+    if needs is None or onednn_takes(dtype):
+        return None
     return f"it runs {dtype} on a CPU without {needs}, for which oneDNN has no {dtype} kernels: this one"
 
 
@@ -151,8 +158,8 @@ class TensorFlowNN(Adapter):
                 reason = NO_DILATION.format(
                     "TensorFlow's own CPU kernel (it runs explicit padding and float64 even with oneDNN on)"
                 )
-            elif case.dtype in ("float16", "bfloat16") and not onednn_takes(case.dtype):
-                reason = NO_DILATION.format(f"TensorFlow's own CPU kernel ({own_kernel_reason(case.dtype)})")
+            elif own := own_kernel_reason(case.dtype):
+                reason = NO_DILATION.format(f"TensorFlow's own CPU kernel ({own})")
         return reason or super().unsupported(case)
 
     @staticmethod
