@@ -114,6 +114,38 @@ def test_a_job_sent_behind_a_case_that_kills_its_worker_runs_again(
     assert _records(outcome) == _records(expected)
 
 
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "spawned"])
+def test_workers_write_no_core_dump_unless_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fork: bool
+) -> None:
+    """A framework's abort on a case is a finding, not a debugging session: its worker (the one
+    replacing it too) writes no core dump, whatever the run's own limit, unless
+    CONFORMANCE_CORE_DUMPS asks for them."""
+    resource = pytest.importorskip("resource")
+    soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+    if hard == 0:
+        pytest.skip("core dumps are off for good on this machine: nothing to turn off")
+    probe = f"{Path(__file__).parent / 'adapters' / 'crashy.py'}:CrashyTellsCoreLimit"
+    monkeypatch.chdir(tmp_path)  # where a core dump would land ("core" patterns are relative)
+    resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))
+    try:
+        monkeypatch.delenv(runner.CORE_DUMPS, raising=False)
+        # the abort first: the facts come from the worker that replaced the one it killed
+        crashed = runner.Runner(runner.describe([probe]), workers=1, fork=fork).run(
+            _small_cases(tmp_path, ids=("abort-here", "plain"))
+        )
+        monkeypatch.setenv(runner.CORE_DUMPS, "1")
+        asked = runner.Runner(runner.describe([probe]), workers=1, fork=fork).run(
+            _small_cases(tmp_path, ids=("plain",))
+        )
+    finally:
+        resource.setrlimit(resource.RLIMIT_CORE, (soft, hard))
+    assert {r.status for r in crashed.results if r.case == "abort-here"} == {"crash"}
+    assert crashed.framework_facts["crashy-core-limit"] == {"core_limit": 0}
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("core")]
+    assert asked.framework_facts["crashy-core-limit"] == {"core_limit": hard}
+
+
 def test_every_frameworks_results_of_a_case_share_one_params_record(tmp_path: Path) -> None:
     # the reports work out what they show of a case's params once per record (memoised by identity)
     cases = _small_cases(tmp_path, ids=("plain", "after", "rejects"))

@@ -61,3 +61,14 @@ class SteadyBeside(Adapter):
         return conv_transpose(
             x, weight, bias, p.stride, p.padding, p.output_padding, p.groups, p.dilation
         ).astype(x.dtype)
+
+
+class CrashyTellsCoreLimit(Crashy):
+    """Crashy, telling in its build facts what core dump its worker process may write."""
+
+    name = "crashy-core-limit"
+
+    def build_facts(self) -> dict[str, int]:
+        import resource
+
+        return {"core_limit": resource.getrlimit(resource.RLIMIT_CORE)[0]}
