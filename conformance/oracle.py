@@ -75,10 +75,9 @@ class _Geometry:
     ``shifts``: ``Q = d·(K-1) // s + 1``, the shifts ``q`` of the input (``k·d = q·s + r``, so
     ``q < Q``); ``phase``: ``U = L + Q - 1`` positions per phase, which the taps reach (``U·s``
     may fall short of ``full`` by output_padding, which only adds zeros); ``crop``: where the
-    real output sits in the full one; ``windows``: per kernel tap, the strided slice of the full
-    output it writes (input position ``i`` to ``i·s + k·d``). None of it depends on padding or
-    output_padding except ``full`` and ``crop``, so every config with the same taps computes
-    each full-output element with the same operations, bit for bit.
+    real output sits in the full one. None of it depends on padding or output_padding except
+    ``full`` and ``crop``, so every config with the same taps computes each full-output element
+    with the same operations, bit for bit.
     """
 
     n: int
@@ -90,7 +89,6 @@ class _Geometry:
     phase: tuple[int, ...]
     shifts: tuple[int, ...]
     crop: tuple[slice, ...]
-    windows: list[tuple[tuple[int, ...], tuple[slice, ...]]]
 
 
 def _geometry(x_shape: tuple[int, ...], p: ConvParams, out_shape: tuple[int, ...]) -> _Geometry:
@@ -100,16 +98,6 @@ def _geometry(x_shape: tuple[int, ...], p: ConvParams, out_shape: tuple[int, ...
         for length, k, s, d, op in zip(spatial, p.kernel_size, p.stride, p.dilation, p.output_padding)
     )
     shifts = tuple(d * (k - 1) // s + 1 for k, s, d in zip(p.kernel_size, p.stride, p.dilation))
-    windows = [
-        (
-            tap,
-            tuple(
-                slice(d * t, d * t + s * (length - 1) + 1, s)
-                for t, length, s, d in zip(tap, spatial, p.stride, p.dilation)
-            ),
-        )
-        for tap in itertools.product(*(range(k) for k in p.kernel_size))
-    ]
     return _Geometry(
         n=x_shape[0],
         groups=p.groups,
@@ -120,7 +108,6 @@ def _geometry(x_shape: tuple[int, ...], p: ConvParams, out_shape: tuple[int, ...
         phase=tuple(length + q - 1 for length, q in zip(spatial, shifts)),
         shifts=shifts,
         crop=tuple(slice(lo, lo + size) for lo, size in zip(p.padding, out_shape[2:])),
-        windows=windows,
     )
 
 
@@ -273,12 +260,26 @@ def conv_transpose_vjp(
     # output (the zeros outside the crop are the same for every image), and
     # gathered[g, k, c_out, i] = full[g, c_out, i·s + k·d], what tap k of input i wrote to
     full = np.zeros((g, cout_g, *geo.full))
+    # (every tap's window at once is one strided view of full, tap k stepping k·d elements along
+    # an axis and input i stepping i·s: one copy gathers them, where a copy per tap was a quarter
+    # of a 16x16 kernel's VJP and half of a 4x4x4 one's)
+    along = full.strides[2:]
+    windows = np.lib.stride_tricks.as_strided(
+        full,
+        (g, *kernel, cout_g, *geo.spatial),
+        (
+            full.strides[0],
+            *(d * step for d, step in zip(p.dilation, along)),
+            full.strides[1],
+            *(s * step for s, step in zip(p.stride, along)),
+        ),
+        writeable=False,
+    )
     gathered = np.empty((g, *kernel, cout_g, *geo.spatial))
     columns = gathered.reshape(g, taps, spatial)
     for image in range(n):
         full[(..., *geo.crop)] = grad_outg[image]
-        for tap, window in geo.windows:
-            gathered[(slice(None), *tap)] = full[(..., *window)]
+        np.copyto(gathered, windows)
         np.matmul(w_taps, columns, out=grad_x[image])
         grad_w += np.matmul(xg[image], columns.swapaxes(-1, -2))
 
