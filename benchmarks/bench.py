@@ -286,11 +286,8 @@ def bench_phases(
                         runs[-1] = run
                 best = _row(scale, workers, min(runs, key=lambda r: r["wall_s"]))
                 # every warm round's overhead / fw: how far the fastest one's may be from the rest
-                best["rounds_overhead_over_framework"] = [
-                    (r["wall_s"] * workers - r["framework_s"]) / r["framework_s"]
-                    for r in runs
-                    if r["framework_s"]
-                ]
+                ratios = [_row(scale, workers, r)["overhead_over_framework"] for r in runs]
+                best["rounds_overhead_over_framework"] = [x for x in ratios if x is not None]
                 rows.append(best)
     return rows
 

@@ -274,9 +274,9 @@ _phase_file: PhaseFile | None = None
 CORE_DUMPS = "CONFORMANCE_CORE_DUMPS"
 
 
-def suppress_core_dumps() -> bool:
+def suppress_core_dumps() -> None:
     """No core dump from this process (and what it forks) where :data:`CORE_DUMPS` does not ask for
-    them; whether they are off. Workers crash by design on the cases a framework aborts on, and
+    them. Workers crash by design on the cases a framework aborts on, and
     where the user's shell allows core dumps each crash wrote one (an MLX worker's 36 MB, a torch
     worker's 163 MB, a TensorFlow worker's 211 MB) into the run's working directory or to the
     system's crash collector. MLX's workers die about twenty times on the library: its 11 cases
@@ -285,16 +285,15 @@ def suppress_core_dumps() -> bool:
     timeout instead of crash on that machine alone. CPython's tests that crash on purpose do the
     same (test.support.SuppressCrashReport)."""
     if os.environ.get(CORE_DUMPS, "") not in ("", "0"):
-        return False
+        return
     try:
         import resource
     except ImportError:  # (Windows: no core dumps to suppress)
-        return False
+        return
     soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
     if soft != 0:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
-    return resource.getrlimit(resource.RLIMIT_CORE)[0] == 0
 
 
 def _worker_setup(env: dict[str, str], log_path: str) -> None:
