@@ -188,6 +188,27 @@ def test_reports_written_aside_are_the_same_and_a_failed_writer_loses_none(
     assert not list((tmp_path / "again").glob(".*partial")), "no half-written file is left"
 
 
+def test_a_forked_writer_that_hangs_is_killed_at_its_limit_and_loses_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    doc = document()
+    alone = write_reports(doc, tmp_path / "alone", parallel=False)
+    parent, real_write = os.getpid(), reports._write
+
+    def hangs_when_forked(path: Path, text: str) -> None:
+        if os.getpid() != parent:
+            time.sleep(60)  # the forked writer never finishes
+        real_write(path, text)
+
+    monkeypatch.setattr(reports, "_write", hangs_when_forked)
+    monkeypatch.setattr(reports, "ASIDE_TIMEOUT", 1.0)
+    started = time.monotonic()
+    again = write_reports(doc, tmp_path / "again")
+    assert time.monotonic() - started < 30, "the hung writer was waited for, not killed at its limit"
+    for name, path in alone.items():
+        assert again[name].read_bytes() == path.read_bytes(), f"{name} lost with the hung writer"
+
+
 def test_the_two_writing_processes_share_the_formats_each_written_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

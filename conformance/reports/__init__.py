@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import select
 import signal
 import time
 import warnings
@@ -171,19 +172,21 @@ class _Aside:
     def join(self) -> dict[str, float]:
         """The formats the child wrote, with their seconds; {} if it failed or took too long."""
         deadline = time.monotonic() + ASIDE_TIMEOUT
-        while True:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                os.kill(self.pid, signal.SIGKILL)
-                os.waitpid(self.pid, 0)
-                status = -1
-                break
-            time.sleep(0.005)
+        told = b""
+        # woken as the child ends (its end of the pipe closes with it), not by polling its exit
+        # every 5 ms, which kept the command waiting 2.5 ms on average once both were done
+        with os.fdopen(self.reader, "rb", buffering=0) as pipe:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([pipe], [], [], left)[0]:
+                    os.kill(self.pid, signal.SIGKILL)
+                    break
+                chunk = pipe.read(65536)
+                if not chunk:
+                    break
+                told += chunk
+        _, status = os.waitpid(self.pid, 0)
         self.queue.close()
-        with os.fdopen(self.reader, "rb") as pipe:
-            told = pipe.read()
         if status != 0:
             return {}
         try:
