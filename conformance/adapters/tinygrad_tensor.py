@@ -103,8 +103,10 @@ class Tinygrad(Adapter):
         # Tensor.gradient is tinygrad's vector-Jacobian product: d<out, grad_out>/d(leaves). The
         # gradients are realized together, as an optimizer step realizes its updates: one schedule,
         # about 2.5x faster than one .numpy() at a time. (Realized one at a time, identically-zero
-        # gradients go wrong in tinygrad 0.14.0; tests/test_adapters_jax_onnxruntime_tinygrad.py
-        # keeps those two bugs in view, since the library's gate does not exercise that path.)
+        # gradients go wrong in tinygrad 0.14.0; realized together, a zero grad_weight of some grouped
+        # 3-d configurations still holds stale memory except in a process's first computation.
+        # tests/test_adapters_jax_onnxruntime_tinygrad.py keeps the three bugs in view: a library case
+        # would pass or fail by whether it was its worker's first job.)
         grads = out.gradient(*leaves, gradient=to_tinygrad(grad_out))
         Tensor.realize(*grads)
         arrays = [to_numpy(g) for g in grads]
