@@ -436,12 +436,11 @@ def test_tinygrad_still_returns_stale_memory_for_a_zero_grad_weight_realized_wit
 ) -> None:
     if "DEV=CPU" not in tinygrad_adapter.version():
         pytest.skip("seen on the CPU device")
-    child = subprocess.run(
-        [sys.executable, "-c", ZERO_GRAD_WEIGHT_TWICE], capture_output=True, text=True, timeout=600
-    )
+    child = run_tinygrad(ZERO_GRAD_WEIGHT_TWICE)
     verdicts = [line for line in child.stdout.splitlines() if line.startswith("grad_weight:")]
     assert len(verdicts) == 2, child.stdout + child.stderr[-2000:]
-    assert verdicts[0].startswith("grad_weight: pass"), verdicts
+    # (the first, right here, reads memory nothing wrote yet: on another machine that may not be zero,
+    # so, as for grad_input above, only the second is held to the bug)
     assert verdicts[1].startswith("grad_weight: fail") and "expected 0" in verdicts[1], verdicts
 
 
