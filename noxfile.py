@@ -112,6 +112,7 @@ ENVIRONMENTS: dict[str, Environment] = {
             "paddle.nn",
             "tensorflow",
             "tensorflow[eigen]",
+            "tensorflow[onednn]",
             "keras",
             "openvino",
             "openvino[f32]",

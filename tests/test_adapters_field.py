@@ -36,7 +36,9 @@ PACKAGES = {
     "paddle.nn": "paddle",
     "tensorflow": "tensorflow",
     "tensorflow[eigen]": "tensorflow",
+    "tensorflow[onednn]": "tensorflow",
     "keras": "keras",
+    "keras[onednn]": "keras",
     "openvino": "openvino",
     "openvino[f32]": "openvino",
 }
@@ -44,6 +46,26 @@ PACKAGES = {
 
 def needs(name: str) -> None:
     pytest.importorskip(PACKAGES[name])
+
+
+def onednn_here() -> bool:
+    """Whether TensorFlow runs oneDNN in this process (the CPU's default: on only with some
+    features; see conformance.adapters.tensorflow_nn.ONEDNN_DEFAULT_FLAGS)."""
+    from conformance.adapters.tensorflow_nn import onednn_on
+
+    return onednn_on()
+
+
+def results_of(cases: list, name: str) -> dict[str, dict[str, object]]:
+    """case id -> check -> Result. A variant runs in a worker, which starts with the variant's
+    environment (TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, at its first oneDNN question: in this
+    process it has already been asked); a framework's default path runs here."""
+    if "[" not in name:
+        return results_by_case(cases, name)
+    found: dict[str, dict[str, object]] = {}
+    for result in run(cases, [name], workers=1, timeout=300).results:
+        found.setdefault(result.case, {})[result.check] = result
+    return found
 
 
 # --- configurations each framework gets right -----------------------------------------------------
@@ -149,6 +171,8 @@ TENSORFLOW_ONEDNN_ONLY = """
     dilation: 3
     output_padding: 1
 """
+#: what TensorFlow's own kernels cannot do (oneDNN off: by TF_ENABLE_ONEDNN_OPTS=0, or by default on
+#: a CPU without the features that turn it on)
 TENSORFLOW_EIGEN_ONLY = """
   - id: dilated-valid-unsupported
     op: conv_transpose1d
@@ -174,11 +198,6 @@ cases:
     output_padding: [1, 2]
     matrix:
       bias: [true, false]
-  - id: same-dilated
-    op: conv_transpose1d
-    input_shape: [2, 4, 7]
-    padding: 2
-    dilation: 2
   - id: three-d-valid
     op: conv_transpose3d
     input_shape: [1, 4, 3, 2, 3]
@@ -199,6 +218,15 @@ cases:
   - id: strided-dilation-unsupported
     padding: 2
     stride: 2
+    dilation: 2
+"""
+
+#: dilated 'same': on oneDNN only (TensorFlow's own kernels cannot dilate)
+KERAS_DILATED = """
+  - id: same-dilated{}
+    op: conv_transpose1d
+    input_shape: [2, 4, 7]
+    padding: 2
     dilation: 2
 """
 
@@ -255,12 +283,21 @@ cases:
 SLICES = {
     "paddle": PADDLE_SLICE,
     "paddle.nn": PADDLE_SLICE,
-    "tensorflow": TENSORFLOW_SLICE + TENSORFLOW_ONEDNN_ONLY,
+    "tensorflow": None,  # the slice of the path this CPU runs by default
     "tensorflow[eigen]": TENSORFLOW_SLICE + TENSORFLOW_EIGEN_ONLY,
-    "keras": KERAS_SLICE,
+    "tensorflow[onednn]": TENSORFLOW_SLICE + TENSORFLOW_ONEDNN_ONLY,
+    "keras": None,
     "openvino": OPENVINO_SLICE,
     "openvino[f32]": OPENVINO_SLICE,
 }
+
+
+def slice_of(name: str) -> str:
+    if name == "tensorflow":
+        return TENSORFLOW_SLICE + (TENSORFLOW_ONEDNN_ONLY if onednn_here() else TENSORFLOW_EIGEN_ONLY)
+    if name == "keras":
+        return KERAS_SLICE + KERAS_DILATED.format("" if onednn_here() else "-unsupported")
+    return SLICES[name]
 
 
 @pytest.mark.parametrize("name", sorted(SLICES))
@@ -269,7 +306,7 @@ def test_adapter_passes_configurations_its_framework_gets_right(name: str, tmp_p
     checks_seen = set()
     gradients = {"grad_input", "grad_weight", "grad_bias"}
     forward_only = not load_adapter(name).has_vjp
-    for case_id, results in results_by_case(load_slice(tmp_path, SLICES[name]), name).items():
+    for case_id, results in results_of(load_slice(tmp_path, slice_of(name)), name).items():
         for check, result in results.items():
             checks_seen.add(check)
             if case_id.endswith("-unsupported") or (forward_only and check in gradients):
@@ -361,7 +398,7 @@ DIVERGENCES: dict[str, tuple[list[str], str, str, str, str]] = {
         "{input_shape: [1, 4, 3, 3], out_channels: 3, kernel_size: 2, groups: 2, bias: false, expect: error}",
     ),
     "tensorflow-onednn-op-ge-stride-below-dilation": (
-        ["tensorflow"],
+        ["tensorflow[onednn]"],
         "forward",
         "error",
         "could not create a primitive descriptor for the convolution forward propagation primitive",
@@ -369,14 +406,14 @@ DIVERGENCES: dict[str, tuple[list[str], str, str, str, str]] = {
         "dilation: 2, output_padding: 1}",
     ),
     "tensorflow-accepts-empty-spatial-input": (
-        ["tensorflow", "tensorflow[eigen]"],
+        ["tensorflow[onednn]", "tensorflow[eigen]"],
         "error_parity",
         "fail",
         "instead of raising",
         "{op: conv_transpose1d, input_shape: [1, 2, 0], out_channels: 2, kernel_size: 3, expect: error}",
     ),
     "tensorflow-onednn-accepts-kernel-zero": (
-        ["tensorflow"],
+        ["tensorflow[onednn]"],
         "error_parity",
         "fail",
         "instead of raising",
@@ -391,7 +428,7 @@ DIVERGENCES: dict[str, tuple[list[str], str, str, str, str]] = {
         "output_padding: 1}",
     ),
     "keras-op-ge-stride-below-dilation": (
-        ["keras"],
+        ["keras[onednn]"],  # dilated: on TensorFlow's own kernels the case is unsupported
         "forward",
         "error",
         "`output_padding` must be strictly less than `strides`",
@@ -450,7 +487,7 @@ def test_recorded_divergence_still_happens(divergence: str, tmp_path: Path) -> N
             pytest.skip(f"holds only on CPUs with {', '.join(sorted(flags))} ({where}); this one lacks them")
     cases = load_slice(tmp_path, f"op: conv_transpose2d\ncases:\n  - {{id: it, {case[1:]}\n")
     for name in names:
-        result = results_by_case(cases, name)["it"][check]
+        result = results_of(cases, name)["it"][check]
         assert result.status == status and text in result.message, f"{name}: {result.status} {result.message}"
 
 
@@ -467,9 +504,9 @@ def test_tensorflow_negative_stride_kills_the_process_on_the_onednn_path(tmp_pat
              padding: 0, expect: error}
         """,
     )
-    outcome = run(cases, ["tensorflow", "tensorflow[eigen]"], workers=1, timeout=120)
+    outcome = run(cases, ["tensorflow[onednn]", "tensorflow[eigen]"], workers=1, timeout=120)
     by_framework = {r.framework: r for r in outcome.results}
-    crash, raised = by_framework["tensorflow"], by_framework["tensorflow[eigen]"]
+    crash, raised = by_framework["tensorflow[onednn]"], by_framework["tensorflow[eigen]"]
     assert crash.status == "crash" and "SIGABRT" in crash.message, crash.message
     assert raised.status == "pass" and "strides should be larger than 0" in raised.message, raised.message
 
@@ -523,6 +560,7 @@ def test_dilated_half_precision_is_unsupported_where_tensorflow_runs_its_own_ker
         """,
     )
     adapter = load_adapter(name)
+    monkeypatch.setattr(tensorflow_nn, "onednn_on", lambda: True)  # as TF_ENABLE_ONEDNN_OPTS=1 makes it
     for cpu, (flags, bfloat16, float16) in ROUTES.items():
         monkeypatch.setattr(tensorflow_nn, "cpu_flags", lambda flags=frozenset(flags): flags)
         reasons = {case.dtype: adapter.unsupported(case) for case in cases}
@@ -534,6 +572,65 @@ def test_dilated_half_precision_is_unsupported_where_tensorflow_runs_its_own_ker
                 reason = reasons[dtype] or ""
                 assert "own CPU kernel" in reason, (cpu, reason)
                 assert f"runs {dtype} on a CPU without" in reason, (cpu, reason)
+
+
+@pytest.mark.parametrize("name", ["tensorflow", "keras"])
+def test_dilation_is_unsupported_in_every_dtype_where_onednn_is_off(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With oneDNN off (TF_ENABLE_ONEDNN_OPTS=0, or a CPU whose default is off), whatever the CPU's
+    flags: every dtype runs on TensorFlow's own kernel, and the reason says why it is off."""
+    needs(name)
+    from conformance.adapters import tensorflow_nn
+
+    cases = load_slice(
+        tmp_path,
+        """
+        op: conv_transpose1d
+        cases:
+          - {id: dilated, input_shape: [2, 4, 7], out_channels: 3, kernel_size: 3, padding: 0, dilation: 2,
+             matrix: {dtype: [float32, bfloat16, float16]}}
+        """,
+    )
+    adapter = load_adapter(name)
+    monkeypatch.setattr(tensorflow_nn, "onednn_on", lambda: False)
+    monkeypatch.setattr(tensorflow_nn, "cpu_flags", lambda: frozenset({"avx", "avx2", "fma"}))
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    for case in cases:
+        reason = adapter.unsupported(case) or ""
+        assert "cannot dilate" in reason and "oneDNN off: default on a CPU without any of" in reason, (
+            case.dtype,
+            reason,
+        )
+
+
+def test_tensorflow_turns_onednn_on_by_default_exactly_on_the_cpus_the_adapter_says() -> None:
+    """ONEDNN_DEFAULT_FLAGS against TensorFlow's own decision on this CPU, the variable unset (plain
+    ``tensorflow`` runs oneDNN on an Intel Xeon with AVX512_VNNI and Eigen on an AVX2-only AMD EPYC),
+    and each variant's pin."""
+    needs("tensorflow")
+    import subprocess
+    import sys
+
+    from conformance.adapters.tensorflow_nn import ONEDNN_DEFAULT_FLAGS
+
+    script = (
+        "from conformance.adapters import load_adapter\n"
+        "import sys\n"
+        "facts = load_adapter(sys.argv[1]).build_facts()\n"
+        "print(facts['onednn'], facts['onednn_why'], sep='|')\n"
+    )
+    expected = {"": "on" if set(ONEDNN_DEFAULT_FLAGS) & cpu_flags() else "off", "0": "off", "1": "on"}
+    for setting, onednn in expected.items():
+        env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+        if setting:
+            env["TF_ENABLE_ONEDNN_OPTS"] = setting
+        command = [sys.executable, "-c", script, "tensorflow"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        state, why = done.stdout.strip().splitlines()[-1].split("|")
+        assert state == onednn, (setting or "unset", state, why)
+        assert (f"TF_ENABLE_ONEDNN_OPTS={setting}" if setting else "default on a CPU with") in why, why
 
 
 def test_tensorflow_own_kernel_cannot_dilate_in_any_dtype() -> None:

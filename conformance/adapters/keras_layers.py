@@ -22,7 +22,13 @@ import tensorflow as tf
 
 from conformance import layouts
 from conformance.adapters import Adapter
-from conformance.adapters.tensorflow_nn import NO_DILATION, own_kernel_reason, tf_filters, torch_weight
+from conformance.adapters.tensorflow_nn import (
+    NO_DILATION,
+    VARIANTS,
+    own_kernel_reason,
+    tf_filters,
+    torch_weight,
+)
 from conformance.adapters.tensorflow_nn import build_facts as tensorflow_facts
 from conformance.cases import Case
 from conformance.layer_api import LayerIntrospection
@@ -79,6 +85,7 @@ class KerasLayer(Adapter):
     distribution = "keras"
     framework_modules = ("keras", "tensorflow")
     expresses_out_channels = True  # filters = C_out
+    variants = VARIANTS  # TensorFlow's kernel paths, pinned (plain ``keras`` runs the CPU's default)
     # padding='same' / 'valid' as written (padding_modes) is not declared yet: with kernel 1 and
     # stride > 1 ('same' or 'valid') Keras 3.15 on TensorFlow 2.21's oneDNN path corrupts the heap
     # (glibc: "free(): invalid next size (fast)", "corrupted size vs. prev_size", SIGABRT) after a few

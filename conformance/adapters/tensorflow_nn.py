@@ -11,6 +11,7 @@ bias is ``tf.nn.bias_add``.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -39,6 +40,33 @@ NO_DILATION = (
     "{} cannot dilate: InvalidArgumentError 'Current CPU implementations do not yet support dilation rates "
     "larger than 1. [Op:Conv2DBackpropInput]' (1-d and 2-d; 3-d: 'Current CPU implementation does not ...')"
 )
+
+
+#: the CPU features with which TensorFlow's Linux x86 builds turn oneDNN on by default (IsMKLEnabled,
+#: core/util/util.cc): on a CPU with none of them (an AVX2 machine) its own Eigen kernels run unless
+#: TF_ENABLE_ONEDNN_OPTS=1 asks for oneDNN
+ONEDNN_DEFAULT_FLAGS = ("avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+
+
+@functools.lru_cache(maxsize=1)
+def onednn_on() -> bool:
+    """Whether this process's TensorFlow runs its oneDNN kernels: TF_ENABLE_ONEDNN_OPTS where set,
+    else on by default only on CPUs with one of :data:`ONEDNN_DEFAULT_FLAGS` (as TensorFlow itself
+    decides, once, at its first oneDNN question)."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def onednn_why() -> str:
+    """What decided :func:`onednn_on` here: the environment variable, or the CPU."""
+    setting = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    if setting is not None:
+        return f"TF_ENABLE_ONEDNN_OPTS={setting}"
+    found = [flag for flag in ONEDNN_DEFAULT_FLAGS if flag in cpu_flags()]
+    if found:
+        return f"default on a CPU with {', '.join(found)}"
+    return f"default on a CPU without any of {', '.join(ONEDNN_DEFAULT_FLAGS)}"
 
 
 def onednn_takes(dtype: str, flags: frozenset[str] | None = None) -> bool:
@@ -71,19 +99,27 @@ ONEDNN_NEEDS = {
 
 
 def own_kernel_reason(dtype: str) -> str | None:
-    """Why TensorFlow runs half-precision ``dtype`` on its own CPU kernel on this CPU; None where
-    oneDNN takes it, or for another dtype."""
+    """Why TensorFlow runs ``dtype`` (one oneDNN may take) on its own CPU kernel in this process:
+    oneDNN is off here, or the CPU lacks what oneDNN needs for a half-precision ``dtype``; None
+    where oneDNN takes it, or for another dtype."""
+    if not onednn_on():
+        return f"oneDNN off: {onednn_why()}"
     needs = ONEDNN_NEEDS.get(dtype)
     if needs is None or onednn_takes(dtype):
         return None
     return f"it runs {dtype} on a CPU without {needs}, for which oneDNN has no {dtype} kernels: this one"
 
 
-#: TensorFlow's CPU kernel paths: oneDNN (on by default in x86 builds) and its own Eigen kernels
+#: TensorFlow's CPU kernel paths, pinned: oneDNN (the default only on some CPUs, see
+#: ONEDNN_DEFAULT_FLAGS) and its own Eigen kernels. Plain ``tensorflow`` runs the CPU's default.
 VARIANTS = {
     "eigen": Variant(
         "oneDNN off (TF_ENABLE_ONEDNN_OPTS=0): TensorFlow's own Eigen kernels",
         {"TF_ENABLE_ONEDNN_OPTS": "0"},
+    ),
+    "onednn": Variant(
+        "oneDNN on (TF_ENABLE_ONEDNN_OPTS=1), whatever the CPU's default",
+        {"TF_ENABLE_ONEDNN_OPTS": "1"},
     ),
 }
 
@@ -118,15 +154,14 @@ def tf_padding(params: ConvParams) -> str | list[list[int]]:
 
 
 def build_facts() -> dict[str, object]:
-    from tensorflow.python.util import _pywrap_util_port
-
     threads = tf.config.threading
-    onednn_off = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower() in ("0", "false")
+    on = onednn_on()
     return {
-        "onednn_built": bool(_pywrap_util_port.IsMklEnabled()),
-        "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
-        # the dtypes this CPU sends to oneDNN (the rest run on TensorFlow's own kernel)
-        "onednn_dtypes": "none (oneDNN off)" if onednn_off else " ".join(filter(onednn_takes, HANDED)),
+        # "on" / "off": what `when: {facts: {onednn: "on"}}` in the baseline scopes oneDNN's entries by
+        "onednn": "on" if on else "off",
+        "onednn_why": onednn_why(),
+        # the dtypes this process sends to oneDNN (the rest run on TensorFlow's own kernel)
+        "onednn_dtypes": " ".join(filter(onednn_takes, HANDED)) if on else "none (oneDNN off)",
         "devices": ",".join(d.name for d in tf.config.list_logical_devices()),
         "intra_op_threads": threads.get_intra_op_parallelism_threads() or "default (all cores)",
         "inter_op_threads": threads.get_inter_op_parallelism_threads() or "default",
@@ -152,8 +187,8 @@ class TensorFlowNN(Adapter):
         if reason is None and params.ndim != 2 and any(params.padding):
             reason = NO_EXPLICIT_PADDING.format(params.ndim)
         if reason is None and any(d > 1 for d in params.dilation):
-            if self.variant == "eigen":
-                reason = NO_DILATION.format("TensorFlow's own CPU kernels (oneDNN off)")
+            if not onednn_on():
+                reason = NO_DILATION.format(f"TensorFlow's own CPU kernels (oneDNN off: {onednn_why()})")
             elif any(params.padding) or case.dtype == "float64":  # not rewritten to oneDNN's op
                 reason = NO_DILATION.format(
                     "TensorFlow's own CPU kernel (it runs explicit padding and float64 even with oneDNN on)"
