@@ -256,6 +256,49 @@ def test_results_json_is_strict_and_round_trips(tmp_path: Path) -> None:
     assert loaded["frameworks"] == {"torch": "2.13.0", "mlx": "0.32.4"}
 
 
+def test_every_float_field_non_finite_is_written_as_a_string_by_either_encoder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """orjson writes a NaN as null, never refusing it as the standard library does: results.json
+    and the page's table must turn every float field that may be non-finite into a string before
+    it encodes them (jsondoc.finite_json), with orjson and without."""
+    from conformance.reports import jsondoc
+
+    results = sample_results()
+    for r, value in zip(results, (math.nan, math.inf, -math.inf, math.nan, math.inf)):
+        for name in jsondoc.FLOAT_FIELDS:
+            setattr(r, name, value)
+    written = {}
+    for encoder in (jsondoc.orjson, None):
+        monkeypatch.setattr(jsondoc, "orjson", encoder)
+        paths = write_reports(document(results), tmp_path / str(encoder is None), parallel=False)
+        text = paths["json"].read_text()
+        strict_json(text)
+        written[encoder is None] = json.loads(text)
+        again = results_of(load_document(paths["json"]))
+        for before, after in zip(results[:5], again[:5]):
+            for name in jsondoc.FLOAT_FIELDS:
+                value, back = getattr(before, name), getattr(after, name)
+                assert back == value or (math.isnan(value) and math.isnan(back)), (name, value, back)
+        rows = embedded_rows(paths["html"].read_text())
+        first = (results[0].case, results[0].framework)
+        nan_row = next(row for row in rows if (row["c"], row["fw"]) == first)
+        assert nan_row["ae"] == "nan" and nan_row["d"] == "nan", nan_row
+    assert written[True] == written[False], "the same document, whichever encoder wrote it"
+
+
+def test_a_null_in_packed_records_sends_the_whole_document_through_the_strict_encoder() -> None:
+    """A packed record holds no null: one in the fast encoder's text (a float nobody made finite, in
+    a field added later) makes results.json's writer fall back to the encoder that refuses NaN."""
+    from conformance.reports import jsondoc
+
+    packed = {"schema": "s", "results": [{"case": 0, "status": "fail", "max_abs_err": math.nan}]}
+    text = jsondoc.document_json(packed)
+    assert strict_json(text)["results"][0]["max_abs_err"] == "nan", text
+    clean = {"schema": "s", "results": [{"case": 0, "status": "pass", "message": "a null in words"}]}
+    assert json.loads(jsondoc.document_json(clean)) == clean
+
+
 def _measured(case: str, framework: str, check: str, expected: list[int], **fields) -> Result:
     r = result(case, framework, "pass", check=check, elements=math.prod(expected), mismatched=0, **fields)
     r.expected_shape = expected

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.reports.html import render_html
-from conformance.reports.jsondoc import load_document, pack, to_json
+from conformance.reports.jsondoc import document_json, load_document, pack, to_json
 from conformance.reports.junit import render_junit
 from conformance.reports.markdown import render_markdown
 from conformance.reports.summary import render_summary
@@ -69,7 +69,7 @@ def write_reports(
         "junit": directory / "results.junit.xml",
     }
     renderers: dict[str, Callable[[], str]] = {
-        "json": lambda: to_json(pack(document)) + "\n",
+        "json": lambda: document_json(pack(document)) + "\n",
         "markdown": lambda: render_markdown(document),
         "html": lambda: render_html(document),
         "summary": lambda: render_summary(document),

@@ -19,7 +19,7 @@ from markupsafe import Markup
 from conformance import changes
 from conformance.layer_api import report_tables
 from conformance.reports import svg
-from conformance.reports.jsondoc import to_json
+from conformance.reports.jsondoc import finite_json, to_json
 from conformance.reports.views import (
     HTML_MARKS,
     LISTED,
@@ -81,9 +81,11 @@ def _templates() -> jinja2.Environment:
     )
 
 
-def script_json(value: Any) -> Markup:
-    """JSON safe inside <script>: no "</script>", "<!--" or entity can close or confuse the tag."""
-    text = to_json(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+def script_json(value: Any, finite: bool = False) -> Markup:
+    """JSON safe inside <script>: no "</script>", "<!--" or entity can close or confuse the tag.
+    ``finite``: ``value`` holds no non-finite float by construction (:func:`.jsondoc.finite_json`)."""
+    text = (finite_json if finite else to_json)(value)
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return Markup(text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
@@ -244,7 +246,9 @@ def _table_data(results: list[Result]) -> Markup:
             kept = column if 2 * count >= n else {str(i): column[i] for i in (first, *rows)}
             found.append((first, place, key, kept))
     columns = {key: column for _, _, key, column in sorted(found, key=lambda f: f[:2])}
-    return script_json({"statuses": STATUSES, "strings": list(index), "n": n, "columns": columns})
+    # (finite: every float column went through _shorts, which writes non-finite ones as strings)
+    table = {"statuses": STATUSES, "strings": list(index), "n": n, "columns": columns}
+    return script_json(table, finite=True)
 
 
 def _result_view(r: Result) -> dict[str, Any]:
