@@ -80,8 +80,10 @@ def document_json(packed: dict[str, Any]) -> str:
     :func:`finite_json`, the rest by :func:`to_json`. A packed record never holds a null (it leaves
     out what is None), so one in the records' text means a float that was not finite, or a string
     that says null: then all of it by :func:`to_json`, which says which."""
+    if orjson is None:  # one encoder for all of it
+        return to_json(packed)
     records = finite_json(packed["results"])
-    if orjson is None or "null" in records:
+    if "null" in records:
         return to_json(packed)
     rest = to_json({name: value for name, value in packed.items() if name != "results"})
     return f'{rest[:-1]},"results":{records}}}'  # (the records are the packed document's last field)
