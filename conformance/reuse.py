@@ -33,7 +33,6 @@ import contextlib
 import csv
 import functools
 import hashlib
-import importlib.metadata
 import io
 import json
 import os
@@ -51,6 +50,8 @@ from conformance.checks import base_result
 from conformance.results import Result
 
 if TYPE_CHECKING:
+    import importlib.metadata
+
     from conformance.runner import AdapterInfo
 
 FORMAT = "conformance.reuse/1"
@@ -137,6 +138,8 @@ def installed_digest() -> str:
     could come from elsewhere (an editable install other than this project's, PYTHONPATH)."""
     if os.environ.get("PYTHONPATH"):
         raise NotKeyable("PYTHONPATH is set: modules outside any installed distribution may be imported")
+    import importlib.metadata  # (not at the top: see conformance/__init__.py)
+
     entries = []
     for dist in importlib.metadata.distributions():
         name = re.sub(r"[-_.]+", "-", dist.metadata["Name"] or "").lower()

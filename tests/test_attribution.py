@@ -3,12 +3,14 @@ and for raises of C functions called straight from adapter code (which leave no 
 
 from __future__ import annotations
 
+import importlib.metadata
 import math
+import sys
 
 import numpy as np
 import pytest
 
-from conformance.attribution import ADAPTER, FRAMEWORK, Attributor
+from conformance.attribution import ADAPTER, FRAMEWORK, Attributor, _distribution_modules
 
 
 class _MathFramework:
@@ -72,3 +74,24 @@ def test_calls_that_return_run_once_and_unwatched() -> None:
     outcome = Attributor(_MathFramework()).call(returns)
     assert outcome.value == 2.0 and outcome.exception is None and outcome.seconds >= 0
     assert seen == [None], "no profile hook slows a call that returns"
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="3.10's mapping reads top_level.txt only")
+def test_a_distributions_modules_are_those_packages_distributions_maps_to_it() -> None:
+    """Read from the one distribution (not from every installed one's metadata, as the standard
+    mapping is built), every installed distribution's modules are what that mapping gives it."""
+    mapping = importlib.metadata.packages_distributions()
+    names = {dist.metadata["Name"] for dist in importlib.metadata.distributions()}
+    assert {"numpy", "pytest"} <= names
+    for name in sorted(names):
+        wanted = name.lower().replace("_", "-")
+        expected = sorted(
+            module
+            for module, dists in mapping.items()
+            if any(d.lower().replace("_", "-") == wanted for d in dists)
+            and module not in ("tests", "test")
+            and not module.startswith("_")
+        )
+        assert list(_distribution_modules(name)) == expected, name
+    assert "numpy" in _distribution_modules("numpy")
+    assert _distribution_modules("no-such-distribution-here") == ()

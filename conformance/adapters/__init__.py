@@ -10,7 +10,6 @@ divergence this harness exists to show.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import importlib.util
 import inspect
 import sys
@@ -112,6 +111,8 @@ class Adapter:
         return {}
 
     def version(self) -> str:
+        import importlib.metadata  # (not at the top: see conformance/__init__.py)
+
         if self.distribution:
             try:
                 return importlib.metadata.version(self.distribution)
@@ -223,6 +224,8 @@ def _import_target(spec: str) -> object:
 
 def entry_point_adapters() -> dict[str, str]:
     """Installed plugin adapters: entry-point name -> 'module:Class'."""
+    import importlib.metadata
+
     return {ep.name: ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
 
