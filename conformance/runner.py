@@ -283,7 +283,13 @@ def suppress_core_dumps() -> None:
     that kill them took 0.70-0.82 s with dumps, 0.50 s without. And a crash is reported only once
     its dump is written: on a slow disk past the case's time limit, where the verdict would read
     timeout instead of crash on that machine alone. CPython's tests that crash on purpose do the
-    same (test.support.SuppressCrashReport)."""
+    same (test.support.SuppressCrashReport).
+
+    The size limit alone does not reach a crash collector: where core_pattern pipes dumps to one
+    (systemd-coredump, apport: most desktop and server distributions), Linux ignores RLIMIT_CORE
+    (fs/coredump.c: "Normally core limits are irrelevant to pipes"), starts the collector for every
+    crash and streams it the whole process image. Marking the process not dumpable
+    (PR_SET_DUMPABLE 0, kept across fork) stops the dump before either kind begins."""
     if os.environ.get(CORE_DUMPS, "") not in ("", "0"):
         return
     try:
@@ -294,6 +300,15 @@ def suppress_core_dumps() -> None:
     if soft != 0:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+
+
+#: prctl(2)'s options, from <linux/prctl.h>
+PR_GET_DUMPABLE, PR_SET_DUMPABLE = 3, 4
 
 
 def _worker_setup(env: dict[str, str], log_path: str) -> None:

@@ -69,6 +69,13 @@ class CrashyTellsCoreLimit(Crashy):
     name = "crashy-core-limit"
 
     def build_facts(self) -> dict[str, int]:
+        import ctypes
         import resource
 
-        return {"core_limit": resource.getrlimit(resource.RLIMIT_CORE)[0]}
+        from conformance.runner import PR_GET_DUMPABLE
+
+        return {
+            "core_limit": resource.getrlimit(resource.RLIMIT_CORE)[0],
+            # 0: no dump of any kind, piped to a crash collector included
+            "dumpable": ctypes.CDLL(None).prctl(PR_GET_DUMPABLE, 0, 0, 0, 0),
+        }
