@@ -535,7 +535,7 @@ def main() -> None:
             "\nthe frameworks' own calls (fw),"
             "\noverhead = wall x workers - fw; phases inside the command: interpreter start-up, loading cases"
             "\nand adapters, the run (its workers' oracle and other check work, results sent and"
-            "\nwaits for the next job, summed over workers),"
+            "\nwaits for the next job after the first, summed over workers),"
             "\nbaselines, document and reproducers, reports; results.json size"
         )
         print(PHASE_HEADER)

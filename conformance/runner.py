@@ -352,7 +352,9 @@ def _serve(conn: multiprocessing.connection.Connection, adapters: dict[str, Adap
             pending.clear()
             sent_s += time.perf_counter() - started
 
-    waited = time.perf_counter()
+    # (a worker's wait for its first job is not counted: a replacement may wait seconds for its
+    # pool's turn at a core, which is neither the parent's slowness nor CPU spent)
+    waited: float | None = None
     counted_s = 0.0  # of sent_s, what earlier jobs' costs counted
     counted_cpu_s = 0.0  # of the process's CPU time (its frameworks' threads too), what was reported
     serial = 0  # the jobs received: the parent numbers those it sends alike
@@ -364,7 +366,8 @@ def _serve(conn: multiprocessing.connection.Connection, adapters: dict[str, Adap
             return
         if job is None:
             return
-        wait_s = time.perf_counter() - waited  # idle: the parent had not sent the next job yet
+        # idle: the parent had not sent the next job yet
+        wait_s = 0.0 if waited is None else time.perf_counter() - waited
         serial += 1
         case, specs, selected = job
         reference = Reference(case)
