@@ -577,11 +577,11 @@ def _exit_description(code: int | None) -> str:
     return f"exited with code {code}"
 
 
-#: what a framework's call costs besides its arithmetic, in the multiply-adds it does meanwhile:
+#: what a framework's call costs besides its arithmetic, in the multiply-adds it could do meanwhile:
 #: on the library a call takes ~1.5 ms whatever its size (the median case has 4,000 multiply-adds,
-#: the largest 400,000), as long as ~75,000 of them. Weighed by their arithmetic alone, a pool
-#: left with many small jobs (MLX's rejections and empty batches, where its workers die) seemed to
-#: have no work left: it got no core until the other pool had finished, then ran alone.
+#: the largest 400,000), the time of tens of thousands of them. Weighed by their arithmetic alone,
+#: a pool left with many small jobs (MLX's rejections and empty batches, where its workers die)
+#: seemed to have no work left: it got no core until the other pool had finished, then ran alone.
 CALL_WORK = 50_000
 
 
