@@ -300,15 +300,29 @@ def suppress_core_dumps() -> None:
     if soft != 0:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    _prctl(PR_SET_DUMPABLE, 0)
 
 
 #: prctl(2)'s options, from <linux/prctl.h>
 PR_GET_DUMPABLE, PR_SET_DUMPABLE = 3, 4
+
+
+def _prctl(option: int, value: int = 0) -> int | None:
+    """prctl(2) on Linux (its result); None elsewhere or where it cannot be called."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None).prctl(option, value, 0, 0, 0)
+    except (OSError, AttributeError):
+        return None
+
+
+def dumpable() -> int | None:
+    """Whether this process may dump core at all (PR_GET_DUMPABLE: 0 never, to a file or to a
+    crash collector); None where it cannot be asked."""
+    return _prctl(PR_GET_DUMPABLE)
 
 
 def _worker_setup(env: dict[str, str], log_path: str) -> None:

@@ -69,13 +69,9 @@ class CrashyTellsCoreLimit(Crashy):
     name = "crashy-core-limit"
 
     def build_facts(self) -> dict[str, int]:
-        import ctypes
         import resource
 
-        from conformance.runner import PR_GET_DUMPABLE
+        from conformance.runner import dumpable
 
-        return {
-            "core_limit": resource.getrlimit(resource.RLIMIT_CORE)[0],
-            # 0: no dump of any kind, piped to a crash collector included
-            "dumpable": ctypes.CDLL(None).prctl(PR_GET_DUMPABLE, 0, 0, 0, 0),
-        }
+        # dumpable 0: no dump of any kind, piped to a crash collector included
+        return {"core_limit": resource.getrlimit(resource.RLIMIT_CORE)[0], "dumpable": dumpable()}
