@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -538,3 +539,24 @@ def test_a_workers_wait_for_its_first_job_is_not_counted_and_later_waits_are(tmp
         worker.join(timeout=20)
     assert first["wait_s"] == 0.0, first
     assert second["wait_s"] >= 0.15, second
+
+
+def test_results_read_back_at_the_end_name_their_framework_and_an_unreadable_job_is_an_error(
+    tmp_path: Path,
+) -> None:
+    """The parent keeps each job's results as the worker pickled them and reads them once the run
+    is over (Runner._collect): what it sets on them then is set, and one job's results that cannot
+    be read are that job's harness error, not the end of the run."""
+    first, second = _small_cases(tmp_path)[:2]
+    run = runner.Runner(runner.describe(["torch"]), workers=1)
+    run.results[(first.file, first.id, "torch")] = b"not a pickle"
+    run.results[(second.file, second.id, "torch")] = pickle.dumps(
+        [runner.base_result(second, "torch", "forward", "pass")]
+    )
+    results = run._collect([first, second], ["torch"], interrupted=False)
+    lost = [r for r in results if r.case == first.id]
+    assert lost and {r.status for r in lost} == {"error"}, [(r.check, r.status) for r in lost]
+    assert all("results could not be read" in r.message for r in lost), lost[0].message
+    (read,) = [r for r in results if r.case == second.id]
+    assert (read.status, read.framework) == ("pass", "torch")
+    assert read.rerun == runner.rerun_command(second, run.adapters["torch"]), read.rerun
