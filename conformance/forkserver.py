@@ -1,13 +1,13 @@
 """Workers forked from a process that has already imported a pool's adapters.
 
-A spawned worker imports its frameworks afresh: torch alone takes 1-1.5 s, and its first backward
-pass imports sympy (0.4 s more). A framework that kills its worker on some cases (MLX's SIGFPE on
-empty-batch gradients: 15 times in one library run) made the run pay that for every replacement,
-and in the main environment that was over half of all the CPU time spent. A fork server starts clean
-(spawned, or forked from the command before it has imported more than NumPy and the runner; see
-:mod:`conformance.launch`), takes the pool's environment, imports the pool's adapters (and each
-adapter's ``preload_modules``) once, and forks each worker of the pool from that state: a
-replacement is ready in milliseconds, with the imports a spawned worker would have made itself.
+A spawned worker imports its frameworks afresh: torch alone takes 1-1.5 s. A framework that kills
+its worker on some cases (MLX's SIGFPE on empty-batch gradients: 15 times in one library run) made
+the run pay that for every replacement, and in the main environment that was over half of all the
+CPU time spent. A fork server starts clean (spawned, or forked from the command before it has
+imported more than NumPy and the runner; see :mod:`conformance.launch`), takes the pool's
+environment, imports the pool's adapters (and each adapter's ``preload_modules``) once, and forks
+each worker of the pool from that state: a replacement is ready in milliseconds, with the imports a
+spawned worker would have made itself.
 
 Forking is only safe while the server has a single thread; if importing a framework starts
 threads, the server declines and the pool spawns its workers as before. So does a pool whose

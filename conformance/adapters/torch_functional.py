@@ -55,6 +55,16 @@ def to_torch(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(a)
 
 
+def loss(out: torch.Tensor, grad_out: np.ndarray) -> torch.Tensor:
+    """The scalar whose backward pass is the VJP for ``grad_out``: ``(out * grad_out).sum()``, as
+    training code calls ``loss.backward()``. Its backward hands the convolution's backward
+    ``grad_out`` bit for bit (``ones * g``) and contiguous, as ``grad_outputs=g`` would (a test holds
+    the two to the same gradients). ``grad_outputs`` would cost every process that runs a VJP an
+    import of sympy (0.4-0.6 s), which torch's autograd makes only to compare the cotangent's shape
+    with the output's (``torch.autograd._make_grads``)."""
+    return (out * to_torch(grad_out)).sum()
+
+
 def to_numpy(t: torch.Tensor) -> np.ndarray:
     t = t.detach().contiguous()
     if t.dtype == torch.bfloat16:
@@ -67,8 +77,6 @@ class TorchAdapter(Adapter):
 
     distribution = "torch"
     framework_modules = ("torch",)
-    # imported by the first backward pass (sympy with it): 0.4 s a worker, paid once in the fork server
-    preload_modules = ("torch.fx.experimental.symbolic_shapes",)
     variants = VARIANTS
 
     def configure_variant(self) -> None:
@@ -120,5 +128,5 @@ class TorchFunctional(TorchAdapter):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         leaves = [to_torch(a).requires_grad_() for a in (x, weight, bias) if a is not None]
         out = self._call(leaves[0], leaves[1], leaves[2] if bias is not None else None, params)
-        grads = torch.autograd.grad(out, leaves, grad_outputs=to_torch(grad_out))
+        grads = torch.autograd.grad(loss(out, grad_out), leaves)
         return to_numpy(grads[0]), to_numpy(grads[1]), to_numpy(grads[2]) if bias is not None else None

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from conformance import layouts
-from conformance.adapters.torch_functional import TorchAdapter, to_numpy, to_torch
+from conformance.adapters.torch_functional import TorchAdapter, loss, to_numpy, to_torch
 from conformance.cases import Case
 from conformance.layer_api import LayerIntrospection
 from conformance.spec import ConvParams
@@ -89,7 +89,7 @@ class TorchLayer(TorchAdapter):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         layer = self.build(weight, bias, params)
         tx = to_torch(x).requires_grad_()
-        self._call(layer, tx, params).backward(to_torch(grad_out))
+        loss(self._call(layer, tx, params), grad_out).backward()
         grad_bias = to_numpy(layer.bias.grad) if bias is not None else None
         return to_numpy(tx.grad), to_numpy(layer.weight.grad), grad_bias
 
