@@ -161,8 +161,17 @@ def conv_transpose(
         (q, tuple(slice(qi, qi + length) for qi, length in zip(q, geo.spatial)))
         for q in itertools.product(*(range(count) for count in geo.shifts))
     ]
-    reach = tuple(u * s for u, s in zip(geo.phase, strides))  # what the taps write, then zeros
-    full = np.zeros((n, g, cout_g, *(max(length, f) for length, f in zip(reach, geo.full))))
+    # where each phase lands in the output: phase r's position u is full-output u·s + r, which is
+    # output u·s + r - padding (the rest of the full output, cropped away, is never written)
+    landings = []  # (r, the phase's positions that land, where they land)
+    for r in itertools.product(*(range(s) for s in strides)):
+        axes = zip(r, strides, geo.phase, p.padding, out_shape[2:])
+        sources, targets = zip(*(_landing(*axis) for axis in axes))
+        landings.append((r, sources, targets))
+    # every output element a tap reaches is written below; the others (output_padding, or a stride
+    # past the kernel's reach) are zeros
+    out = np.zeros(out_shape)
+    out_g = out.reshape(n, g, cout_g, *out_shape[2:])
     # One image at a time, so the temporaries stay in cache and are allocated once:
     # shifted[g, q, c_in, u] = x[g, c_in, u - q], the input at every shift q (the zeros around it
     # are the same for every image), and phases[g, (c_out, r), u] = full[g, c_out, u·s + r].
@@ -174,13 +183,23 @@ def conv_transpose(
             shifted[(slice(None), *q, slice(None), *at)] = xg[image]
         np.matmul(w_phase, columns, out=phases)
         by_phase = phases.reshape(g, cout_g, *strides, *geo.phase)
-        for r in itertools.product(*(range(s) for s in strides)):
-            interleaved = tuple(slice(ri, length, s) for ri, length, s in zip(r, reach, strides))
-            full[(image, ..., *interleaved)] = by_phase[(slice(None), slice(None), *r)]
-    out = full[(..., *geo.crop)].reshape(out_shape)
+        for r, sources, targets in landings:
+            landed = by_phase[(slice(None), slice(None), *r, *sources)]
+            out_g[(image, slice(None), slice(None), *targets)] = landed
     if bias is not None:
-        out = out + bias.reshape(1, -1, *([1] * p.ndim))
+        out += bias.reshape(1, -1, *([1] * p.ndim))
     return out
+
+
+def _landing(r: int, s: int, positions: int, padding: int, length: int) -> tuple[slice, slice]:
+    """On one axis, which positions ``u`` of phase ``r`` land in the output (``u·s + r - padding``
+    in ``[0, length)``, ``u < positions``), and where: (source slice, output slice)."""
+    first = max(0, -((r - padding) // s))  # the least u with u·s + r >= padding
+    end = min(positions, -((r - padding - length) // s))  # past the last u with u·s + r - padding < length
+    if end <= first:
+        return slice(0, 0), slice(0, 0)
+    start = first * s + r - padding
+    return slice(first, end), slice(start, start + (end - first - 1) * s + 1, s)
 
 
 def magnitude_bound(
