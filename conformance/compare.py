@@ -123,10 +123,11 @@ class Expected:
 
     def divide(self, err: np.ndarray, out: np.ndarray) -> None:
         """err / tolerance, err / |expected|, err / bound into ``out`` (3, *shape)."""
+        if self.all_positive:  # the usual case: no zero to divide by (nor 0/0), no mask to apply
+            np.divide(err, self.divisors, out=out)
+            return
         with np.errstate(divide="ignore", invalid="ignore"):
             np.divide(err, self.divisors, out=out)
-            if self.all_positive:  # the usual case: no mask to apply
-                return
             for i, positive in enumerate(self.positive):
                 if not positive:
                     zero = self._zero[i]

@@ -75,8 +75,8 @@ def test_jobs_too_large_to_wait_behind_another_give_the_same_records(
     sent: list[bool] = []
     send = runner._Worker.send
 
-    def noted(self, job, checks, behind=False):
-        accepted = send(self, job, checks, behind)
+    def noted(self, job, pickled_case, checks, behind=False):
+        accepted = send(self, job, pickled_case, checks, behind)
         sent.append(behind and not accepted)
         return accepted
 
@@ -99,7 +99,7 @@ def test_a_job_sent_behind_a_case_that_kills_its_worker_runs_again(
     late: list[str] = []
     send = runner._Worker.send
 
-    def after_the_death(self, job, checks, behind=False):
+    def after_the_death(self, job, pickled_case, checks, behind=False):
         if (
             behind
             and self.jobs[0].case.id in ("abort-here", "exit-here")
@@ -107,7 +107,7 @@ def test_a_job_sent_behind_a_case_that_kills_its_worker_runs_again(
         ):
             self.process.join(timeout=20)  # the worker runs crashy on that case first, and dies
             late.append(job[0].id)
-        return send(self, job, checks, behind)
+        return send(self, job, pickled_case, checks, behind)
 
     monkeypatch.setattr(runner._Worker, "send", after_the_death)
     outcome, _ = _run(cases, [CRASHY, "torch"], fork=True)
@@ -525,7 +525,7 @@ def test_a_workers_wait_for_its_first_job_is_not_counted_and_later_waits_are(tmp
     worker.start()
 
     def job_costs(case: Case) -> dict[str, float]:
-        ours.send((case, ["torch"], None))
+        ours.send((pickle.dumps(case), ["torch"], None))  # as the runner sends it: the case pickled once
         events = ours.recv()
         return next(payload for kind, _, payload in events if kind == "idle")
 
