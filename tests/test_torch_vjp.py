@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from conformance.adapters import load_adapter  # noqa: E402
-from conformance.adapters.torch_functional import TorchFunctional, to_numpy, to_torch  # noqa: E402
+from conformance.adapters.torch_functional import TorchFunctional, loss, to_numpy, to_torch  # noqa: E402
 from conformance.adapters.torch_nn import TorchLayer  # noqa: E402
 from conformance.cases import Case  # noqa: E402
 from conformance.inputs import make_cotangent, make_inputs  # noqa: E402
@@ -107,3 +107,16 @@ def test_a_torch_vjp_does_not_import_sympy() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]", f"a VJP imported {done.stdout.strip()}"
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (3, 2), (1, 3)])
+def test_an_output_of_another_shape_than_the_cotangent_is_torchs_own_error(shape: tuple[int, int]) -> None:
+    """Never broadcast against the cotangent (a (1, 3) output against a (2, 3) one would give a
+    VJP of something else): torch's own check raises, as ``grad_outputs=`` did."""
+    out = torch.zeros(shape, requires_grad=True) * 2
+    cotangent = np.ones((2, 3), np.float32)
+    if shape == (2, 3):
+        assert loss(out, cotangent).shape == ()
+        return
+    with pytest.raises(RuntimeError, match="Mismatch in shape"):
+        loss(out, cotangent)

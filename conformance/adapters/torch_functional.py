@@ -61,8 +61,12 @@ def loss(out: torch.Tensor, grad_out: np.ndarray) -> torch.Tensor:
     ``grad_out`` bit for bit (``ones * g``) and contiguous, as ``grad_outputs=g`` would (a test holds
     the two to the same gradients). ``grad_outputs`` would cost every process that runs a VJP an
     import of sympy (0.4-0.6 s), which torch's autograd makes only to compare the cotangent's shape
-    with the output's (``torch.autograd._make_grads``)."""
-    return (out * to_torch(grad_out)).sum()
+    with the output's (``torch.autograd._make_grads``). An output of another shape than the
+    cotangent is not broadcast against it: torch's own check raises, as with ``grad_outputs``."""
+    g = to_torch(grad_out)
+    if out.shape != g.shape:
+        torch.autograd.backward(out, g)  # raises "Mismatch in shape: grad_output[0] has a shape of ..."
+    return (out * g).sum()
 
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:
