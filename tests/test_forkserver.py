@@ -179,6 +179,16 @@ def test_a_server_imports_without_collections_and_its_workers_collect(tmp_path: 
     assert {r.status for r in outcome.results} == {"pass"}
 
 
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "spawned"])
+def test_a_server_imports_what_an_adapter_declares_it_would_import_lazily(tmp_path: Path, fork: bool) -> None:
+    cases = _small_cases(tmp_path, ids=("plain",))
+    outcome, made = _run(cases, ["tests/adapters/gc_probe.py:NotesPreloaded"], fork=fork)
+    assert (ForkedProcess in made) == fork
+    # forked: in the worker from its start; spawned: never imported (nothing preloads it there)
+    assert outcome.framework_facts["notes-preloaded"] == {"preloaded": fork}
+    assert {r.status for r in outcome.results} == {"pass"}
+
+
 DESCRIBES_IN_SERVER = """
 import json, sys
 from conformance import runner
