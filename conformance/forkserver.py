@@ -25,11 +25,12 @@ import os
 import pickle
 import select
 import signal
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from multiprocessing import reduction
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NoReturn
 
 from conformance.adapters import Adapter, load_adapter
 from conformance.attribution import attributor
@@ -125,11 +126,12 @@ def server_main(
     # (the CPU its imports took, for the benchmark: a forked process's count starts at zero)
     control.send(("ready", (described, time.process_time())))
     exited: dict[int, int] = {}
+    forked: list[int] = []
     while True:
         try:
             kind, arg = control.recv()
-        except (EOFError, OSError):
-            return  # the parent is gone; its workers see their pipes close and exit
+        except (EOFError, OSError):  # the parent closed the pipe, or is gone
+            _end(pid for pid in forked if pid not in exited)
         if kind == "fork":
             fd = reduction.recv_handle(control)
             pid = os.fork()
@@ -143,6 +145,7 @@ def server_main(
                 finally:
                     os._exit(status)
             os.close(fd)
+            forked.append(pid)
             control.send(pid)
         elif kind == "poll":
             if arg not in exited:
@@ -153,6 +156,21 @@ def server_main(
                 if done:
                     exited[arg] = os.waitstatus_to_exitcode(status)
             control.send(exited.get(arg))
+
+
+def _end(workers: Iterable[int]) -> NoReturn:
+    """End the server once its ``workers`` (pids not yet collected) have: each sees its pipe close,
+    if the parent has not already told it to stop or killed it. Collected here, their CPU time
+    counts in the server's and so in the command's (the benchmark reads it). Exits at once,
+    without the interpreter's teardown. (Only its workers: a process a framework started may live
+    as long as the server does.)"""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    for pid in workers:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+    os._exit(0)
 
 
 class ForkedProcess:
@@ -305,8 +323,9 @@ class ForkServer:
             self.alive = False
             return -signal.SIGKILL
 
-    def close(self) -> None:
-        """Stop the server (:func:`conformance.launch.stop_server`). Its workers are stopped by the
-        runner; one that is left sees its pipe close and exits."""
+    def close(self, wait: bool = True) -> None:
+        """Stop the server (:func:`conformance.launch.stop_server`; ``wait``: until it is gone,
+        else ``self.process`` is joined later). Its workers are stopped by the runner; one that is
+        left sees its pipe close and exits."""
         self.alive = False
-        stop_server(self.process, self.control)
+        stop_server(self.process, self.control, wait)

@@ -684,6 +684,8 @@ class Runner:
         self.costs: dict[str, float] = {}
         #: one pool per pool key, kept between run() calls with keep_alive
         self.pools: dict[tuple, _Pool] = {}
+        #: workers' and servers' processes told to end and not yet waited for (close() waits)
+        self._ending: list[multiprocessing.process.BaseProcess | ForkedProcess] = []
         self.fork = fork and sys.platform.startswith("linux")
 
     def _log_path(self, name: str) -> str:
@@ -824,8 +826,11 @@ class Runner:
         self._pickled_cases = {(case.file, case.id): _pickled(case) for case in cases}
         total = len(cases) * len(specs)
         # largest first (a stable sort): a long case handed out last would keep the other workers
-        # idle; results are collected in the given order whatever the order they ran in
-        by_work = sorted(cases, key=lambda case: -case.work)
+        # idle. Before them, those without arithmetic (rejected configurations, empty arrays): these
+        # are the cases that kill workers (MLX's SIGFPE), and each replacement takes its pool's core
+        # for some milliseconds; at the run's end, two dozen of them in a row had the other pools'
+        # workers idle, done. Results are collected in the given order whatever the order they ran in.
+        by_work = sorted(cases, key=lambda case: (case.work != 0, -case.work))
         pools = []
         for key, group in self._groups().items():
             pool = self._pool(key, group)
@@ -851,7 +856,7 @@ class Runner:
                         self._ready(pool, wait=True)
             finally:
                 if not keep_alive or interrupted:
-                    self.close()
+                    self.close(wait=False)  # (waited for by the caller's close())
         results = self._collect(cases, specs, interrupted)
         if self.store is not None:
             computed = [
@@ -981,6 +986,9 @@ class Runner:
                 again.insert(0, (case, remaining))
         pool.put_back(again)
         self._stop(w)
+        # those already gone are collected now: a long session's crashes would leave a process
+        # entry each until close()
+        self._ending = [p for p in self._ending if p.is_alive()]
         pool.workers[pool.workers.index(w)] = self._spawn(pool)
 
     def _close_pool(self, key: tuple) -> None:
@@ -990,9 +998,13 @@ class Runner:
         for w in pool.workers:
             self._stop(w)
         if pool.server is not None:
-            pool.server.close()
+            pool.server.close(wait=False)
+            self._ending.append(pool.server.process)
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """Stop every worker and server. ``wait``: until they are gone; else a later close() waits
+        (a process with a framework imported takes the kernel 10-30 ms to free, which a run's end
+        need not wait for: the command's reports are written meanwhile)."""
         if self.prestarted is not None:  # never used
             self.prestarted.close()
             self.prestarted = None
@@ -1004,20 +1016,34 @@ class Runner:
         if self.log_dir is not None:
             shutil.rmtree(self.log_dir, ignore_errors=True)
             self.log_dir = None
+        if wait:
+            self._await_ending()
 
-    @staticmethod
-    def _stop(w: _Worker) -> None:
-        if w.process.is_alive():
-            try:
-                if not w.busy:
-                    w.conn.send(None)
-                    w.process.join(timeout=2)
-            except (OSError, BrokenPipeError):
-                pass
-            if w.process.is_alive():
+    def _stop(self, w: _Worker) -> None:
+        """Ask an idle worker to exit, kill a busy one; :meth:`_await_ending` waits for it. (The
+        run goes on meanwhile: waiting for each worker as its pool closed kept the parent from the
+        other pools' workers for 10-60 ms.)"""
+        try:
+            if w.busy:
                 w.process.kill()
-                w.process.join(timeout=5)
+            else:
+                w.conn.send(None)
+        except OSError:  # it is gone already
+            pass
         w.conn.close()
+        self._ending.append(w.process)
+
+    def _await_ending(self) -> None:
+        """Wait for the processes told to end; kill one that does not (an idle worker asked to
+        exit reads the request, or its pipe's closing, at once)."""
+        ending, self._ending = self._ending, []
+        # (workers first: a server ends once its workers have)
+        ending.sort(key=lambda process: not isinstance(process, ForkedProcess))
+        for process in ending:
+            process.join(timeout=2)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=5)
 
     def _collect(self, cases: Sequence[Case], specs: Sequence[str], interrupted: bool) -> list[Result]:
         """Every result, case by case. A worker's results came pickled and are read here, in this

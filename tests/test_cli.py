@@ -421,3 +421,53 @@ def test_a_run_in_process_leaves_the_garbage_collector_as_it_found_it(tmp_path: 
     gc.enable()  # (for the tests after this one, whatever happened)
     assert code == 0 and (tmp_path / "reports" / "results.json").is_file()
     assert left_on, "the collector was left off"
+
+
+EXITING_WITHOUT_TEARDOWN = """
+import atexit, sys
+from conformance import launch
+
+class Noted:
+    def __del__(self):  # (a teardown's work: never done)
+        sys.stdout.write("torn down\\n")
+
+kept = Noted()
+atexit.register(lambda: sys.stdout.write("exit function ran\\n"))
+sys.stdout.write("written, not flushed\\n")
+launch.exit_without_teardown(int(sys.argv[1]))
+sys.stdout.write("after the exit\\n")
+"""
+
+
+@pytest.mark.parametrize("code", [0, 1, 2])
+def test_a_run_exits_without_teardown_yet_as_the_interpreter_would(code: int) -> None:
+    """``conformance run`` skips the interpreter's teardown (freeing a run's objects one by one kept
+    it 30-40 ms longer), but keeps its exit code, its exit functions (coverage's, for one) and the
+    output still in the streams' buffers."""
+    proc = subprocess.run(
+        [sys.executable, "-c", EXITING_WITHOUT_TEARDOWN, str(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == code, proc.stderr
+    assert proc.stdout == "written, not flushed\nexit function ran\n", proc.stdout
+
+
+def test_the_run_command_exits_from_its_entry_point_and_other_commands_return(tmp_path: Path) -> None:
+    """``run`` ends the process in the entry point with the command's exit code (see above); any
+    other command returns its code to the caller."""
+    (tmp_path / "one.yaml").write_text(SMALL_CASES.split("  - id: abort-here")[0])
+    script = (
+        "import sys\nfrom conformance.launch import main\nsys.argv = ['conformance', *sys.argv[1:]]\n"
+        "code = main()\nprint('returned', code)\n"
+    )
+    for command, returns in (("run", False), ("validate", True)):
+        proc = subprocess.run(
+            [sys.executable, "-c", script, command, str(tmp_path / "one.yaml"),
+             *(["--adapter", f"{DIRECT}:DirectNumpy"] if command == "run" else []),
+             *(["--report-dir", str(tmp_path / "r")] if command == "run" else [])],
+            capture_output=True, text=True, timeout=300, cwd=ROOT,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert ("returned 0" in proc.stdout) == returns, (command, proc.stdout)

@@ -570,3 +570,75 @@ def test_results_read_back_at_the_end_name_their_framework_and_an_unreadable_job
     (read,) = [r for r in results if r.case == second.id]
     assert (read.status, read.framework) == ("pass", "torch")
     assert read.rerun == runner.rerun_command(second, run.adapters["torch"]), read.rerun
+
+
+ENDING_WITHOUT_WAITING = """
+import json, resource, sys
+from conformance import runner
+from conformance.cases import load_cases
+run = runner.Runner(runner.describe([sys.argv[1]]), workers=2)
+outcome = run.run(load_cases([sys.argv[2]]))
+told = [p.pid for p in run._ending]
+servers = [p for p in run._ending if not isinstance(p, runner.ForkedProcess)]
+run.close()
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({
+    "told": told,
+    "left": len(run._ending),
+    "servers": [p.exitcode for p in servers],
+    "workers_cpu_s": outcome.costs["cpu_s"],
+    "children_cpu_s": usage.ru_utime + usage.ru_stime,
+    "statuses": sorted({r.status for r in outcome.results}),
+}))
+"""
+
+DIRECT_NUMPY = "tests/adapters/numpy_direct.py:DirectNumpy"
+#: cases whose oracle (the reference cache is off) and forward keep a worker busy for a while
+BUSY_CASES = """
+op: conv_transpose2d
+defaults: {input_shape: [2, 32, 16, 16], out_channels: 32, kernel_size: 5, stride: 2}
+cases:
+""" + "".join(f"  - id: busy-{i}\n    padding: {i}\n" for i in range(4))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are forked on Linux only")
+def test_a_run_ends_without_waiting_and_servers_collect_their_workers_first(tmp_path: Path) -> None:
+    """run() tells its workers and server to end and returns without waiting for them (the kernel
+    takes 10-30 ms to free each); the server, its pipe closed, collects its workers before it exits,
+    so their CPU time reaches the command (what the benchmark reads); close() leaves none behind."""
+    path = tmp_path / "busy.yaml"
+    path.write_text(BUSY_CASES)
+    proc = subprocess.run(
+        [sys.executable, "-c", ENDING_WITHOUT_WAITING, DIRECT_NUMPY, str(path)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "CONFORMANCE_CACHE_DIR": "off"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    told = json.loads(proc.stdout)
+    assert told["statuses"] == ["pass"], told
+    assert len(told["told"]) >= 2, "run() returned with its workers and server told to end, not awaited"
+    assert told["left"] == 0 and all(_gone(pid) for pid in told["told"])
+    assert told["servers"] == [0], "the server ended by itself (killed, it would leave -9)"
+    # every worker's CPU time (what it reported) reached this process through its server
+    assert told["children_cpu_s"] >= 0.9 * told["workers_cpu_s"] > 0.2, told
+
+
+def test_jobs_without_arithmetic_go_out_first_then_the_largest(tmp_path: Path, monkeypatch) -> None:
+    """Cases without arithmetic (rejected, or with empty arrays) are the ones that kill workers: run
+    first, their workers' replacements overlap other pools' work instead of idling the cores at the
+    run's end. The rest go largest first, so that no long case is left alone at the end."""
+    cases = _small_cases(tmp_path, NO_HANG + "  - id: empty-batch\n    input_shape: [0, 2, 4, 4]\n")
+    handed: list[list[str]] = []
+    put_back = runner._Pool.put_back
+
+    def noted(pool, jobs):
+        handed.append([case.id for case, _ in jobs])
+        put_back(pool, jobs)
+
+    monkeypatch.setattr(runner._Pool, "put_back", noted)
+    runner.Runner(runner.describe([f"{DIRECT_NUMPY}"]), workers=1).run(cases)
+    by_id = {c.id: c for c in cases}
+    order = [by_id[i] for i in handed[0]]
+    zero = [c.id for c in order if not c.work]
+    assert {"empty-batch", "rejects"} <= set(zero) and [c.id for c in order[: len(zero)]] == zero, handed[0]
+    rest = [c.work for c in order[len(zero) :]]
+    assert rest and rest == sorted(rest, reverse=True) and all(rest), handed[0]
