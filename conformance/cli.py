@@ -443,7 +443,11 @@ def cmd_repro(args: argparse.Namespace) -> int:
     cases = filter_cases(select(load_cases(args.paths or library.case_files()), args.case), args.keyword)
     if not cases:
         raise UsageError("no case matches the given paths, --case and -k")
-    outcome = runner.Runner(runner.describe(specs), 1).run(cases)
+    run = runner.Runner(runner.describe(specs), 1)
+    try:
+        outcome = run.run(cases)
+    finally:
+        run.close()
     by_key = {(c.file, c.id): c for c in cases}
     written = reproducer.write_all(
         outcome.results, by_key, outcome.frameworks, args.out, reproducer.DIVERGENT_REPRODUCED

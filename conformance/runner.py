@@ -813,7 +813,8 @@ class Runner:
 
     def run(self, cases: Sequence[Case], keep_alive: bool = False) -> RunOutcome:
         """Every case through every adapter. With ``keep_alive`` the workers stay up for the next
-        call (each new worker imports the frameworks again, which costs seconds).
+        call (each new worker imports the frameworks again, which costs seconds); without, they
+        and their servers are told to end, and :meth:`close` waits for them.
 
         The pools run at the same time, ``workers`` cases at once in all: one whose server is
         ready runs while another's still imports its framework, and a core goes where the most
