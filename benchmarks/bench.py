@@ -535,7 +535,8 @@ def main() -> None:
             "\nthe frameworks' own calls (fw),"
             "\noverhead = wall x workers - fw; phases inside the command: interpreter start-up, loading cases"
             "\nand adapters, the run (its workers' oracle and other check work, results sent and"
-            "\nwaits for the next job after the first, summed over workers),"
+            "\nwaits for the next job after the first, summed over workers: not idle cores, since a"
+            "\npool's worker also waits while another pool's runs on its core; idle is in the CPU table),"
             "\nbaselines, document and reproducers, reports; results.json size"
         )
         print(PHASE_HEADER)
