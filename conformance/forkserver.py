@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib
+import math
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -158,18 +159,37 @@ def server_main(
             control.send(exited.get(arg))
 
 
+#: seconds a server that is ending gives its workers to end before it kills them
+END_WAIT_S = 5.0
+
+
 def _end(workers: Iterable[int]) -> NoReturn:
     """End the server once its ``workers`` (pids not yet collected) have: each sees its pipe close,
     if the parent has not already told it to stop or killed it. Collected here, their CPU time
-    counts in the server's and so in the command's (the benchmark reads it). Exits at once,
-    without the interpreter's teardown. (Only its workers: a process a framework started may live
-    as long as the server does.)"""
+    counts in the server's and so in the command's (the benchmark reads it). One still running
+    after END_WAIT_S is stuck in a call with its parent gone (killed, say, during a hang), and no
+    one else would ever stop it: it is killed. Exits at once, without the interpreter's teardown.
+    (Only its workers: a process a framework started may live as long as the server does.)"""
     with contextlib.suppress(Exception):
         sys.stdout.flush()
         sys.stderr.flush()
-    for pid in workers:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+    left = set(workers)
+    deadline = time.monotonic() + END_WAIT_S
+    while left:
+        for pid in list(left):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                left.discard(pid)
+        if left and time.monotonic() > deadline:
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            deadline = math.inf  # (then collected as they die)
+        elif left:
+            time.sleep(0.005)
     os._exit(0)
 
 

@@ -642,3 +642,46 @@ def test_jobs_without_arithmetic_go_out_first_then_the_largest(tmp_path: Path, m
     assert {"empty-batch", "rejects"} <= set(zero) and [c.id for c in order[: len(zero)]] == zero, handed[0]
     rest = [c.work for c in order[len(zero) :]]
     assert rest and rest == sorted(rest, reverse=True) and all(rest), handed[0]
+
+
+RUN_KILLED_DURING_A_HANG = """
+import json, sys, threading, time
+from conformance import runner
+from conformance.cases import load_cases
+run = runner.Runner(runner.describe([sys.argv[1]]), workers=1, timeout=600)
+threading.Thread(target=run.run, args=(load_cases([sys.argv[2]]),), daemon=True).start()
+while True:  # until the worker is in the case that hangs
+    pools = list(run.pools.values())
+    busy = [w for pool in pools for w in pool.workers if w.busy]
+    if busy and pools[0].server is not None:
+        break
+    time.sleep(0.05)
+time.sleep(0.5)
+print(json.dumps({"server": pools[0].server.process.pid, "worker": busy[0].process.pid}), flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are forked on Linux only")
+def test_a_server_whose_command_died_during_a_hang_ends_and_takes_the_hung_worker_with_it(
+    tmp_path: Path,
+) -> None:
+    """A server ends once its workers have; one hung in a framework's call while the command died
+    (no one left to stop it) is killed after forkserver.END_WAIT_S, never kept alive for it."""
+    path = tmp_path / "hang.yaml"
+    path.write_text(SMALL_CASES.split("  - id: plain")[0] + "  - id: hang-here\n    stride: 4\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RUN_KILLED_DURING_A_HANG, CRASHY, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        told = json.loads(proc.stdout.readline())
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 30
+    while not all(_gone(pid) for pid in told.values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = {name: pid for name, pid in told.items() if not _gone(pid)}
+    for pid in left.values():  # (not left behind by a failing test)
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"outlived the command: {left}"
