@@ -1011,14 +1011,15 @@ class Runner:
             self.prestarted = None
         for key in list(self.pools):
             self._close_pool(key)
+        if not wait:  # (the logs stay until then: a spawned worker still starting opens its own)
+            return
+        self._await_ending()
         for directory in self.other_log_dirs:
             shutil.rmtree(directory, ignore_errors=True)
         self.other_log_dirs = []
         if self.log_dir is not None:
             shutil.rmtree(self.log_dir, ignore_errors=True)
             self.log_dir = None
-        if wait:
-            self._await_ending()
 
     def _stop(self, w: _Worker) -> None:
         """Ask an idle worker to exit, kill a busy one; :meth:`_await_ending` waits for it. (The

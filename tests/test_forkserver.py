@@ -685,3 +685,31 @@ def test_a_server_whose_command_died_during_a_hang_ends_and_takes_the_hung_worke
     for pid in left.values():  # (not left behind by a failing test)
         os.kill(pid, signal.SIGKILL)
     assert not left, f"outlived the command: {left}"
+
+
+A_RUN_ENDING_AS_A_REPLACEMENT_STARTS = """
+import sys
+from conformance import runner
+from conformance.cases import load_cases
+run = runner.Runner(runner.describe([sys.argv[1]]), workers=1, fork=False)
+try:
+    outcome = run.run(load_cases([sys.argv[2]]))
+finally:
+    run.close()
+print(sorted((r.case, r.status) for r in outcome.results if r.check == "forward"))
+"""
+
+
+def test_a_worker_still_starting_when_its_run_ends_finds_its_log(tmp_path: Path) -> None:
+    """The last case kills its (spawned) worker, whose replacement is still starting when the run
+    ends: it opens its log in the run's log folder, which is removed only once close() has waited
+    for every worker, never as run() returns."""
+    path = tmp_path / "last.yaml"
+    path.write_text(SMALL_CASES.split("  - id: exit-here")[0])  # plain, then abort-here
+    proc = subprocess.run(
+        [sys.executable, "-c", A_RUN_ENDING_AS_A_REPLACEMENT_STARTS, CRASHY, str(path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "('abort-here', 'crash')" in proc.stdout and "('plain', 'pass')" in proc.stdout, proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr
