@@ -973,8 +973,9 @@ class Runner:
 
     def _replace(self, w: _Worker, pool: _Pool, status: str, message: str, flight: _InFlight | None) -> None:
         """Record the in-flight pair as lost, requeue the job's other frameworks (those that ran
-        before it too: their results had not come back) and the jobs queued behind it, start a
-        fresh worker."""
+        before it too: their results had not come back) and the jobs queued behind it, and drop
+        the worker: a fresh one starts with the next job handed out (_dispatch), and none where
+        none is left (a spawned one imports its frameworks, seconds for nothing at a run's end)."""
         jobs = list(w.jobs)  # w keeps them: _stop kills a busy worker without asking it to stop
         again = [(job.case, job.remaining) for job in jobs[1:]]  # not started: run again, in order
         if jobs:
@@ -990,7 +991,7 @@ class Runner:
         # those already gone are collected now: a long session's crashes would leave a process
         # entry each until close()
         self._ending = [p for p in self._ending if p.is_alive()]
-        pool.workers[pool.workers.index(w)] = self._spawn(pool)
+        pool.workers.remove(w)
 
     def _close_pool(self, key: tuple) -> None:
         pool = self.pools.pop(key, None)
