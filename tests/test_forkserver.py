@@ -23,6 +23,7 @@ from tests.test_cli import SMALL_CASES
 
 CRASHY = "tests/adapters/crashy.py:Crashy"
 THREADED = "tests/adapters/threaded.py:StartsThreadAtImport"
+DIRECT_NUMPY = "tests/adapters/numpy_direct.py:DirectNumpy"
 VOLATILE = ("duration_s", "message")  # a crash message quotes the worker's log, which names its pid
 
 
@@ -424,7 +425,7 @@ def test_the_servers_a_command_forked_exit_when_it_dies() -> None:
     """The command forks its early servers (they inherit its imports); each closes its copies of the
     command's ends of every server's pipe, or none would see the command die and all would live on."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", SERVERS_OF_A_COMMAND, "tests/adapters/numpy_direct.py:DirectNumpy", ALONE],
+        [sys.executable, "-c", SERVERS_OF_A_COMMAND, DIRECT_NUMPY, ALONE],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -592,7 +593,6 @@ print(json.dumps({
 }))
 """
 
-DIRECT_NUMPY = "tests/adapters/numpy_direct.py:DirectNumpy"
 #: cases whose oracle (the reference cache is off) and forward keep a worker busy for a while
 BUSY_CASES = """
 op: conv_transpose2d
@@ -635,7 +635,11 @@ def test_jobs_without_arithmetic_go_out_first_then_the_largest(tmp_path: Path, m
         put_back(pool, jobs)
 
     monkeypatch.setattr(runner._Pool, "put_back", noted)
-    runner.Runner(runner.describe([f"{DIRECT_NUMPY}"]), workers=1).run(cases)
+    run = runner.Runner(runner.describe([DIRECT_NUMPY]), workers=1)
+    try:
+        run.run(cases)
+    finally:
+        run.close()
     by_id = {c.id: c for c in cases}
     order = [by_id[i] for i in handed[0]]
     zero = [c.id for c in order if not c.work]
