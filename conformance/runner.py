@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import json
 import multiprocessing
 import multiprocessing.connection
@@ -348,94 +349,105 @@ def _worker_main(conn: multiprocessing.connection.Connection, log_path: str, env
 def _serve(conn: multiprocessing.connection.Connection, adapters: dict[str, Adapter]) -> None:
     """Run the jobs the parent sends; ``adapters`` are those already loaded (by a fork server).
 
-    The worker tells the parent what it did once per job: every adapter's results, its facts the
-    first time, the job's costs, in one message. What it is doing meanwhile goes to its
-    :class:`PhaseFile`, for the parent to read if it dies or runs too long (the parent then runs
-    the job's adapters whose results had not come back again, but the one that died)."""
+    A message from the parent holds one job or several small ones (see :data:`BATCH_JOBS`); the
+    worker answers once per message: each job's results, adapter by adapter, then its costs, and
+    an adapter's facts the first time. What it is doing meanwhile goes to its :class:`PhaseFile`,
+    for the parent to read if it dies or runs too long (the parent then runs again what had not
+    come back: the message's jobs before the one it died on, and that job's adapters but the one
+    that died)."""
     reported: set[str] = set()
     pending: list[tuple] = []
+    # (a worker's wait for its first job is not counted: a replacement may wait seconds for its
+    # pool's turn at a core, which is neither the parent's slowness nor CPU spent)
+    waited: float | None = None
     sent_s = 0.0  # in sends, over the worker's life
-
-    def send(*events: tuple) -> None:
-        nonlocal sent_s
+    counted_s = 0.0  # of sent_s, what earlier jobs' costs counted
+    counted_cpu_s = 0.0  # of the process's CPU time (its frameworks' threads too), what was reported
+    serial = 0  # the jobs received: the parent numbers those it sends alike
+    while True:
+        try:
+            jobs = conn.recv()
+        except EOFError:
+            return
+        if jobs is None:
+            return
+        # idle: the parent had not sent the next jobs yet (counted with the message's first job)
+        wait_s = 0.0 if waited is None else time.perf_counter() - waited
+        for pickled_case, specs, selected in jobs:
+            serial += 1
+            case = pickle.loads(pickled_case)
+            reference = Reference(case)
+            judged, checks_s = _run_job(case, specs, selected, serial, reference, adapters)
+            for spec in specs:
+                if spec in adapters and spec not in reported:
+                    pending.append(("facts", spec, _facts(adapters[spec])))
+                    reported.add(spec)
+            started = time.perf_counter()
+            # each adapter's results pickled apart: the parent keeps them as they come and reads
+            # them once the run is over, in the order the reports read them (see Runner._collect)
+            pending.extend(("done", spec, _pickled(results)) for spec, results in judged)
+            sent_s += time.perf_counter() - started
+            cpu_s = time.process_time()
+            costs = {
+                "checks_s": checks_s,
+                "oracle_s": reference.oracle_s,
+                "send_s": sent_s - counted_s,
+                "wait_s": wait_s,
+                "cpu_s": cpu_s - counted_cpu_s,
+            }
+            counted_s, counted_cpu_s, wait_s = sent_s, cpu_s, 0.0
+            pending.append(("ended", None, costs))
+        # (a send that fails ends the worker while its phase file names the last adapter's
+        # judging: the parent reports a harness error, never the framework's crash)
         started = time.perf_counter()
-        pending.extend(events)
         try:
             conn.send_bytes(_pickled(pending))  # Result records pickle as they are
         finally:
             pending.clear()
             sent_s += time.perf_counter() - started
-
-    # (a worker's wait for its first job is not counted: a replacement may wait seconds for its
-    # pool's turn at a core, which is neither the parent's slowness nor CPU spent)
-    waited: float | None = None
-    counted_s = 0.0  # of sent_s, what earlier jobs' costs counted
-    counted_cpu_s = 0.0  # of the process's CPU time (its frameworks' threads too), what was reported
-    serial = 0  # the jobs received: the parent numbers those it sends alike
-    phase = _phase_file.write if _phase_file is not None else (lambda *_: None)
-    while True:
-        try:
-            job = conn.recv()
-        except EOFError:
-            return
-        if job is None:
-            return
-        # idle: the parent had not sent the next job yet
-        wait_s = 0.0 if waited is None else time.perf_counter() - waited
-        serial += 1
-        pickled_case, specs, selected = job
-        case = pickle.loads(pickled_case)
-        reference = Reference(case)
-        checks_s = 0.0
-        made: list[tuple[int, str, Calls | list[Result]]] = []  # every adapter's calls, then judged
-        for index, spec in enumerate(specs):
-            try:
-                if spec not in adapters:
-                    phase(serial, index, PhaseFile.LOADING)
-                    adapters[spec] = load_adapter(spec)
-                if spec not in reported:
-                    pending.append(("facts", spec, _facts(adapters[spec])))
-                    reported.add(spec)
-            except Exception as exc:  # the harness must report, never die, on one case
-                made.append((index, spec, _harness_errors(case, spec, selected, exc)))
-                continue
-            phase(serial, index, PhaseFile.RUNNING)
-            started = time.perf_counter()
-            try:
-                made.append((index, spec, call_checks(case, adapters[spec], reference, selected)))
-            except Exception as exc:
-                made.append((index, spec, _harness_errors(case, spec, selected, exc)))
-            checks_s += time.perf_counter() - started
-        started = time.perf_counter()
-        judged: list[tuple[str, list[Result]]] = []
-        for index, spec, calls in made:
-            results = calls
-            if isinstance(calls, Calls):
-                phase(serial, index, PhaseFile.JUDGING)
-                try:
-                    results = judge(calls)
-                except Exception as exc:
-                    results = _harness_errors(case, spec, selected, exc)
-            judged.append((spec, results))
-        checks_s += time.perf_counter() - started
-        started = time.perf_counter()
-        # each adapter's results pickled apart: the parent keeps them as they come and reads them
-        # once the run is over, in the order the reports read them (see Runner._collect)
-        pending.extend(("done", spec, _pickled(results)) for spec, results in judged)
-        sent_s += time.perf_counter() - started
-        cpu_s = time.process_time()
-        costs = {
-            "checks_s": checks_s,
-            "oracle_s": reference.oracle_s,
-            "send_s": sent_s - counted_s,
-            "wait_s": wait_s,
-            "cpu_s": cpu_s - counted_cpu_s,
-        }
-        counted_s, counted_cpu_s = sent_s, cpu_s
-        # (a send that fails ends the worker while its phase file names the last adapter's
-        # judging: the parent reports a harness error, never the framework's crash)
-        send(("idle", None, costs))
         waited = time.perf_counter()
+
+
+def _run_job(
+    case: Case,
+    specs: Sequence[str],
+    selected: Sequence[str] | None,
+    serial: int,
+    reference: Reference,
+    adapters: dict[str, Adapter],
+) -> tuple[list[tuple[str, list[Result]]], float]:
+    """Every adapter's results for ``case`` (loading those not loaded yet), and the seconds spent
+    calling and judging. All adapters are called before any is judged (see :class:`Calls`)."""
+    phase = _phase_file.write if _phase_file is not None else (lambda *_: None)
+    checks_s = 0.0
+    made: list[tuple[int, str, Calls | list[Result]]] = []
+    for index, spec in enumerate(specs):
+        try:
+            if spec not in adapters:
+                phase(serial, index, PhaseFile.LOADING)
+                adapters[spec] = load_adapter(spec)
+        except Exception as exc:  # the harness must report, never die, on one case
+            made.append((index, spec, _harness_errors(case, spec, selected, exc)))
+            continue
+        phase(serial, index, PhaseFile.RUNNING)
+        started = time.perf_counter()
+        try:
+            made.append((index, spec, call_checks(case, adapters[spec], reference, selected)))
+        except Exception as exc:
+            made.append((index, spec, _harness_errors(case, spec, selected, exc)))
+        checks_s += time.perf_counter() - started
+    started = time.perf_counter()
+    judged: list[tuple[str, list[Result]]] = []
+    for index, spec, calls in made:
+        results = calls
+        if isinstance(calls, Calls):
+            phase(serial, index, PhaseFile.JUDGING)
+            try:
+                results = judge(calls)
+            except Exception as exc:
+                results = _harness_errors(case, spec, selected, exc)
+        judged.append((spec, results))
+    return judged, checks_s + time.perf_counter() - started
 
 
 def _pickled(message: object) -> bytes:
@@ -474,11 +486,12 @@ def _facts(adapter: Adapter) -> dict:
 # --- parent side --------------------------------------------------------------------------------
 
 
-#: jobs a worker holds at once: the one it runs and the next, so that it starts the next case without
-#: waiting for the parent to read the last one's results and answer
+#: messages a worker holds at once: the one it runs and the next, so that it starts the next case
+#: without waiting for the parent to read the last one's results and answer
 PIPELINE_DEPTH = 2
-#: a job queued behind another is at most this large when pickled: it must fit the pipe's buffer, or
-#: the parent would block sending it while the worker blocks sending results the parent is not reading
+#: a message queued behind another is at most this large when pickled: it must fit the pipe's
+#: buffer, or the parent would block sending it while the worker blocks sending results the parent
+#: is not reading
 PIPELINED_JOB_BYTES = 16_384
 #: seconds between looks at running workers' phase files for one past its time limit
 TIMEOUT_CHECK_INTERVAL = 0.1
@@ -487,16 +500,19 @@ TIMEOUT_CHECK_INTERVAL = 0.1
 @dataclass
 class _Sent:
     """A job sent to a worker: its case, its adapters in the order they run, those whose results
-    have not come back, and its number (the worker numbers the jobs it receives alike)."""
+    have not come back, its number (the worker numbers the jobs it receives alike) and whether it
+    is the last of its message (the worker answers once per message)."""
 
     case: Case
     specs: list[str]
     remaining: list[str]
     serial: int
+    last: bool = True
 
 
 @dataclass
 class _InFlight:
+    serial: int  # the job's (_Sent.serial)
     spec: str
     limit: float  # seconds the phase (loading the adapter, or running or judging the case) may take
     started: float  # time.monotonic()
@@ -519,39 +535,46 @@ class _Worker:
     #: jobs sent and not finished, in the order the worker runs them
     jobs: deque[_Sent] = field(default_factory=deque)
     sent: int = 0  # jobs sent over the worker's life
+    messages: int = 0  # messages sent whose answer has not come back
 
     @property
     def busy(self) -> bool:
         return bool(self.jobs)
 
     def send(
-        self, job: tuple[Case, list[str]], pickled_case: bytes, checks: list[str] | None, behind: bool = False
+        self,
+        jobs: Sequence[tuple[Case, list[str]]],
+        pickled: Callable[[Case], bytes],
+        checks: list[str] | None,
+        behind: bool = False,
     ) -> bool:
-        """Send a job, its case pickled beforehand (Runner.run); ``behind`` another still running:
-        only if it is small (PIPELINED_JOB_BYTES)."""
-        message = _pickled((pickled_case, list(job[1]), checks))
+        """Send a message of jobs, their cases pickled beforehand (``pickled``: see Runner.run);
+        ``behind`` another still running: only if it is small (PIPELINED_JOB_BYTES)."""
+        message = _pickled([(pickled(case), list(specs), checks) for case, specs in jobs])
         if behind and len(message) > PIPELINED_JOB_BYTES:
             return False
-        self.sent += 1
-        self.jobs.append(_Sent(job[0], list(job[1]), list(job[1]), self.sent))
+        for i, (case, specs) in enumerate(jobs, 1):
+            self.sent += 1
+            self.jobs.append(_Sent(case, list(specs), list(specs), self.sent, last=i == len(jobs)))
+        self.messages += 1
         # a worker that died (of the job it runs) breaks the pipe: reading it says so, and the
-        # jobs it holds, this one too, are requeued (Runner._replace)
+        # jobs it holds, these too, are requeued (Runner._replace)
         with contextlib.suppress(OSError):
             self.conn.send_bytes(message)  # what conn.recv() reads back
         return True
 
     def in_flight(self, timeout: float) -> _InFlight | None:
-        """The adapter the worker is loading or running for its first job, as its phase file says;
-        None between adapters, or once that adapter's results came back."""
+        """The job and adapter the worker is loading or running, as its phase file says; None
+        between adapters, or once that adapter's results came back."""
         found = PhaseFile.read(phase_path(self.log_path)) if self.jobs else None
         if found is None:
             return None
         serial, index, phase, started, log_offset = found
-        job = self.jobs[0]
-        if serial != job.serial or job.specs[index] not in job.remaining:
+        job = next((job for job in self.jobs if job.serial == serial), None)
+        if job is None or job.specs[index] not in job.remaining:
             return None
         limit = max(LOAD_TIMEOUT, timeout) if phase == PhaseFile.LOADING else timeout
-        return _InFlight(job.specs[index], limit, started, log_offset, phase)
+        return _InFlight(serial, job.specs[index], limit, started, log_offset, phase)
 
     def last_log_offset(self) -> int:
         """Where the output of the worker's latest phase starts in its log."""
@@ -614,6 +637,18 @@ def job_work(case: Case, specs: Sequence[str]) -> float:
     return (case.work + CALL_WORK) * len(specs)
 
 
+#: Small jobs go out several to a message: each message costs the parent a turn of its run loop (a
+#: quarter of a millisecond of CPU, its caches cold from the workers' work) and the worker a
+#: receive and a send; one job a message, the library's 2,200 took the parent 0.5 core-seconds.
+#: A message holds at most BATCH_JOBS jobs, and more than one only while their work together is at
+#: most BATCH_CALLS calls' worth (CALL_WORK) per adapter: a long case still goes alone.
+BATCH_JOBS = 8
+BATCH_CALLS = 4
+#: no batches once the queues hold this few jobs per worker: at a run's end a batch waiting behind
+#: another would keep a free worker idle
+BATCH_TAIL = 2 * BATCH_JOBS
+
+
 @dataclass
 class _Pool:
     """The workers of one pool key (AdapterInfo.pool_key), the jobs left for them and their server."""
@@ -637,10 +672,22 @@ class _Pool:
         """The server's connection while it imports (it becomes readable when the server answers)."""
         return None if self.described or self.server is None else self.server.loading
 
-    def take(self) -> tuple[Case, list[str]]:
-        job = self.queue.popleft()
-        self.queued_work -= job_work(*job)
-        return job
+    def batch(self, most: int) -> list[tuple[Case, list[str]]]:
+        """The next message's jobs, from the queue's head (left there: see :meth:`take`): up to
+        ``most``, while their work stays within BATCH_CALLS calls per adapter (the first always)."""
+        jobs = list(itertools.islice(self.queue, most))
+        budget = BATCH_CALLS * CALL_WORK * len(self.specs)
+        work = 0.0
+        for n, job in enumerate(jobs):
+            work += job_work(*job)
+            if n and work > budget:
+                return jobs[:n]
+        return jobs
+
+    def take(self, jobs: Sequence[tuple[Case, list[str]]]) -> None:
+        """Take ``jobs``, the queue's first ones (:meth:`batch`), out of the queue."""
+        for _ in jobs:
+            self.queued_work -= job_work(*self.queue.popleft())
 
     def put_back(self, jobs: Sequence[tuple[Case, list[str]]]) -> None:
         """Jobs to run next, in the given order (those of a worker that died)."""
@@ -923,22 +970,29 @@ class Runner:
             if w is None:
                 w = self._spawn(pool)
                 pool.workers.append(w)
-            job = pool.take()
-            w.send(job, self._pickled_cases[job[0].file, job[0].id], self.checks)
+            jobs = pool.batch(self._batch_size(pools))
+            w.send(jobs, self._pickled_case, self.checks)
+            pool.take(jobs)
             free -= 1
         for pool in pools:
             for w in pool.workers:
-                # a second job only while there is more than one left per worker: at the end of
-                # the queue a job waiting behind a long case would keep another worker idle
-                while 0 < len(w.jobs) < PIPELINE_DEPTH and len(pool.queue) > len(pool.workers):
+                # a second message only while there is more than one job left per worker: at the
+                # end of the queue a job waiting behind a long case would keep another worker idle
+                while 0 < w.messages < PIPELINE_DEPTH and len(pool.queue) > len(pool.workers):
                     case = pool.queue[0][0]
                     ident = (case.file, case.id)
-                    if ident in pool.too_large or not w.send(
-                        pool.queue[0], self._pickled_cases[ident], self.checks, behind=True
-                    ):
+                    jobs = pool.batch(self._batch_size(pools))
+                    if ident in pool.too_large or not w.send(jobs, self._pickled_case, self.checks, True):
                         pool.too_large.add(ident)
                         break
-                    pool.take()
+                    pool.take(jobs)
+
+    def _batch_size(self, pools: list[_Pool]) -> int:
+        """How many jobs the next message may hold (BATCH_JOBS, one near the run's end)."""
+        return BATCH_JOBS if sum(len(pool.queue) for pool in pools) > BATCH_TAIL * self.workers else 1
+
+    def _pickled_case(self, case: Case) -> bytes:
+        return self._pickled_cases[case.file, case.id]
 
     def _receive(self, w: _Worker, pool: _Pool) -> None:
         try:
@@ -966,27 +1020,28 @@ class Runner:
             job = w.jobs[0]
             self.results[(job.case.file, job.case.id, spec)] = payload[0]  # read in _collect
             job.remaining.remove(spec)
-        elif kind == "idle":
-            w.jobs.popleft()
-            for name, seconds in payload[0].items():  # ("idle", None, the job's costs)
+        elif kind == "ended":
+            if w.jobs.popleft().last:
+                w.messages -= 1
+            for name, seconds in payload[0].items():  # ("ended", None, the job's costs)
                 self.costs[name] = self.costs.get(name, 0.0) + seconds
 
     def _replace(self, w: _Worker, pool: _Pool, status: str, message: str, flight: _InFlight | None) -> None:
-        """Record the in-flight pair as lost, requeue the job's other frameworks (those that ran
-        before it too: their results had not come back) and the jobs queued behind it, and drop
-        the worker: a fresh one starts with the next job handed out (_dispatch), and none where
-        none is left (a spawned one imports its frameworks, seconds for nothing at a run's end)."""
+        """Record the in-flight pair as lost, requeue the rest of what the worker held (the jobs
+        of its message that ran before: their results had not come back; the job's other
+        frameworks; the jobs behind it), and drop the worker: a fresh one starts with the next job
+        handed out (_dispatch), and none where none is left (a spawned one imports its frameworks,
+        seconds for nothing at a run's end)."""
         jobs = list(w.jobs)  # w keeps them: _stop kills a busy worker without asking it to stop
-        again = [(job.case, job.remaining) for job in jobs[1:]]  # not started: run again, in order
-        if jobs:
-            case, remaining = jobs[0].case, jobs[0].remaining
-            lost = flight.spec if flight is not None else (remaining[0] if remaining else None)
+        # the job in flight; else (no phase file to tell) the first not answered
+        at = next((job for job in jobs if flight is not None and job.serial == flight.serial), None)
+        at = at or (jobs[0] if jobs else None)
+        if at is not None:
+            lost = flight.spec if flight is not None else (at.remaining[0] if at.remaining else None)
             if lost is not None:
-                self._lost(case, lost, status, message)
-                remaining.remove(lost)
-            if remaining:
-                again.insert(0, (case, remaining))
-        pool.put_back(again)
+                self._lost(at.case, lost, status, message)
+                at.remaining.remove(lost)
+        pool.put_back([(job.case, job.remaining) for job in jobs if job.remaining])  # in order
         self._stop(w)
         # those already gone are collected now: a long session's crashes would leave a process
         # entry each until close()

@@ -76,8 +76,8 @@ def test_jobs_too_large_to_wait_behind_another_give_the_same_records(
     sent: list[bool] = []
     send = runner._Worker.send
 
-    def noted(self, job, pickled_case, checks, behind=False):
-        accepted = send(self, job, pickled_case, checks, behind)
+    def noted(self, jobs, pickled, checks, behind=False):
+        accepted = send(self, jobs, pickled, checks, behind)
         sent.append(behind and not accepted)
         return accepted
 
@@ -100,15 +100,15 @@ def test_a_job_sent_behind_a_case_that_kills_its_worker_runs_again(
     late: list[str] = []
     send = runner._Worker.send
 
-    def after_the_death(self, job, pickled_case, checks, behind=False):
+    def after_the_death(self, jobs, pickled, checks, behind=False):
         if (
             behind
             and self.jobs[0].case.id in ("abort-here", "exit-here")
             and "crashy" in self.jobs[0].specs[0]
         ):
             self.process.join(timeout=20)  # the worker runs crashy on that case first, and dies
-            late.append(job[0].id)
-        return send(self, job, pickled_case, checks, behind)
+            late.append(jobs[0][0].id)
+        return send(self, jobs, pickled, checks, behind)
 
     monkeypatch.setattr(runner._Worker, "send", after_the_death)
     outcome, _ = _run(cases, [CRASHY, "torch"], fork=True)
@@ -335,6 +335,48 @@ def test_a_worker_that_dies_on_one_adapter_keeps_the_results_of_the_adapter_befo
     assert passed == {"plain", "after"}
 
 
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "spawned"])
+def test_jobs_sent_several_to_a_message_give_the_records_of_one_a_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fork: bool
+) -> None:
+    """A worker answers once per message: when it dies or hangs on a job in a message's middle,
+    the jobs before it (run, their results never sent) run again, and the crash or timeout is
+    that job's adapter's, not the first job's (planted: the lost pair taken as the first job's)."""
+    steady, crashy = "tests/adapters/crashy.py:SteadyBeside", "tests/adapters/crashy.py:CrashyBeside"
+    cases = _small_cases(
+        tmp_path, SMALL_CASES, ids=("plain", "abort-here", "exit-here", "hang-here", "after")
+    )
+    infos = runner.describe([steady, crashy])
+
+    def records(batch_jobs: int) -> tuple[list[dict], list[list[str]]]:
+        messages: list[list[str]] = []
+        send = runner._Worker.send
+
+        def noted(self, jobs, pickled, checks, behind=False):
+            accepted = send(self, jobs, pickled, checks, behind)
+            if accepted:
+                messages.append([case.id for case, _ in jobs])
+            return accepted
+
+        with monkeypatch.context() as patch:
+            patch.setattr(runner._Worker, "send", noted)
+            patch.setattr(runner, "BATCH_JOBS", batch_jobs)
+            patch.setattr(runner, "BATCH_TAIL", 0)  # batches to the end of this small queue
+            patch.setattr(runner, "BATCH_CALLS", 1000)  # whatever the cases' work
+            outcome = runner.Runner(infos, workers=1, timeout=2, fork=fork).run(cases)
+        return _records(outcome), messages
+
+    one_each, singles = records(1)
+    batched, messages = records(8)
+    assert all(len(m) == 1 for m in singles)
+    assert messages[0] == ["plain", "abort-here", "exit-here", "hang-here", "after"], messages
+    assert batched == one_each
+    status = {(r["framework"], r["case"], r["check"]): r["status"] for r in batched}
+    assert status[("crashy-beside", "abort-here", "forward")] == "crash"
+    assert status[("crashy-beside", "hang-here", "forward")] == "timeout"
+    assert status[("crashy-beside", "plain", "forward")] == "pass"
+
+
 def test_a_phase_record_half_written_is_never_read_as_a_phase(tmp_path: Path) -> None:
     path = str(tmp_path / "worker.log.phase")
     phases = runner.PhaseFile(path)
@@ -536,9 +578,9 @@ def test_a_workers_wait_for_its_first_job_is_not_counted_and_later_waits_are(tmp
     worker.start()
 
     def job_costs(case: Case) -> dict[str, float]:
-        ours.send((pickle.dumps(case), ["torch"], None))  # as the runner sends it: the case pickled once
+        ours.send([(pickle.dumps(case), ["torch"], None)])  # as the runner sends it: the case pickled once
         events = ours.recv()
-        return next(payload for kind, _, payload in events if kind == "idle")
+        return next(payload for kind, _, payload in events if kind == "ended")
 
     try:
         time.sleep(0.3)
