@@ -377,6 +377,44 @@ def test_jobs_sent_several_to_a_message_give_the_records_of_one_a_message(
     assert status[("crashy-beside", "plain", "forward")] == "pass"
 
 
+def test_a_message_holds_small_jobs_up_to_its_budget_and_one_job_near_the_runs_end() -> None:
+    """A message takes jobs from the queue's head while their work stays within BATCH_CALLS calls
+    per adapter (a long job goes alone, as does one past the budget), at most BATCH_JOBS of them;
+    once the queues hold BATCH_TAIL jobs per worker or fewer, one job a message."""
+    from types import SimpleNamespace
+
+    specs = ["a", "b"]
+    budget_work = runner.BATCH_CALLS * runner.CALL_WORK  # per adapter: what a message may hold
+
+    def pool_of(works: list[float]) -> runner._Pool:
+        pool = runner._Pool(("key",), specs)
+        pool.put_back([(SimpleNamespace(work=w, id=str(i)), specs) for i, w in enumerate(works)])
+        return pool
+
+    def sizes(pool: runner._Pool, most: int) -> list[int]:
+        taken = []
+        while pool.queue:
+            jobs = pool.batch(most)
+            pool.take(jobs)
+            taken.append(len(jobs))
+        return taken
+
+    small = [0.0] * 20  # a call's fixed cost each: BATCH_CALLS fit in a message
+    assert sizes(pool_of(small), runner.BATCH_JOBS) == [runner.BATCH_CALLS] * (20 // runner.BATCH_CALLS)
+    long_first = [10 * budget_work, 0.0, 0.0]
+    assert sizes(pool_of(long_first), runner.BATCH_JOBS) == [1, 2]
+    assert sizes(pool_of([0.0] * 5), 1) == [1] * 5
+    pool = pool_of([0.0] * 3)
+    pool.take(pool.batch(2))
+    assert pool.queued_work == runner.job_work(SimpleNamespace(work=0.0), specs)  # what is left
+
+    run = runner.Runner([], workers=2)
+    tail = runner.BATCH_TAIL * run.workers
+    assert run._batch_size([pool_of([0.0] * (tail + 1))]) == runner.BATCH_JOBS
+    assert run._batch_size([pool_of([0.0] * tail)]) == 1
+    assert run._batch_size([pool_of([0.0] * tail), pool_of([0.0])]) == runner.BATCH_JOBS, "all pools"
+
+
 def test_a_phase_record_half_written_is_never_read_as_a_phase(tmp_path: Path) -> None:
     path = str(tmp_path / "worker.log.phase")
     phases = runner.PhaseFile(path)
