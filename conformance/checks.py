@@ -14,6 +14,7 @@ them fails, whatever it returned, and the oracle only ever sees the pristine arr
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -331,7 +332,8 @@ def call_checks(
     are made: error parity, forward, vector-Jacobian product, forward again."""
     ref = reference or Reference(case)
     checks = checks_for(case, selected)
-    calls = Calls(case, adapter.name, adapter.has_vjp, ref, checks)
+    has_vjp = adapter.has_vjp
+    calls = Calls(case, adapter.name, has_vjp, ref, checks)
     try:
         reason = adapter.unsupported(case)
     except Exception as exc:
@@ -351,7 +353,7 @@ def call_checks(
         calls.error_parity = _Call(who, forward, ref.forward_inputs)
     if FORWARD in checks or REPEATABILITY in checks:
         calls.first = _Call(who, forward, ref.forward_inputs)
-    if adapter.has_vjp and any(c in GRADIENTS for c in checks):
+    if has_vjp and any(c in GRADIENTS for c in checks):
         calls.vjp = _Call(
             who,
             lambda a: adapter.vjp(a["x"], a["weight"], a["bias"], params, a["grad_out"]),
@@ -430,19 +432,13 @@ def _error_parity(calls: Calls, outcome: Outcome) -> Result:
 
 def _judge(result: Result, target: Expected, actual: object) -> Result:
     comparison = compare_to(target, actual)
-    for name in (
-        "actual_shape",
-        "actual_dtype",
-        "max_abs_err",
-        "max_rel_err",
-        "max_err_over_bound",
-        "tolerance_at_worst",
-        "max_err_over_tolerance",
-        "mismatched",
-        "elements",
-        "worst_index",
-    ):
-        setattr(result, name, getattr(comparison, name))
+    result.actual_shape, result.actual_dtype = comparison.actual_shape, comparison.actual_dtype
+    result.max_abs_err, result.max_rel_err = comparison.max_abs_err, comparison.max_rel_err
+    result.max_err_over_bound = comparison.max_err_over_bound
+    result.tolerance_at_worst = comparison.tolerance_at_worst
+    result.max_err_over_tolerance = comparison.max_err_over_tolerance
+    result.mismatched, result.elements = comparison.mismatched, comparison.elements
+    result.worst_index = comparison.worst_index
     if not comparison.ok:
         result.status = "fail"
         result.message = _short(comparison.message)
@@ -487,7 +483,8 @@ def _repeatability(calls: Calls, first: Outcome, second: Outcome) -> Result:
         result.status = "fail"
         result.message = f"the first call returned {describe[0]}, the second {describe[1]}"
         return result
-    result.actual_shape, result.actual_dtype, result.elements = list(b.shape), str(b.dtype), int(b.size)
+    result.actual_shape, result.elements = list(b.shape), int(b.size)
+    result.actual_dtype = _dtype_text(b.dtype)
     width = np.dtype(f"u{a.itemsize}")
     if not a.dtype.hasobject and a.tobytes() == b.tobytes():  # the usual answer, from one memcmp
         result.mismatched, result.max_abs_err = 0, 0.0
@@ -513,6 +510,12 @@ def _repeatability(calls: Calls, first: Outcome, second: Outcome) -> Result:
         f"{result.max_abs_err / result.tolerance_at_worst:.3g} × the tolerance there"
     )
     return result
+
+
+@functools.lru_cache(maxsize=64)
+def _dtype_text(dtype: np.dtype) -> str:
+    """``str(dtype)``, which NumPy works out in Python code on every call."""
+    return str(dtype)
 
 
 def _gradients(calls: Calls, checks: list[str]) -> list[Result]:

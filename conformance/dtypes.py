@@ -42,11 +42,17 @@ def numpy_dtype(name: str) -> np.dtype:
 
 def dtype_name(dtype: np.dtype | type) -> str:
     """The case-format name of a NumPy dtype (``bfloat16`` for ml_dtypes' type)."""
+    found = _NAMES.get(dtype)  # (asked of every array judged: a lookup, not four comparisons)
+    if found is not None:
+        return found
     dt = np.dtype(dtype)
     for name, candidate in NUMPY_DTYPES.items():
         if dt == candidate:
             return name
     return dt.name
+
+
+_NAMES: dict[np.dtype | type, str] = {dt: name for name, dt in NUMPY_DTYPES.items()}
 
 
 def to_float64(a: np.ndarray) -> np.ndarray:

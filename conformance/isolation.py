@@ -23,7 +23,7 @@ def frozen(array: np.ndarray) -> np.ndarray:
 def copy_exact(array: np.ndarray) -> np.ndarray:
     """A writable copy with the same shape, dtype and strides (over a buffer of its own)."""
     if array.size == 0 or array.flags.c_contiguous:
-        return np.array(array, copy=True, order="C")
+        return array.copy()  # (C order: ndarray.copy's default)
     low = sum(s * (n - 1) for s, n in zip(array.strides, array.shape) if s < 0)
     high = sum(s * (n - 1) for s, n in zip(array.strides, array.shape) if s > 0) + array.itemsize
     buffer = bytearray(high - low)
