@@ -11,7 +11,9 @@
    library, with the oracle's reference cache cold (first run) and warm; the verdicts of every run
    of one library must be identical, or the benchmark stops. Then where the CPU went: every
    process of the command, its parent, its workers and the rest (fork servers' imports, the
-   report process), the cores' idle time and the time the hypervisor gave other guests.
+   report process), the cores' idle time and the time the hypervisor gave other guests; and in
+   which stretch of the command the cores sat idle (start-up, before the run, the run, the tail
+   after it, the reports, the end), from /proc/stat read every 10 ms.
 4. This harness against another revision's (``--against DIR``, a checkout made with
    ``git worktree add DIR REV``): the reference run by each in turn, ``--phase-rounds`` times, on
    this checkout's library; medians per harness and their ratios (these machines' speed drifts
@@ -25,8 +27,10 @@
 from __future__ import annotations
 
 import argparse
+import bisect
 import compileall
 import json
+import math
 import os
 import resource
 import shutil
@@ -34,6 +38,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -200,6 +205,90 @@ def stolen_s() -> float | None:
         return None
 
 
+def idle_s() -> float | None:
+    """Core-seconds the machine's cores have been idle since boot (/proc/stat's idle and iowait);
+    None where that is not told."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class IdleSampler:
+    """The cores' idle time as a command runs, read every 10 ms on this process's clock, so that
+    the idle core-seconds of any stretch of it can be told (:meth:`between`): those of start-up,
+    of the run, of the tail after it and of the reports (the kernel counts in 10 ms ticks: a
+    stretch's figure is good to about 0.01 core-seconds at each end)."""
+
+    INTERVAL_S = 0.01
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> IdleSampler:
+        idle = idle_s()
+        if idle is not None:
+            self.samples.append((time.perf_counter(), idle))  # (before anything it measures starts)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _sample(self) -> None:
+        while True:
+            stopped = self._stop.wait(self.INTERVAL_S)
+            idle = idle_s()
+            if idle is not None:
+                self.samples.append((time.perf_counter(), idle))
+            if stopped:  # (the last sample after all it measures has ended)
+                return
+
+    def at(self, when: float) -> float | None:
+        """The cores' idle core-seconds at ``when`` (perf_counter), between the samples around it."""
+        samples = self.samples
+        if len(samples) < 2 or not samples[0][0] <= when <= samples[-1][0]:
+            return None
+        i = bisect.bisect_left(samples, (when, -math.inf))
+        (t0, i0), (t1, i1) = samples[max(i - 1, 0)], samples[min(i, len(samples) - 1)]
+        return i0 if t1 == t0 else i0 + (i1 - i0) * (when - t0) / (t1 - t0)
+
+    def between(self, start: float, end: float) -> float | None:
+        a, b = self.at(start), self.at(end)
+        return None if a is None or b is None else max(b - a, 0.0)
+
+
+def idle_by_stretch(sampler: IdleSampler, launched: float, ended: float, inside: dict) -> dict | None:
+    """The idle core-seconds of each stretch of a command: start-up (its interpreter and imports,
+    until its timings began), before the run (loading cases, starting the fork servers), the run
+    (to its last result read back), the tail (baselines, reproducers, document), the reports, and
+    the end (its exit, the last processes collected). None where the phases' clock is not this
+    one's."""
+    clock, starts, phases = inside.get("clock_s"), inside.get("phase_starts_s") or {}, inside["phases_s"]
+    if clock is None or "run" not in starts or not launched <= clock <= ended:
+        return None
+    run_start = clock + starts["run"]
+    run_end = run_start + phases["run"]
+    reports_start = clock + starts.get("reports", run_end - clock)
+    reports_end = reports_start + phases.get("reports", 0.0)
+    edges = {
+        "startup": (launched, clock),
+        "before_run": (clock, run_start),
+        "run": (run_start, run_end),
+        "tail": (run_end, reports_start),
+        "reports": (reports_start, reports_end),
+        "end": (reports_end, ended),
+    }
+    found = {name: sampler.between(a, b) for name, (a, b) in edges.items()}
+    return None if any(v is None for v in found.values()) else found
+
+
 def cli_run(
     case_paths: list[str],
     baselines: list[str],
@@ -218,12 +307,14 @@ def cli_run(
         command += [a for b in baselines for a in ("--known-divergences", b)]
         command += ["--report-dir", str(Path(out) / "r"), "--timings", str(timings)]
         stolen_before = stolen_s()
-        start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
         env = {**os.environ, "CONFORMANCE_CACHE_DIR": cache}
         if tree is not None:  # (`-m` puts the working directory first on the path: the tree's root)
             env["PYTHONPATH"] = str(tree)
-        proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tree)
-        wall = time.perf_counter() - start
+        with IdleSampler() as sampler:
+            start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+            proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tree)
+            ended = time.perf_counter()
+        wall = ended - start
         stolen_after = stolen_s()
         # every process of the command that its parents waited for: itself, its fork servers, their
         # workers, the process writing reports aside
@@ -247,6 +338,7 @@ def cli_run(
             if stolen_before is None or stolen_after is None
             else stolen_after - stolen_before,
             "parent_cpu_s": inside.get("cpu_s"),
+            "idle_by_stretch_s": idle_by_stretch(sampler, start, ended, inside),
             "results": len(records),
             "results_json_bytes": results.stat().st_size,
             "verdicts": verdicts,
@@ -401,6 +493,9 @@ def _row(scale: int, workers: int, run: dict) -> dict:
         # modules its first backward pass imports): what any program using them pays once
         "imports_cpu_s": work.get("imports_cpu_s"),
         "idle_cores_s": wall * CORES - run["cpu_s"],
+        # the machine's idle core-seconds in each stretch of the command (IdleSampler); None
+        # where /proc/stat or the command's clock cannot tell
+        "idle_by_stretch_s": run.get("idle_by_stretch_s"),
         # the cores' time the hypervisor gave other guests during the run (0 on an idle machine)
         "stolen_s": run["stolen_s"],
     }
@@ -436,6 +531,27 @@ def print_cpu(rows: list[dict]) -> None:
             f"{row['cpu_s']:6.2f} {_num(row['parent_cpu_s'])} {_num(row['workers_cpu_s']):>7} "
             f"{row['framework_s']:6.2f} {_num(imports):>7} {_num(rest)} {row['idle_cores_s']:6.2f} "
             f"{_num(row['stolen_s'])} {_num(beyond):>10}"
+        )
+
+
+def print_idle(rows: list[dict]) -> None:
+    """Where the idle core-seconds lie: in which stretch of the command the cores waited."""
+    rows = [row for row in rows if row.get("idle_by_stretch_s")]
+    if not rows:
+        return
+    stretches = list(rows[0]["idle_by_stretch_s"])
+    print(
+        "\nwhere the cores sat idle (core-seconds, from /proc/stat every 10 ms): start-up (the"
+        "\ncommand's interpreter and imports), before the run (cases loaded, fork servers started),"
+        "\nthe run (to the last result read back), the tail (baselines, document), the reports, the"
+        "\nend (the command's exit)"
+    )
+    print(f"{'scale':>5} {'n':>3} {'cache':>5} " + " ".join(f"{name:>10}" for name in stretches))
+    for row in rows:
+        idle = row["idle_by_stretch_s"]
+        print(
+            f"{row['scale']:>4}x {row['workers']:>3} {row['cache']:>5} "
+            + " ".join(f"{idle[name]:10.2f}" for name in stretches)
         )
 
 
@@ -544,6 +660,7 @@ def main() -> None:
         workers = sorted({1, args.workers})
         figures["phases"] = bench_phases(args.cases, phase_frameworks, workers, scales, args.phase_rounds)
         print_cpu(figures["phases"])
+        print_idle(figures["phases"])
     if args.against:
         figures["against"] = bench_against(
             args.cases, phase_frameworks, args.workers, args.phase_rounds, args.against.resolve()

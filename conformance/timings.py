@@ -14,11 +14,13 @@ class Timings:
     def __init__(self) -> None:
         self.started = time.perf_counter()
         self.phases: dict[str, float] = {}
+        self.starts: dict[str, float] = {}  # each phase's first start, in seconds after `started`
         self.workers: dict[str, float] = {}  # seconds the workers spent, summed over them
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
         start = time.perf_counter()
+        self.starts.setdefault(name, start - self.started)
         try:
             yield
         finally:
@@ -27,7 +29,11 @@ class Timings:
     def as_dict(self) -> dict[str, object]:
         return {
             "wall_s": time.perf_counter() - self.started,
+            # time.perf_counter() as these timings began: on Linux the monotonic clock every
+            # process reads alike, so that the benchmark can place the phases on its own clock
+            "clock_s": self.started,
             "phases_s": dict(self.phases),
+            "phase_starts_s": dict(self.starts),
             "workers_s": dict(self.workers),
             # this process's CPU seconds (user + system), start-up included; the workers' own are
             # in workers_s (cpu_s)

@@ -104,6 +104,13 @@ def test_correct_adapter_exits_zero(tmp_path: Path) -> None:
     timings = json.loads((tmp_path / "timings.json").read_text())
     assert {"load cases", "run", "baselines", "document", "reports"} <= set(timings["phases_s"]), timings
     assert timings["cpu_s"] > 0, timings
+    # where each phase began, on the clock the benchmark reads too (its idle time stretch by stretch)
+    starts, phases = timings["phase_starts_s"], timings["phases_s"]
+    # (those of the formats another process wrote have no start here)
+    assert {"load cases", "run", "baselines", "document", "reports"} <= set(starts) <= set(phases), timings
+    for before, after in [("load cases", "run"), ("run", "baselines"), ("document", "reports")]:
+        assert starts[before] + phases[before] <= starts[after] + 1e-6, (before, after, timings)
+    assert timings["clock_s"] > 0 and starts["reports"] + phases["reports"] <= timings["wall_s"], timings
     workers = timings["workers_s"]
     assert {"checks_s", "oracle_s", "send_s", "wait_s", "cpu_s"} <= set(workers), workers
     assert 0 < workers["oracle_s"] < workers["checks_s"] and workers["cpu_s"] > 0, workers
