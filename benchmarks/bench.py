@@ -193,27 +193,28 @@ def scaled_library(paths: list[str], factor: int, into: Path) -> tuple[list[str]
     return copies, baselines
 
 
+def _cpu_seconds(*columns: int) -> float | None:
+    """The sum of /proc/stat's ``columns`` of all cores (its "cpu" line; 1 is user time) since
+    boot, in core-seconds; None where that is not told."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return sum(int(fields[c]) for c in columns) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def stolen_s() -> float | None:
     """Core-seconds the hypervisor has run other guests on this machine's cores since boot
     (/proc/stat's steal); None where that is not told. A run during which it grows was not on an
     idle machine: its figures are slower than the code."""
-    try:
-        with open("/proc/stat") as f:
-            fields = f.readline().split()
-        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
+    return _cpu_seconds(8)
 
 
 def idle_s() -> float | None:
     """Core-seconds the machine's cores have been idle since boot (/proc/stat's idle and iowait);
     None where that is not told."""
-    try:
-        with open("/proc/stat") as f:
-            fields = f.readline().split()
-        return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
+    return _cpu_seconds(4, 5)
 
 
 class IdleSampler:
