@@ -17,7 +17,8 @@ changed). The key holds:
 - the machine: every field of the CPU's description but its clock, the usable cores, OS, kernel
   release, libc, the system's package database (dpkg, RPM or apk: a system library or compiler
   installed or upgraded), Python;
-- the environment variables, but a terminal session's own; the selected checks.
+- the environment variables, but a terminal session's own and the harness's switches that decide
+  nothing a result holds (:data:`HARNESS_SWITCHES`); the selected checks.
 
 What cannot be keyed is never reused: adapters given as ``--adapter`` (their framework may be a
 local build that no record describes), environments with an editable install other than this
@@ -193,8 +194,19 @@ def machine_digest() -> str:
     )
 
 
+#: the harness's own variables that change no result: where the oracle's cache lives (its files
+#: are keyed by content), whether crashed workers dump core, whether the browser test may skip
+#: (`.ci/run` sets it: a `nox -s conformance` by hand after `.ci/run` computed everything again),
+#: and the switch that turns reuse off altogether
+HARNESS_SWITCHES = frozenset(
+    ["CONFORMANCE_CACHE_DIR", "CONFORMANCE_CORE_DUMPS", "CONFORMANCE_REQUIRE_BROWSER", "CONFORMANCE_FRESH"]
+)
+
+
 def environment_digest() -> str:
-    variables = {k: v for k, v in os.environ.items() if k not in SESSION_VARIABLES}
+    variables = {
+        k: v for k, v in os.environ.items() if k not in SESSION_VARIABLES and k not in HARNESS_SWITCHES
+    }
     return _sha(json.dumps(variables, sort_keys=True))
 
 

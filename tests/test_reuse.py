@@ -103,12 +103,16 @@ def test_nothing_is_reused_when_what_results_depend_on_changed(
     assert outcome.reused == 0
 
 
-def test_a_terminal_session_variable_does_not_change_the_key(
+def test_a_terminal_session_or_harness_switch_variable_does_not_change_the_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = reuse.environment_digest()
     monkeypatch.setenv("TERM", "something-else")
     monkeypatch.setenv("OLDPWD", "/elsewhere")
+    assert reuse.environment_digest() == before
+    # the harness's switches that change no result (.ci/run sets the browser one)
+    monkeypatch.setenv("CONFORMANCE_REQUIRE_BROWSER", "1")
+    monkeypatch.setenv("CONFORMANCE_CACHE_DIR", str(tmp_path))
     assert reuse.environment_digest() == before
     monkeypatch.setenv("OMP_NUM_THREADS", "7")
     assert reuse.environment_digest() != before
