@@ -201,12 +201,12 @@ def machine_digest() -> str:
 HARNESS_SWITCHES = frozenset(
     ["CONFORMANCE_CACHE_DIR", "CONFORMANCE_CORE_DUMPS", "CONFORMANCE_REQUIRE_BROWSER", "CONFORMANCE_FRESH"]
 )
+#: the variables a result's key leaves out
+_UNKEYED_VARIABLES = SESSION_VARIABLES | HARNESS_SWITCHES
 
 
 def environment_digest() -> str:
-    variables = {
-        k: v for k, v in os.environ.items() if k not in SESSION_VARIABLES and k not in HARNESS_SWITCHES
-    }
+    variables = {k: v for k, v in os.environ.items() if k not in _UNKEYED_VARIABLES}
     return _sha(json.dumps(variables, sort_keys=True))
 
 
